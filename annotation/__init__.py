@@ -1,0 +1,1 @@
+"""Label Studio annotation: serve, push, pull, validate, agreement."""

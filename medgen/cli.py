@@ -1,0 +1,141 @@
+"""The `medgen` command: one Typer app, a sub-app or command per stage. Thin: parse, call, print."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from medgen.console import App, WorkspaceOpt, console, progress
+
+app = App(help="Build, grow and publish a benchmark for screening AI-generated medicine-product images.")
+sources_app = App(help="Add and list source photos.")
+app.add_typer(sources_app, name="sources")
+
+
+@app.command()
+def init(directory: Annotated[Path, typer.Argument(help="Folder to create the workspace in.")] = Path(".")) -> None:
+    """Create a workspace: catalog, image store, report folders."""
+    from medgen.workspace import init_workspace
+
+    with init_workspace(directory) as workspace:
+        console.print(f"workspace ready at [bold]{workspace.root}[/]")
+        console.print(f"next: medgen sources add PHOTOS... -w {workspace.root}")
+
+
+@app.command()
+def status(
+    workspace: WorkspaceOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+) -> None:
+    """Counts per stage: sources, candidates, tasks, annotations, exports."""
+    from medgen.workspace import open_workspace
+
+    with open_workspace(workspace) as ws:
+        counts = ws.counts()
+        if as_json:
+            print(json.dumps({"workspace": str(ws.root), **counts}, indent=2))
+            return
+        table = Table(title=f"medgen workspace {ws.root}")
+        table.add_column("stage")
+        table.add_column("what")
+        table.add_column("count", justify="right")
+        stages = {
+            "sources": "sources",
+            "candidates": "generation",
+            "sources_complete": "generation",
+            "generation_failures": "generation",
+            "ls_projects": "annotation",
+            "tasks": "annotation",
+            "annotations": "annotation",
+            "annotations_valid": "annotation",
+            "annotations_rejected": "annotation",
+            "exports": "export",
+        }
+        for key, value in counts.items():
+            table.add_row(stages.get(key, ""), key.replace("_", " "), str(value))
+        console.print(table)
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Print the JSON Schema of one benchmark sample."""
+    from schemas import BenchmarkSample
+
+    text = json.dumps(BenchmarkSample.model_json_schema(), indent=2)
+    if output is None:
+        print(text)
+    else:
+        output.write_text(text + "\n")
+        console.print(f"wrote {output}")
+
+
+@sources_app.command("add")
+def sources_add(
+    paths: Annotated[list[str], typer.Argument(help="Files, folders (searched recursively) or glob patterns.")],
+    workspace: WorkspaceOpt = None,
+    phash_threshold: Annotated[
+        int, typer.Option(help="Max perceptual-hash distance (bits of 64) that counts as a duplicate.")
+    ] = 4,
+) -> None:
+    """Validate, normalise, deduplicate and add source photos."""
+    from medgen.sources import add_sources
+    from medgen.workspace import open_workspace
+
+    with open_workspace(workspace) as ws, progress() as bar:
+        task = bar.add_task("adding sources", total=None, unit="files")
+        report = add_sources(
+            ws,
+            paths,
+            phash_threshold=phash_threshold,
+            on_start=lambda total: bar.update(task, total=total),
+            on_progress=lambda name: bar.advance(task),
+        )
+    for name, reason in report.rejected:
+        console.print(f"[red]rejected[/] {name}: {reason}", highlight=False)
+    for name, existing, how in report.duplicates:
+        console.print(f"[yellow]duplicate[/] {name}: same as source {existing[:12]} ({how})", highlight=False)
+    s = report.summary()
+    console.print(f"added {s['added']}, duplicate {s['duplicate']}, rejected {s['rejected']}; report: {report.report_path}")
+
+
+@sources_app.command("list")
+def sources_list(
+    workspace: WorkspaceOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """List the workspace's sources with their candidate counts."""
+    from medgen.workspace import open_workspace
+
+    with open_workspace(workspace) as ws:
+        sources = ws.catalog.sources()
+        slots = ws.catalog.candidate_slots()
+        if as_json:
+            for source in sources:
+                print(json.dumps({**source.model_dump(mode="json"), "candidates": len(slots.get(source.id, ()))}))
+            return
+        table = Table(title=f"{len(sources)} sources")
+        for column in ("id", "file", "size", "mask", "candidates"):
+            table.add_column(column)
+        for source in sources:
+            table.add_row(
+                source.id[:12],
+                source.original_name,
+                f"{source.width}x{source.height}",
+                "alpha" if source.mask_from_alpha else "opencv",
+                str(len(slots.get(source.id, ()))),
+            )
+        console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

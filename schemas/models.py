@@ -1,0 +1,193 @@
+"""Pydantic models shared by every stage: sources, candidates, annotations, benchmark samples."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from schemas.taxonomy import LETTERS, NUM_CANDIDATES, OVERALL, QUESTION_DIMENSIONS, TAXONOMY
+
+
+def format_answer(letters: list[str] | set[str] | tuple[str, ...]) -> str:
+    """Write a set of candidate letters the one canonical way: sorted, unique, comma-joined."""
+    unknown = sorted(set(letters) - set(LETTERS))
+    if unknown:
+        raise ValueError(f"answer letters must be among {', '.join(LETTERS)}; got {', '.join(unknown)}")
+    return ",".join(sorted(set(letters)))
+
+
+def sample_id(source_id: str, dimension: str) -> str:
+    """Stable id of the question about ``dimension`` for ``source_id``."""
+    return hashlib.sha256(f"{source_id}/{dimension}".encode()).hexdigest()[:16]
+
+
+class SourceImage(BaseModel):
+    """An ingested source photo of a medicine product."""
+
+    id: str = Field(description="sha256 of the normalised RGB pixels (content hash).")
+    original_name: str = Field(description="File name the source was added from.")
+    image_key: str = Field(description="Store key of the normalised RGB PNG.")
+    mask_key: str = Field(description="Store key of the product mask (L-mode PNG, 255 = product).")
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    phash: str = Field(description="Perceptual hash (hex) used to find near-duplicates.")
+    mask_from_alpha: bool = Field(description="True when the mask came from the file's alpha channel.")
+    added_at: datetime
+
+
+class GenerationProvenance(BaseModel):
+    """How one candidate was made: enough to reproduce it."""
+
+    backend: str = Field(description="'diffusers' or 'synthetic'.")
+    model_id: str = Field(description="Hub id or local path of the checkpoint ('synthetic' for that backend).")
+    model_revision: str = Field(default="", description="Hub commit hash or content hash of local weights.")
+    recipe: str = Field(description="'background', 'outpaint', 'img2img' or the synthetic recipe.")
+    prompt: str = Field(default="", description="Scene prompt sent to the model.")
+    negative_prompt: str = Field(default="")
+    seed: int
+    steps: int = Field(default=0, ge=0)
+    guidance: float = Field(default=0.0, ge=0.0)
+    strength: float = Field(default=1.0, ge=0.0, le=1.0)
+    width: int = Field(default=0, ge=0)
+    height: int = Field(default=0, ge=0)
+    extra: str = Field(default="{}", description="JSON: library versions and backend-specific parameters.")
+
+
+class Candidate(BaseModel):
+    """One generated image for a source, in slot 0..3 (letters A..D)."""
+
+    id: str
+    source_id: str
+    slot: int = Field(ge=0, lt=NUM_CANDIDATES)
+    image_key: str
+    provenance: GenerationProvenance
+    injected_defects: list[str] | None = Field(
+        default=None, description="Ground-truth defect tags for synthetic candidates; None when unknown."
+    )
+
+    @property
+    def letter(self) -> str:
+        return LETTERS[self.slot]
+
+    @field_validator("injected_defects")
+    @classmethod
+    def _known_tags(cls, tags: list[str] | None) -> list[str] | None:
+        if tags is not None:
+            _check_tags(tags)
+        return tags
+
+
+def _check_tags(tags: list[str]) -> None:
+    known = TAXONOMY.all_tags()
+    unknown = [tag for tag in tags if tag not in known]
+    if unknown:
+        raise ValueError(f"defect tag(s) not in the taxonomy: {', '.join(unknown)}")
+    if len(set(tags)) != len(tags):
+        raise ValueError(f"defect tags repeated: {', '.join(tags)}")
+
+
+class CandidateLabel(BaseModel):
+    """One annotator's judgement of one candidate."""
+
+    model_config = ConfigDict(frozen=True)
+
+    defects: tuple[str, ...] = Field(default=(), description="Defect tag ids, any dimension.")
+    acceptable: bool = Field(description="Fit to publish as is.")
+    rationale: str = Field(default="", description="Optional free-text reason.")
+
+    @field_validator("defects")
+    @classmethod
+    def _known(cls, tags: tuple[str, ...]) -> tuple[str, ...]:
+        _check_tags(list(tags))
+        return tuple(sorted(tags))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CandidateLabel:
+        if self.acceptable and self.defects:
+            raise ValueError(
+                f"a candidate marked acceptable cannot carry defect tags ({', '.join(self.defects)}): "
+                "remove the tags or mark it not acceptable"
+            )
+        if not self.acceptable and not self.defects:
+            raise ValueError("a candidate marked not acceptable needs at least one defect tag saying why")
+        return self
+
+    def defects_in(self, dimension_id: str) -> list[str]:
+        return [tag for tag in self.defects if TAXONOMY.dimension_of(tag) == dimension_id]
+
+
+class Annotation(BaseModel):
+    """One annotator's labels for the four candidates of one source."""
+
+    annotator: str
+    source_id: str
+    labels: tuple[CandidateLabel, ...] = Field(description="One label per candidate, in letter order.")
+    lead_time_s: float | None = Field(default=None, ge=0, description="Seconds the annotator spent.")
+    created_at: datetime | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _four(cls, labels: tuple[CandidateLabel, ...]) -> tuple[CandidateLabel, ...]:
+        if len(labels) != NUM_CANDIDATES:
+            raise ValueError(f"expected {NUM_CANDIDATES} candidate labels (A-D), got {len(labels)}")
+        return labels
+
+
+def answer_letters(labels: tuple[CandidateLabel, ...] | list[CandidateLabel], dimension: str) -> list[str]:
+    """Letters that answer the question about ``dimension`` for these four labels."""
+    if dimension == OVERALL:
+        return [LETTERS[i] for i, label in enumerate(labels) if label.acceptable]
+    return [LETTERS[i] for i, label in enumerate(labels) if label.defects_in(dimension)]
+
+
+class BenchmarkSample(BaseModel):
+    """One row of the exported dataset (``images`` holds file paths until the writer embeds them)."""
+
+    id: str
+    source_id: str
+    dimension: str
+    images: list[str] = Field(description="Paths of [source, A, B, C, D].")
+    question: str
+    options: list[str] = Field(default_factory=lambda: list(LETTERS))
+    answer: str = Field(description="Letters of the answer, sorted and comma-joined, e.g. 'A,C'.")
+    defects: list[list[str]] = Field(description="Consensus defect tags per candidate.")
+    acceptable: list[bool] = Field(description="Consensus acceptability per candidate.")
+    rationale: str = Field(description="Reference chain of thought.")
+    num_annotators: int = Field(ge=0)
+    agreement: float = Field(ge=0.0, le=1.0, description="Mean share of annotators agreeing with consensus.")
+    generation: list[GenerationProvenance]
+    dataset_version: str
+    prompt: list[dict[str, Any]] = Field(description="Conversational user turn (TRL prompt).")
+    completion: list[dict[str, Any]] = Field(description="Reference assistant turn (TRL completion).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BenchmarkSample:
+        if self.dimension not in QUESTION_DIMENSIONS:
+            raise ValueError(f"dimension {self.dimension!r} is not one of {', '.join(QUESTION_DIMENSIONS)}")
+        if self.id != sample_id(self.source_id, self.dimension):
+            raise ValueError("id is not the stable hash of source_id and dimension")
+        n = NUM_CANDIDATES
+        if len(self.images) != n + 1:
+            raise ValueError(f"images must hold the source and {n} candidates ({n + 1}), got {len(self.images)}")
+        for name, column in (("defects", self.defects), ("acceptable", self.acceptable), ("generation", self.generation)):
+            if len(column) != n:
+                raise ValueError(f"{name} must have one entry per candidate ({n}), got {len(column)}")
+        if self.options != list(LETTERS):
+            raise ValueError(f"options must be {list(LETTERS)}")
+        labels = tuple(
+            CandidateLabel(defects=tuple(tags), acceptable=ok) for tags, ok in zip(self.defects, self.acceptable, strict=True)
+        )
+        expected = format_answer(answer_letters(labels, self.dimension))
+        if not expected:
+            raise ValueError(f"no candidate answers the {self.dimension} question: such a question is not emitted")
+        if self.answer != expected:
+            raise ValueError(f"answer {self.answer!r} disagrees with the labels, which give {expected!r}")
+        image_slots = sum(1 for part in self.prompt[0]["content"] if part.get("type") == "image") if self.prompt else 0
+        if image_slots != n + 1:
+            raise ValueError(f"prompt must hold one image placeholder per image ({n + 1}), got {image_slots}")
+        if f"<answer>{self.answer}</answer>" not in self.completion[0]["content"][0]["text"]:
+            raise ValueError("completion does not end with the answer in <answer></answer>")
+        return self

@@ -1,0 +1,77 @@
+"""Question, prompt and reference-answer text: one builder for export, SFT, GRPO and evaluation.
+
+The prompt is a TRL conversational user turn with one ``{"type": "image"}`` placeholder per image,
+in dataset order (source, A, B, C, D). The completion is ``<think>...</think><answer>A,C</answer>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.models import CandidateLabel, answer_letters, format_answer
+from schemas.taxonomy import LETTERS, OVERALL, OVERALL_DESCRIPTION, TAXONOMY
+
+ANSWER_INSTRUCTIONS = (
+    "First reason about each generated image inside <think></think>. Then give the letters of your "
+    "answer, sorted and comma-separated (for example A,C), inside <answer></answer>."
+)
+
+
+def dimension_description(dimension: str) -> str:
+    if dimension == OVERALL:
+        return OVERALL_DESCRIPTION
+    return TAXONOMY.dimension(dimension).description
+
+
+def question_text(dimension: str) -> str:
+    """The multiple-choice question about one dimension."""
+    intro = "Image 1 is the original product photo; images A-D were generated from it."
+    if dimension == OVERALL:
+        return f"{intro} Considering {OVERALL_DESCRIPTION}, which generated images are acceptable to publish?"
+    description = dimension_description(dimension)
+    return f"{intro} Considering {description}, which generated images are unreasonable?"
+
+
+def prompt_messages(question: str) -> list[dict[str, Any]]:
+    """The user turn: each image labelled and placed in order, then the question and the answer format."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": "Image 1 (original):"}, {"type": "image", "text": None}]
+    for letter in LETTERS:
+        content += [{"type": "text", "text": f"Image {letter}:"}, {"type": "image", "text": None}]
+    content.append({"type": "text", "text": f"{question}\n{ANSWER_INSTRUCTIONS}"})
+    return [{"role": "user", "content": content}]
+
+
+def _finding(label: CandidateLabel, dimension: str) -> str:
+    tags_by_id = {tag.id: tag for d in TAXONOMY.dimensions for tag in d.tags}
+    if dimension == OVERALL:
+        if label.acceptable:
+            return "no defect; it can be published"
+        names = ", ".join(tags_by_id[t].label.lower() for t in label.defects)
+        return f"not publishable ({names})"
+    tags = label.defects_in(dimension)
+    if not tags:
+        return "no problem in this respect"
+    return "; ".join(f"{tags_by_id[t].label.lower()}: {tags_by_id[t].description[0].lower()}{tags_by_id[t].description[1:]}" for t in tags)
+
+
+def rationale_text(labels: list[CandidateLabel] | tuple[CandidateLabel, ...], dimension: str) -> str:
+    """Reference chain of thought: a finding per candidate, annotators' notes, then the conclusion."""
+    lines = [f"I compare each generated image with the original, considering {dimension_description(dimension)}."]
+    for letter, label in zip(LETTERS, labels, strict=True):
+        line = f"Image {letter}: {_finding(label, dimension)}."
+        if label.rationale.strip():
+            line += f" Note: {label.rationale.strip()}"
+        lines.append(line)
+    letters = answer_letters(labels, dimension)
+    verdict = "acceptable" if dimension == OVERALL else "unreasonable"
+    lines.append(f"So the {verdict} images are {format_answer(letters) or 'none'}.")
+    return "\n".join(lines)
+
+
+def completion_text(rationale: str, answer: str) -> str:
+    return f"<think>{rationale}</think><answer>{answer}</answer>"
+
+
+def completion_messages(rationale: str, answer: str) -> list[dict[str, Any]]:
+    """The reference assistant turn."""
+    return [{"role": "assistant", "content": [{"type": "text", "text": completion_text(rationale, answer)}]}]

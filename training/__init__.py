@@ -1,0 +1,1 @@
+"""Training and evaluation of a VLM on medgen datasets: prompts, rewards, SFT, GRPO, eval."""
