@@ -1,0 +1,81 @@
+"""Majority-vote consensus, ties, low agreement and adjudication, from catalog rows alone."""
+
+from __future__ import annotations
+
+import json
+
+from annotation.consensus import ADJUDICATION, consensus_labels, labels_to_json, majority_vote
+from medgen.catalog import now
+from schemas import CandidateLabel
+
+OK = CandidateLabel(acceptable=True)
+
+
+def bad(*tags: str) -> CandidateLabel:
+    return CandidateLabel(defects=tags, acceptable=False)
+
+
+def _add(
+    ws, ann_id: int, source: str, annotator: str, labels, project: int = 1, status: str = "valid"
+) -> None:
+    with ws.catalog.transaction() as conn:
+        conn.execute(
+            "INSERT INTO annotations (ls_annotation_id, ls_task_id, ls_project_id, annotator, source_id, status,"
+            " reasons, labels, pulled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                ann_id,
+                ann_id,
+                project,
+                annotator,
+                source,
+                status,
+                json.dumps([]),
+                labels_to_json(labels) if labels else None,
+                now(),
+            ),
+        )
+
+
+def test_majority_vote_and_agreement():
+    a = (OK, bad("floating"), OK, bad("shadow_missing"))
+    b = (OK, bad("floating", "scale_wrong"), OK, bad("shadow_missing"))
+    c = (OK, bad("floating"), OK, bad("shadow_missing"))
+    labels, agreement, reason = majority_vote([a, b, c])
+    assert reason == ""
+    assert labels[1].defects == ("floating",) and labels[0].acceptable
+    assert agreement == 11 / 12
+
+
+def test_ties_and_contradictory_majority_are_unresolved():
+    a = (OK, OK, OK, OK)
+    b = (bad("floating"), OK, OK, OK)
+    labels, _, reason = majority_vote([a, b])
+    assert labels is None and "tie on whether A" in reason
+    c = (bad("floating"), OK, OK, OK)
+    d = (bad("scale_wrong"), OK, OK, OK)
+    e = (bad("visible_seam"), OK, OK, OK)
+    labels, _, reason = majority_vote([c, d, e])
+    assert labels is None and "agrees on no defect tag" in reason
+
+
+def test_consensus_labels_reads_catalog_and_adjudication_wins(workspace):
+    with workspace.catalog.transaction() as conn:
+        conn.execute("INSERT INTO ls_projects VALUES (1, 'annotator', 'x', 't', ?)", (now(),))
+        conn.execute("INSERT INTO ls_projects VALUES (9, ?, NULL, 'adj', ?)", (ADJUDICATION, now()))
+    agreed = (OK, bad("floating"), OK, OK)
+    _add(workspace, 1, "s1", "ann1", agreed)
+    _add(workspace, 2, "s1", "ann2", agreed)
+    _add(workspace, 3, "s2", "ann1", (OK, OK, OK, OK))
+    _add(workspace, 4, "s2", "ann2", (bad("floating"), OK, OK, OK))
+    _add(workspace, 5, "s3", "ann1", None, status="cancelled")
+    result = consensus_labels(workspace)
+    assert set(result.items) == {"s1"}
+    assert result.items["s1"].num_annotators == 2 and result.items["s1"].agreement == 1.0
+    assert not result.items["s1"].adjudicated
+    assert "tie" in result.unresolved["s2"] and "no valid annotation" in result.unresolved["s3"]
+
+    _add(workspace, 6, "s2", "adjudicator", (bad("floating"), OK, OK, OK), project=9)
+    result = consensus_labels(workspace)
+    assert result.items["s2"].adjudicated and result.items["s2"].labels[0].defects == ("floating",)
+    assert result.items["s2"].agreement == 7 / 8
+    assert "s2" not in result.unresolved
