@@ -50,9 +50,14 @@ class ImageStore:
     def __init__(self, root: Path):
         self.root = root
 
-    def put_bytes(self, data: bytes, ext: str = "png") -> str:
+    @staticmethod
+    def key_of(data: bytes, ext: str = "png") -> str:
+        """The key ``put_bytes(data, ext)`` stores ``data`` under, without writing it."""
         digest = hashlib.sha256(data).hexdigest()
-        key = f"images/{digest[:2]}/{digest}.{ext}"
+        return f"images/{digest[:2]}/{digest}.{ext}"
+
+    def put_bytes(self, data: bytes, ext: str = "png") -> str:
+        key = self.key_of(data, ext)
         path = self.root / key
         if not path.exists():
             atomic_write_bytes(path, data)
