@@ -10,8 +10,9 @@ import typer
 from rich.table import Table
 
 from medgen.console import App, WorkspaceOpt, console, progress
-from medgen.export_cli import export_command
+from medgen.export_cli import export_command, publish_command
 from medgen.samples_cli import samples
+from training.cli import train_app
 from training.eval_cli import eval_cli
 
 app = App(help="Build, grow and publish a benchmark for screening AI-generated medicine-product images.")
@@ -19,7 +20,9 @@ sources_app = App(help="Add and list source photos.")
 app.add_typer(sources_app, name="sources")
 app.command("samples")(samples)
 app.command("export")(export_command)
+app.command("publish")(publish_command)
 app.command("eval")(eval_cli)
+app.add_typer(train_app, name="train")
 
 
 @app.command()
