@@ -23,8 +23,8 @@ from rich.text import Text
 
 from medgen.errors import MedgenError
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -1,0 +1,126 @@
+import pytest
+from pydantic import ValidationError
+
+from schemas import (
+    LETTERS,
+    OVERALL,
+    QUESTION_DIMENSIONS,
+    TAXONOMY,
+    BenchmarkSample,
+    CandidateLabel,
+    GenerationProvenance,
+    answer_letters,
+    format_answer,
+    sample_id,
+)
+from schemas.prompts import completion_messages, prompt_messages, question_text, rationale_text
+
+
+def test_taxonomy_is_the_specified_one():
+    assert TAXONOMY.dimension_ids() == [
+        "appearance_deformation",
+        "lighting_shadow",
+        "placement_layout",
+        "extension_rationality",
+    ]
+    assert TAXONOMY.dimension("lighting_shadow").tag_ids() == [
+        "shadow_missing",
+        "shadow_direction_wrong",
+        "lighting_inconsistent",
+        "reflection_wrong",
+    ]
+    tags = TAXONOMY.all_tags()
+    assert len(tags) == 18 and tags["floating"] == "placement_layout"
+    assert QUESTION_DIMENSIONS[-1] == OVERALL
+    with pytest.raises(KeyError, match="unknown dimension"):
+        TAXONOMY.dimension("nope")
+
+
+def test_format_answer_sorts_and_dedups():
+    assert format_answer(["C", "A", "C"]) == "A,C"
+    assert format_answer([]) == ""
+    with pytest.raises(ValueError, match="among A, B, C, D"):
+        format_answer(["E"])
+
+
+def test_acceptable_candidate_cannot_carry_a_defect():
+    with pytest.raises(ValidationError, match="marked acceptable cannot carry defect tags"):
+        CandidateLabel(defects=("floating",), acceptable=True)
+    with pytest.raises(ValidationError, match="needs at least one defect tag"):
+        CandidateLabel(acceptable=False)
+    with pytest.raises(ValidationError, match="not in the taxonomy: blurry"):
+        CandidateLabel(defects=("blurry",), acceptable=False)
+
+
+def _labels():
+    return (
+        CandidateLabel(defects=("floating", "shadow_missing"), acceptable=False),
+        CandidateLabel(acceptable=True, rationale="Looks like a real shelf."),
+        CandidateLabel(defects=("visible_seam",), acceptable=False),
+        CandidateLabel(acceptable=True),
+    )
+
+
+def test_answer_letters_per_dimension():
+    labels = _labels()
+    assert answer_letters(labels, "placement_layout") == ["A"]
+    assert answer_letters(labels, "lighting_shadow") == ["A"]
+    assert answer_letters(labels, "extension_rationality") == ["C"]
+    assert answer_letters(labels, "appearance_deformation") == []
+    assert answer_letters(labels, OVERALL) == ["B", "D"]
+
+
+def _sample(**overrides):
+    labels = _labels()
+    dimension = overrides.pop("dimension", OVERALL)
+    answer = format_answer(answer_letters(labels, dimension))
+    rationale = rationale_text(labels, dimension)
+    row = dict(
+        id=sample_id("src", dimension),
+        source_id="src",
+        dimension=dimension,
+        images=[f"{i}.png" for i in range(5)],
+        question=question_text(dimension),
+        answer=answer,
+        defects=[list(label.defects) for label in labels],
+        acceptable=[label.acceptable for label in labels],
+        rationale=rationale,
+        num_annotators=3,
+        agreement=0.9,
+        generation=[GenerationProvenance(backend="synthetic", model_id="synthetic", recipe="scene", seed=i) for i in range(4)],
+        dataset_version="v1",
+        prompt=prompt_messages(question_text(dimension)),
+        completion=completion_messages(rationale, answer),
+    )
+    row.update(overrides)
+    return BenchmarkSample(**row)
+
+
+def test_valid_sample_and_its_prompt():
+    sample = _sample()
+    assert sample.answer == "B,D"
+    content = sample.prompt[0]["content"]
+    assert [part["type"] for part in content].count("image") == 5
+    assert sample.completion[0]["content"][0]["text"].endswith("<answer>B,D</answer>")
+    assert "Note: Looks like a real shelf." in sample.rationale
+    assert sample.options == list(LETTERS)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"answer": "A,B"}, "disagrees with the labels"),
+        ({"images": ["a.png"] * 4}, "images must hold the source and 4 candidates"),
+        ({"acceptable": [True] * 3}, "acceptable must have one entry per candidate"),
+        ({"dimension": "appearance_deformation"}, "no candidate answers"),
+        ({"id": "0" * 16}, "stable hash"),
+    ],
+)
+def test_invalid_samples_say_what_is_wrong(overrides, message):
+    with pytest.raises(ValidationError, match=message):
+        _sample(**overrides)
+
+
+def test_json_schema_is_exportable():
+    schema = BenchmarkSample.model_json_schema()
+    assert {"images", "answer", "prompt", "completion", "generation"} <= set(schema["properties"])
