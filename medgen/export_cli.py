@@ -82,3 +82,45 @@ def export_command(
             f"[yellow]{len(report.skipped)} source(s) made no sample[/]; reasons in {report.report_path}",
             highlight=False,
         )
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def publish_command(
+    repo: Annotated[str, typer.Option("--repo", help="Hub dataset repo ORG/NAME (created when missing).")],
+    version: Annotated[
+        str, typer.Option("--version", "-v", help="Export version to publish; becomes the tag.")
+    ],
+    private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be uploaded and tagged; upload nothing.")
+    ] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Push exports/VERSION to the Hugging Face Hub and tag it VERSION (token: HF_TOKEN or `hf auth login`)."""
+    from medgen.publish import publish_export
+    from medgen.workspace import open_workspace
+
+    with open_workspace(workspace) as ws:
+        plan = publish_export(ws, repo, version, private=private, dry_run=dry_run)
+    for note in plan.notes:
+        console.print(f"[yellow]note[/]: {note}", highlight=False)
+    if dry_run:
+        for name, size in plan.files:
+            console.print(f"  {name}  {_size(size)}", highlight=False)
+        where = {None: "unchecked", True: "existing", False: "new private" if private else "new public"}[
+            plan.repo_exists
+        ]
+        console.print(
+            f"dry run: would upload {len(plan.files)} files ({_size(plan.total_bytes)}) from {plan.folder} "
+            f"to dataset {repo} ({where} repo) and create tag {version}",
+            highlight=False,
+        )
+        return
+    console.print(f"published {version} to {plan.url} (commit {plan.commit})", highlight=False)
