@@ -19,7 +19,10 @@ from typing import Any
 from schemas import LETTERS
 
 ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-FORMAT_RE = re.compile(r"^<think>(?:(?!</?think>|</?answer>).)+</think>\s*<answer>\s*[A-Da-d](?:\s*,\s*[A-Da-d])*\s*</answer>$", re.DOTALL)
+FORMAT_RE = re.compile(
+    r"^<think>(?:(?!</?think>|</?answer>).)+</think>\s*<answer>\s*[A-Da-d](?:\s*,\s*[A-Da-d])*\s*</answer>$",
+    re.DOTALL,
+)
 DEFAULT_LAMBDA0 = 0.5
 
 
@@ -55,7 +58,9 @@ def lambda_schedule(progress: float, lambda0: float = DEFAULT_LAMBDA0, schedule:
     raise ValueError(f"unknown lambda schedule {schedule!r}: use constant, linear or cosine")
 
 
-def dpa_score(predicted: set[str] | None, gold: set[str], lam: float, num_options: int = len(LETTERS)) -> float:
+def dpa_score(
+    predicted: set[str] | None, gold: set[str], lam: float, num_options: int = len(LETTERS)
+) -> float:
     """DPA for one answer given the partial-credit weight ``lam``."""
     if predicted is None or not gold:
         return 0.0
@@ -87,16 +92,34 @@ def training_progress(trainer_state: Any) -> float:
     return trainer_state.global_step / trainer_state.max_steps
 
 
-def dpa_accuracy(completions: list[Any], answer: list[str], trainer_state: Any = None, **kwargs: Any) -> list[float]:
+def dpa_accuracy(
+    completions: list[Any], answer: list[str], trainer_state: Any = None, **kwargs: Any
+) -> list[float]:
     """DPA reward against the dataset's ``answer`` column, lambda decaying with training progress."""
     lam = lambda_schedule(
         training_progress(trainer_state),
         lambda0=float(kwargs.get("dpa_lambda0", DEFAULT_LAMBDA0)),
         schedule=str(kwargs.get("dpa_schedule", "cosine")),
     )
-    return [dpa_score(parse_answer(completion_text(c)), parse_gold(a), lam) for c, a in zip(completions, answer, strict=True)]
+    return [
+        dpa_score(parse_answer(completion_text(c)), parse_gold(a), lam)
+        for c, a in zip(completions, answer, strict=True)
+    ]
 
 
 def format_reward(completions: list[Any], **kwargs: Any) -> list[float]:
     """1.0 when the completion is exactly <think>...</think><answer>letters</answer>, else 0.0."""
     return [1.0 if FORMAT_RE.match(completion_text(c).strip()) else 0.0 for c in completions]
+
+
+def make_dpa_accuracy(lambda0: float = DEFAULT_LAMBDA0, schedule: str = "cosine") -> Any:
+    """``dpa_accuracy`` with lambda0 and the schedule fixed from a config (keeps the name TRL logs it under)."""
+    lambda_schedule(0.0, lambda0, schedule)  # fail now on a bad config, not at the first reward
+
+    def dpa_accuracy_configured(
+        completions: list[Any], answer: list[str], trainer_state: Any = None, **kwargs: Any
+    ) -> list[float]:
+        return dpa_accuracy(completions, answer, trainer_state, dpa_lambda0=lambda0, dpa_schedule=schedule)
+
+    dpa_accuracy_configured.__name__ = "dpa_accuracy"
+    return dpa_accuracy_configured

@@ -1,0 +1,108 @@
+"""`medgen train sft|grpo`: thin Typer commands over ``training.sft.train_sft`` / ``training.grpo.train_grpo``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from medgen.console import App, console
+
+train_app = App(
+    help="Fine-tune a vision-language model on an exported benchmark: CoT SFT, then DPA-GRPO (TRL)."
+)
+
+RecipeOpt = Annotated[
+    str,
+    typer.Option(
+        "--recipe",
+        "-r",
+        help="Recipe name in training/recipes (qwen2.5-vl-3b, qwen2.5-vl-7b/lora, tiny, ...) or a YAML file.",
+    ),
+]
+DatasetOpt = Annotated[
+    str | None,
+    typer.Option("--dataset", "-d", help="Export folder (exports/<version>) or Hub dataset id ORG/NAME."),
+]
+RevisionOpt = Annotated[
+    str | None, typer.Option("--revision", help="Dataset version tag or commit (Hub or exports/).")
+]
+SplitOpt = Annotated[
+    str | None, typer.Option("--split", help="Split to train on (default: the recipe's, train).")
+]
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output-dir", "-o", help="Where checkpoints and the model go.")
+]
+MaxStepsOpt = Annotated[int | None, typer.Option("--max-steps", help="Stop after this many optimizer steps.")]
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Continue from the last checkpoint in the output folder.")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override any config field: --set learning_rate=1e-5 (repeatable)."),
+]
+
+
+def _overrides(dataset, revision, split, output_dir, model, max_steps, pairs) -> dict[str, Any]:
+    from training.config import parse_overrides
+
+    return {
+        **parse_overrides(pairs or []),
+        "dataset": dataset,
+        "dataset_revision": revision,
+        "dataset_split": split,
+        "output_dir": str(output_dir) if output_dir else None,
+        "model_name_or_path": model,
+        "max_steps": max_steps,
+    }
+
+
+@train_app.command("sft")
+def sft(
+    recipe: RecipeOpt = "qwen2.5-vl-3b",
+    dataset: DatasetOpt = None,
+    revision: RevisionOpt = None,
+    split: SplitOpt = None,
+    output_dir: OutputOpt = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model to fine-tune (Hub id or folder).")
+    ] = None,
+    max_steps: MaxStepsOpt = None,
+    resume: ResumeOpt = False,
+    set_: SetOpt = None,
+) -> None:
+    """Stage 1: supervised fine-tuning on the reference chain of thought and answer."""
+    from training.config import load_config
+    from training.sft import train_sft
+    from training.sft_config import SFTConfig
+
+    overrides = _overrides(dataset, revision, split, output_dir, model, max_steps, set_)
+    config = load_config(SFTConfig, recipe, "sft", overrides)
+    path = train_sft(config, resume=resume)
+    console.print(f"SFT model saved to [bold]{path}[/]; next: medgen train grpo --recipe {recipe}")
+
+
+@train_app.command("grpo")
+def grpo(
+    recipe: RecipeOpt = "qwen2.5-vl-3b",
+    dataset: DatasetOpt = None,
+    revision: RevisionOpt = None,
+    split: SplitOpt = None,
+    output_dir: OutputOpt = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model to start from (default: <output-dir>/../sft).")
+    ] = None,
+    max_steps: MaxStepsOpt = None,
+    resume: ResumeOpt = False,
+    set_: SetOpt = None,
+) -> None:
+    """Stage 2: GRPO with the DPA accuracy reward and the format reward, from the SFT output."""
+    from training.config import load_config
+    from training.grpo import train_grpo
+    from training.grpo_config import GRPOConfig
+
+    overrides = _overrides(dataset, revision, split, output_dir, model, max_steps, set_)
+    config = load_config(GRPOConfig, recipe, "grpo", overrides)
+    path = train_grpo(config, resume=resume)
+    console.print(f"GRPO model saved to [bold]{path}[/]; evaluate it: medgen eval --model {path}")

@@ -1,0 +1,46 @@
+"""Config of the DPA-GRPO stage: TRL's ``GRPOConfig`` plus medgen's dataset/model/LoRA and reward fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trl
+
+from medgen.errors import MedgenError
+from training.config import MedgenArguments
+from training.rewards import DEFAULT_LAMBDA0, lambda_schedule
+
+
+@dataclass
+class GRPOConfig(MedgenArguments, trl.GRPOConfig):
+    """Every ``trl.GRPOConfig`` field (num_generations, use_vllm, beta, ...) plus medgen's fields.
+
+    ``model_name_or_path`` defaults to the SFT output beside this run: ``<output_dir>/../sft``.
+    """
+
+    dpa_lambda0: float = field(
+        default=DEFAULT_LAMBDA0,
+        metadata={"help": "Weight of DPA partial credit at the start of training (0 to 1); it decays to 0."},
+    )
+    dpa_schedule: str = field(
+        default="cosine",
+        metadata={"help": "How partial credit decays with progress: cosine, linear or constant."},
+    )
+    dpa_reward_weight: float = field(default=1.0, metadata={"help": "Weight of the DPA accuracy reward."})
+    format_reward_weight: float = field(
+        default=0.5, metadata={"help": "Weight of the <think>...</think><answer>...</answer> format reward."}
+    )
+
+    def __post_init__(self) -> None:
+        self.check_medgen_fields()
+        try:
+            lambda_schedule(0.0, self.dpa_lambda0, self.dpa_schedule)
+        except ValueError as error:
+            raise MedgenError(f"DPA reward: {error}") from None
+        if self.reward_weights is not None:
+            raise MedgenError("set dpa_reward_weight and format_reward_weight instead of reward_weights")
+        self.reward_weights = [self.dpa_reward_weight, self.format_reward_weight]
+        if not self.model_name_or_path:
+            self.model_name_or_path = str(Path(self.output_dir or ".").parent / "sft")
+        super().__post_init__()

@@ -1,0 +1,23 @@
+"""Config of the chain-of-thought SFT stage: TRL's ``SFTConfig`` plus medgen's dataset/model/LoRA fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import trl
+
+from medgen.errors import MedgenError
+from training.config import MedgenArguments
+
+
+@dataclass
+class SFTConfig(MedgenArguments, trl.SFTConfig):
+    """Every ``trl.SFTConfig`` field (output_dir, learning_rate, max_steps, ...) plus ``MedgenArguments``."""
+
+    def __post_init__(self) -> None:
+        self.check_medgen_fields()
+        if not self.model_name_or_path:
+            raise MedgenError("model_name_or_path is required: set it in the recipe or pass --model")
+        if self.packing or self.padding_free:
+            raise MedgenError("packing and padding_free do not apply to image data: set them to false")
+        super().__post_init__()
