@@ -13,7 +13,6 @@ from medgen.console import App, WorkspaceOpt, console, progress
 from medgen.export_cli import export_command, publish_command
 from medgen.samples_cli import samples
 from training.cli import train_app
-from training.cli import train_app
 from training.eval_cli import eval_cli
 
 app = App(help="Build, grow and publish a benchmark for screening AI-generated medicine-product images.")
@@ -23,7 +22,6 @@ app.command("samples")(samples)
 app.command("export")(export_command)
 app.command("publish")(publish_command)
 app.command("eval")(eval_cli)
-app.add_typer(train_app, name="train")
 app.add_typer(train_app, name="train")
 
 
