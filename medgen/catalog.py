@@ -97,6 +97,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tasks_by_source ON tasks(source_id);
     CREATE INDEX annotations_by_source ON annotations(source_id);
     """,
+    # 2: annotation push plan (which annotator gets which source), written before any import so a
+    # crashed multi-project push resumes with the same assignment.
+    """
+    CREATE TABLE task_plan (
+        source_id TEXT NOT NULL REFERENCES sources(id),
+        annotator TEXT NOT NULL,
+        is_gold INTEGER NOT NULL DEFAULT 0,
+        rank TEXT NOT NULL,
+        planned_at TEXT NOT NULL,
+        PRIMARY KEY (source_id, annotator)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
