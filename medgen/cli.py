@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from annotation.cli import annotate_app
 from medgen.console import App, WorkspaceOpt, console, progress
 from medgen.export_cli import export_command, publish_command
 from medgen.samples_cli import samples
@@ -23,6 +24,7 @@ app.command("export")(export_command)
 app.command("publish")(publish_command)
 app.command("eval")(eval_cli)
 app.add_typer(train_app, name="train")
+app.add_typer(annotate_app, name="annotate")
 
 
 @app.command()

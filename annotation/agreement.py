@@ -1,0 +1,163 @@
+"""Inter-annotator agreement, gold accuracy, consensus, and the adjudication queue.
+
+Krippendorff's alpha (nominal, the ``krippendorff`` library) is computed per dimension on the
+binary judgement 'this candidate has a defect in this dimension', and for ``acceptable``; units
+are (source, candidate). Gold accuracy compares each annotator's valid answers on gold tasks with
+the known labels. Unresolved consensus items go to the adjudication project in Label Studio.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from annotation.client import Connection
+from annotation.consensus import (
+    ADJUDICATION,
+    DEFAULT_MIN_AGREEMENT,
+    ConsensusResult,
+    consensus_labels,
+    labels_from_json,
+)
+from annotation.push import (
+    ADJUDICATOR,
+    PushConfig,
+    adjudication_project,
+    import_batches,
+    known_labels,
+    recover_tasks,
+)
+from medgen.catalog import now
+from medgen.store import atomic_write_text
+from medgen.workspace import Workspace
+from schemas import LETTERS, TAXONOMY
+
+REPORT = "agreement.json"
+
+
+@dataclass
+class AgreementReport:
+    alpha: dict[str, float | None]  # dimension id or 'acceptable' -> alpha (None: not computable)
+    gold: dict[str, dict[str, float | int]]  # annotator -> tasks, candidate_accuracy, acceptable_accuracy
+    consensus: ConsensusResult
+    annotators: list[str] = field(default_factory=list)
+    adjudication_pushed: int = 0
+    report_path: Path | None = None
+
+
+def _alpha(matrix: list[list[float]]) -> float | None:
+    import krippendorff
+    import numpy as np
+
+    data = np.array(matrix, dtype=float)
+    pairable = (np.sum(~np.isnan(data), axis=0) >= 2).sum()
+    if data.size == 0 or pairable == 0:
+        return None
+    try:
+        value = float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
+    except (ValueError, ZeroDivisionError):
+        return None  # a single value in the whole domain: alpha is undefined
+    return None if value != value else value  # NaN -> None
+
+
+def compute_agreement(workspace: Workspace, min_agreement: float = DEFAULT_MIN_AGREEMENT) -> AgreementReport:
+    """Alpha, gold accuracy and consensus from the catalog alone."""
+    rows = workspace.catalog.query(
+        "SELECT a.source_id, a.annotator, a.labels, a.ls_task_id FROM annotations a "
+        "JOIN ls_projects p ON p.ls_project_id = a.ls_project_id WHERE a.status = 'valid' AND p.kind != ? "
+        "ORDER BY a.ls_annotation_id",
+        (ADJUDICATION,),
+    )
+    votes: dict[tuple[str, str], Any] = {}
+    for row in rows:
+        votes[(row["annotator"], row["source_id"])] = labels_from_json(row["labels"])
+    annotators = sorted({a for a, _ in votes})
+    sources = sorted({s for _, s in votes})
+    nan = float("nan")
+    alpha: dict[str, float | None] = {}
+    for part in [*TAXONOMY.dimension_ids(), "acceptable"]:
+        matrix = []
+        for annotator in annotators:
+            line = []
+            for source in sources:
+                labels = votes.get((annotator, source))
+                for i in range(len(LETTERS)):
+                    if labels is None:
+                        line.append(nan)
+                    elif part == "acceptable":
+                        line.append(float(labels[i].acceptable))
+                    else:
+                        line.append(float(bool(labels[i].defects_in(part))))
+            matrix.append(line)
+        alpha[part] = _alpha(matrix)
+
+    gold_sources = {
+        r["source_id"]
+        for r in workspace.catalog.query("SELECT DISTINCT source_id FROM tasks WHERE is_gold = 1")
+    }
+    scores: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
+    truth_cache: dict[str, Any] = {}
+    for (annotator, source), labels in votes.items():
+        if source not in gold_sources:
+            continue
+        if source not in truth_cache:
+            truth_cache[source] = known_labels(workspace.catalog.candidates(source))
+        truth = truth_cache[source]
+        if truth is None:
+            continue
+        for given, known in zip(labels, truth, strict=True):
+            exact = given.acceptable == known.acceptable and given.defects == known.defects
+            scores[annotator].append((exact, given.acceptable == known.acceptable))
+    gold: dict[str, dict[str, float | int]] = {}
+    for annotator, hits in sorted(scores.items()):
+        gold[annotator] = {
+            "gold_tasks": len(hits) // len(LETTERS),
+            "candidate_accuracy": sum(h[0] for h in hits) / len(hits),
+            "acceptable_accuracy": sum(h[1] for h in hits) / len(hits),
+        }
+    return AgreementReport(alpha, gold, consensus_labels(workspace, min_agreement=min_agreement), annotators)
+
+
+def agreement(
+    workspace: Workspace, connection: Connection | None, min_agreement: float = DEFAULT_MIN_AGREEMENT
+) -> AgreementReport:
+    """Compute agreement, write ``reports/agreement.json``, and queue unresolved items for adjudication."""
+    report = compute_agreement(workspace, min_agreement)
+    if connection is not None and report.consensus.unresolved:
+        project_id = adjudication_project(connection, workspace)
+        recover_tasks(connection, workspace, project_id, ADJUDICATOR, set())
+        queued = {
+            r["source_id"]
+            for r in workspace.catalog.query(
+                "SELECT source_id FROM tasks WHERE ls_project_id = ?", (project_id,)
+            )
+        }
+        todo = sorted(s for s in report.consensus.unresolved if s not in queued)
+        report.adjudication_pushed = import_batches(
+            connection, workspace, project_id, ADJUDICATOR, todo, set(), PushConfig()
+        )
+    report.report_path = write_report(workspace, report)
+    return report
+
+
+def write_report(workspace: Workspace, report: AgreementReport) -> Path:
+    items = report.consensus.items
+    body = {
+        "computed_at": now(),
+        "annotators": report.annotators,
+        "krippendorff_alpha": report.alpha,
+        "gold": report.gold,
+        "consensus": {
+            "sources": len(items),
+            "adjudicated": sum(c.adjudicated for c in items.values()),
+            "mean_agreement": (sum(c.agreement for c in items.values()) / len(items)) if items else None,
+        },
+        "unresolved": report.consensus.unresolved,
+        "adjudication_tasks_pushed": report.adjudication_pushed,
+    }
+    path = workspace.reports_dir / REPORT
+    atomic_write_text(path, json.dumps(body, indent=2) + "\n")
+    return path

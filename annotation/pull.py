@@ -1,0 +1,205 @@
+"""Fetch annotations from Label Studio (or an export file), validate them, store them in the catalog.
+
+Idempotent by annotation id: an annotation seen before is stored again only when Label Studio
+updated it. Every annotation gets a status (``annotation.validation``); those that are not valid
+are listed with their reasons in ``reports/annotation_pull.json`` and kept out of consensus.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from annotation.client import Connection
+from annotation.consensus import labels_to_json
+from annotation.validation import VALID, RawAnnotation, check, parse_export
+from medgen.catalog import now
+from medgen.errors import MedgenError
+from medgen.store import atomic_write_text
+from medgen.workspace import Workspace
+
+REPORT = "annotation_pull.json"
+
+
+@dataclass
+class PullReport:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)  # of the annotations pulled now
+    unknown_tasks: list[int] = field(default_factory=list)  # tasks this workspace did not push
+    report_path: Path | None = None
+
+
+def fetch_project(connection: Connection, project_id: int) -> list[RawAnnotation]:
+    """Every annotation of one project, cancelled ones included (the JSON export keeps them)."""
+    payload = connection.get_json(f"/api/projects/{project_id}/export", exportType="JSON")
+    return parse_export(payload)
+
+
+def read_export_file(path: Path) -> list[RawAnnotation]:
+    """Annotations from a file exported by Label Studio (JSON or JSON_MIN) or saved from its API."""
+    try:
+        payload: Any = json.loads(path.read_text())
+        return parse_export(payload)
+    except (OSError, ValueError) as error:
+        raise MedgenError(f"cannot read Label Studio export {path}: {error}") from None
+
+
+def pull(
+    workspace: Workspace,
+    connection: Connection | None = None,
+    export_files: list[Path] | None = None,
+    on_project: Callable[[str], None] | None = None,
+) -> PullReport:
+    """Pull every project this workspace pushed (and/or the given export files) into the catalog."""
+    raws: list[RawAnnotation] = []
+    for path in export_files or []:
+        raws.extend(read_export_file(path))
+    if connection is not None:
+        for row in workspace.catalog.query(
+            "SELECT ls_project_id, annotator FROM ls_projects ORDER BY ls_project_id"
+        ):
+            if on_project is not None:
+                on_project(row["annotator"])
+            raws.extend(fetch_project(connection, int(row["ls_project_id"])))
+    return store_annotations(workspace, raws)
+
+
+def store_annotations(workspace: Workspace, raws: list[RawAnnotation]) -> PullReport:
+    """Validate and upsert annotations (by id); write the report of every annotation that is not valid."""
+    catalog = workspace.catalog
+    tasks = {
+        int(r["ls_task_id"]): r
+        for r in catalog.query(
+            "SELECT t.ls_task_id, t.ls_project_id, t.source_id, p.annotator FROM tasks t "
+            "JOIN ls_projects p ON p.ls_project_id = t.ls_project_id"
+        )
+    }
+    seen = {
+        int(r["ls_annotation_id"]): r["updated_at"]
+        for r in catalog.query("SELECT ls_annotation_id, updated_at FROM annotations")
+    }
+    report = PullReport()
+    rows = []
+    for raw in {raw.id: raw for raw in raws}.values():  # a file and the server may both hold one
+        task = tasks.get(raw.task_id)
+        if task is None:
+            report.unknown_tasks.append(raw.task_id)
+            continue
+        if raw.id in seen and seen[raw.id] == raw.updated_at:
+            report.unchanged += 1
+            continue
+        checked = check(raw)
+        report.statuses[checked.status] += 1
+        if raw.id in seen:
+            report.updated += 1
+        else:
+            report.new += 1
+        rows.append(
+            (
+                raw.id,
+                raw.task_id,
+                int(task["ls_project_id"]),
+                task["annotator"],
+                task["source_id"],
+                checked.status,
+                json.dumps(checked.reasons),
+                labels_to_json(checked.labels) if checked.labels is not None else None,
+                raw.lead_time,
+                raw.created_at,
+                raw.updated_at,
+                now(),
+            )
+        )
+    with catalog.transaction() as conn:
+        conn.executemany(
+            "INSERT OR REPLACE INTO annotations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+        )
+    report.report_path = write_report(workspace, report)
+    return report
+
+
+def write_report(workspace: Workspace, report: PullReport) -> Path:
+    """Every annotation in the catalog that is not valid, with its reasons (all pulls, not only this one)."""
+    rejected = [
+        {
+            "annotation_id": r["ls_annotation_id"],
+            "task_id": r["ls_task_id"],
+            "project_id": r["ls_project_id"],
+            "annotator": r["annotator"],
+            "source_id": r["source_id"],
+            "status": r["status"],
+            "reasons": json.loads(r["reasons"]),
+        }
+        for r in workspace.catalog.query(
+            "SELECT * FROM annotations WHERE status != ? ORDER BY ls_annotation_id", (VALID,)
+        )
+    ]
+    totals = {
+        r["status"]: r["n"]
+        for r in workspace.catalog.query("SELECT status, COUNT(*) AS n FROM annotations GROUP BY status")
+    }
+    body = {
+        "pulled_at": now(),
+        "this_pull": {
+            "new": report.new,
+            "updated": report.updated,
+            "unchanged": report.unchanged,
+            **report.statuses,
+        },
+        "catalog_totals": totals,
+        "not_used": rejected,
+        "unknown_tasks": sorted(set(report.unknown_tasks)),
+    }
+    path = workspace.reports_dir / REPORT
+    atomic_write_text(path, json.dumps(body, indent=2) + "\n")
+    return path
+
+
+@dataclass
+class ProjectStatus:
+    project_id: int
+    kind: str
+    annotator: str
+    tasks: int
+    done: int
+    skipped: int
+    remaining: int
+    mean_seconds: float | None
+
+
+def project_status(workspace: Workspace, connection: Connection) -> list[ProjectStatus]:
+    """Live progress of every project this workspace pushed: done, skipped, remaining, mean time per task."""
+    found = []
+    for row in workspace.catalog.query(
+        "SELECT ls_project_id, kind, annotator FROM ls_projects ORDER BY ls_project_id"
+    ):
+        project_id = int(row["ls_project_id"])
+        tasks = {
+            int(r["ls_task_id"])
+            for r in workspace.catalog.query(
+                "SELECT ls_task_id FROM tasks WHERE ls_project_id = ?", (project_id,)
+            )
+        }
+        raws = [raw for raw in fetch_project(connection, project_id) if raw.task_id in tasks]
+        done = {raw.task_id for raw in raws if not raw.cancelled}
+        skipped = {raw.task_id for raw in raws if raw.cancelled} - done
+        times = [raw.lead_time for raw in raws if not raw.cancelled and raw.lead_time is not None]
+        found.append(
+            ProjectStatus(
+                project_id,
+                row["kind"],
+                row["annotator"],
+                len(tasks),
+                len(done),
+                len(skipped),
+                len(tasks - done - skipped),
+                sum(times) / len(times) if times else None,
+            )
+        )
+    return found

@@ -1,0 +1,351 @@
+"""Create the annotation projects and import each complete source as one task, in bulk.
+
+Open-source Label Studio has no overlap assignment or blinding, so medgen makes one project per
+annotator (each sees only its own queue) and sends every task to exactly ``overlap`` of them,
+balancing the queues. Gold tasks (sources whose candidates all carry known injected defects) go to
+every annotator and are scored per annotator by ``annotate agreement``.
+
+Idempotent and resumable: the catalog records each task id right after its batch is imported;
+before importing, tasks the server has but the catalog lacks (a crash between the two) are
+recorded instead of imported again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from annotation.client import Connection, api_error
+from annotation.config import SOURCE_KEY, label_result, labeling_config
+from annotation.consensus import ADJUDICATION
+from medgen.catalog import now
+from medgen.errors import MedgenError
+from medgen.workspace import Workspace
+from schemas import LETTERS, NUM_CANDIDATES, Candidate, CandidateLabel
+
+ANNOTATOR = "annotator"  # ls_projects.kind of an annotator's queue
+ADJUDICATOR = "adjudicator"
+PREDICTION_MODEL = "medgen-known-labels"
+
+
+class PushConfig(BaseModel):
+    """How tasks are spread over annotators."""
+
+    annotators: list[str] = Field(
+        default_factory=lambda: [ANNOTATOR], description="One project per annotator name."
+    )
+    overlap: int = Field(default=1, ge=1, description="How many annotators see each (non-gold) task.")
+    gold_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of new sources with known labels sent to everyone as gold.",
+    )
+    predictions: bool = Field(
+        default=False, description="Attach known labels as pre-annotations (never on gold)."
+    )
+    batch_size: int = Field(default=500, ge=1, le=10_000, description="Tasks per import request.")
+    seed: int = Field(default=0, description="Seed of the gold draw and the queue order.")
+
+    @field_validator("annotators")
+    @classmethod
+    def _names(cls, names: list[str]) -> list[str]:
+        names = [name.strip() for name in names]
+        if not names or any(not name or "," in name or len(name) > 40 for name in names):
+            raise ValueError("annotator names must be non-empty, at most 40 characters, without commas")
+        if len(set(names)) != len(names):
+            raise ValueError(f"annotator names repeat: {', '.join(names)}")
+        if ADJUDICATOR in names:
+            raise ValueError(f"{ADJUDICATOR!r} is reserved for the adjudication project")
+        return names
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> PushConfig:
+        if self.overlap > len(self.annotators):
+            raise ValueError(
+                f"--overlap {self.overlap} needs at least {self.overlap} annotators, got {len(self.annotators)}"
+            )
+        return self
+
+
+@dataclass
+class PushReport:
+    projects_created: list[str] = field(default_factory=list)
+    imported: dict[str, int] = field(default_factory=dict)  # annotator -> tasks imported now
+    recovered: int = 0  # tasks found on the server but missing from the catalog
+    new_sources: int = 0
+    gold_sources: int = 0
+
+
+def known_labels(candidates: list[Candidate]) -> tuple[CandidateLabel, ...] | None:
+    """Ground-truth labels from injected defects, or None when any candidate's are unknown."""
+    if len(candidates) != NUM_CANDIDATES or any(c.injected_defects is None for c in candidates):
+        return None
+    return tuple(
+        CandidateLabel(defects=tuple(c.injected_defects or ()), acceptable=not c.injected_defects)
+        for c in candidates
+    )
+
+
+def _rank(seed: int, key: str) -> str:
+    return hashlib.sha256(f"{seed}/{key}".encode()).hexdigest()
+
+
+def _workspace_tag(workspace: Workspace) -> str:
+    return hashlib.sha256(str(workspace.root).encode()).hexdigest()[:8]
+
+
+def ensure_project(
+    connection: Connection, workspace: Workspace, kind: str, annotator: str
+) -> tuple[int, bool]:
+    """The catalog's project for (kind, annotator), created on the server when missing."""
+    client = connection.client
+    rows = workspace.catalog.query(
+        "SELECT ls_project_id FROM ls_projects WHERE kind = ? AND annotator = ?", (kind, annotator)
+    )
+    if rows:
+        project_id = int(rows[0]["ls_project_id"])
+        try:
+            client.projects.get(project_id)
+        except Exception as error:
+            if getattr(error, "status_code", None) == 404:
+                raise MedgenError(
+                    f"project {project_id} ({annotator}) is in the catalog but not on {connection.url}: "
+                    "connect to the server this workspace pushed to"
+                ) from None
+            raise api_error("checking projects", error) from None
+        return project_id, False
+    tag = _workspace_tag(workspace)
+    title = f"medgen {tag} {annotator}"[:50]
+    description = f"medgen workspace {workspace.root} ({tag}); {kind} queue of {annotator}"
+    config = labeling_config()
+    connection.post_json("/api/projects/validate/", {"label_config": config})  # HTTP 400 on a bad config
+    try:
+        existing = [p for p in client.projects.list(title=title) if p.title == title]
+        project = existing[0] if existing else None  # created by a run that crashed before recording it
+        if project is None:
+            project = client.projects.create(
+                title=title,
+                description=description,
+                label_config=config,
+                show_skip_button=True,
+                maximum_annotations=1,
+                show_collab_predictions=True,
+            )
+        storages = client.import_storage.local.list(project=project.id)
+        if not list(storages):
+            client.import_storage.local.create(
+                project=project.id,
+                title="medgen workspace images",
+                path=str(workspace.store.root.resolve() / "images"),
+                use_blob_urls=False,
+                recursive_scan=True,
+            )
+    except MedgenError:
+        raise
+    except Exception as error:
+        raise api_error(f"creating the {annotator} project", error) from None
+    with workspace.catalog.transaction() as conn:
+        conn.execute(
+            "INSERT INTO ls_projects VALUES (?, ?, ?, ?, ?)", (project.id, kind, annotator, title, now())
+        )
+    return int(project.id), True
+
+
+def _task_payload(
+    connection: Connection,
+    workspace: Workspace,
+    source_id: str,
+    candidates: list[Candidate],
+    predictions: bool,
+) -> dict[str, object]:
+    source = workspace.catalog.source(source_id)
+    assert source is not None
+    data: dict[str, object] = {
+        "source_id": source_id,
+        SOURCE_KEY: connection.image_url(workspace.store.path(source.image_key)),
+    }
+    for letter, candidate in zip(LETTERS, candidates, strict=True):
+        data[letter] = connection.image_url(workspace.store.path(candidate.image_key))
+    task: dict[str, object] = {"data": data}
+    labels = known_labels(candidates) if predictions else None
+    if labels is not None:
+        task["predictions"] = [
+            {"model_version": PREDICTION_MODEL, "score": 1.0, "result": label_result(labels)}
+        ]
+    return task
+
+
+def recover_tasks(
+    connection: Connection, workspace: Workspace, project_id: int, annotator: str, gold: set[str]
+) -> int:
+    """Record tasks the server has but the catalog lacks (a crash after import, before the commit)."""
+    recorded = workspace.catalog.count("tasks", "ls_project_id = ?", (project_id,))
+    try:
+        on_server = connection.client.projects.get(project_id).task_number or 0
+    except Exception as error:
+        raise api_error("counting tasks", error) from None
+    if on_server <= recorded:
+        return 0
+    known = {
+        int(r["ls_task_id"])
+        for r in workspace.catalog.query(
+            "SELECT ls_task_id FROM tasks WHERE ls_project_id = ?", (project_id,)
+        )
+    }
+    sources = {s.id for s in workspace.catalog.sources()}
+    found = 0
+    try:
+        tasks = list(connection.client.tasks.list(project=project_id, fields="all", page_size=500))
+    except Exception as error:
+        raise api_error("listing tasks", error) from None
+    with workspace.catalog.transaction() as conn:
+        for task in tasks:
+            source_id = (task.data or {}).get("source_id")
+            if task.id in known or source_id not in sources:
+                continue
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
+                (task.id, project_id, source_id, annotator, int(source_id in gold), now()),
+            )
+            found += cursor.rowcount
+    return found
+
+
+def import_batches(
+    connection: Connection,
+    workspace: Workspace,
+    project_id: int,
+    annotator: str,
+    sources: list[str],
+    gold: set[str],
+    config: PushConfig,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Import ``sources`` as tasks of one project, ``batch_size`` per request; record ids per batch."""
+    imported = 0
+    for start in range(0, len(sources), config.batch_size):
+        batch = sources[start : start + config.batch_size]
+        payload = [
+            _task_payload(
+                connection,
+                workspace,
+                s,
+                workspace.catalog.candidates(s),
+                config.predictions and s not in gold,
+            )
+            for s in batch
+        ]
+        try:
+            response = connection.client.projects.import_tasks(
+                project_id, request=payload, return_task_ids=True
+            )
+        except Exception as error:
+            raise api_error(f"importing tasks for {annotator}", error) from None
+        task_ids = list(response.task_ids or [])
+        if len(task_ids) != len(batch):
+            raise MedgenError(
+                f"Label Studio returned {len(task_ids)} task ids for {len(batch)} tasks: rerun push"
+            )
+        with workspace.catalog.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (tid, project_id, s, annotator, int(s in gold), now())
+                    for tid, s in zip(task_ids, batch, strict=True)
+                ],
+            )
+        imported += len(batch)
+        if on_batch is not None:
+            on_batch(len(batch))
+    return imported
+
+
+def plan(workspace: Workspace, config: PushConfig) -> tuple[int, int]:
+    """Assign the sources not planned yet to annotators and record it: (new sources, gold among them)."""
+    catalog = workspace.catalog
+    planned = {r["source_id"] for r in catalog.query("SELECT DISTINCT source_id FROM task_plan")}
+    new = [
+        r["source_id"]
+        for r in catalog.query(
+            "SELECT source_id FROM candidates GROUP BY source_id HAVING COUNT(*) = ? ORDER BY source_id",
+            (NUM_CANDIDATES,),
+        )
+        if r["source_id"] not in planned
+    ]
+    gold: set[str] = set()
+    if config.gold_rate > 0:
+        capable = [s for s in new if known_labels(catalog.candidates(s)) is not None]
+        if capable:
+            count = max(1, round(config.gold_rate * len(new)))
+            gold = set(sorted(capable, key=lambda s: _rank(config.seed, s))[:count])
+    load = dict.fromkeys(config.annotators, 0)
+    for row in catalog.query(
+        "SELECT annotator, COUNT(*) AS n FROM task_plan WHERE is_gold = 0 GROUP BY annotator"
+    ):
+        if row["annotator"] in load:
+            load[row["annotator"]] = int(row["n"])
+    rows: list[tuple[str, str, int, str, str]] = []
+    order = {name: i for i, name in enumerate(config.annotators)}
+    n = len(config.annotators)
+    for i, source_id in enumerate(s for s in new if s not in gold):
+        chosen = sorted(config.annotators, key=lambda a: (load[a], (order[a] - i) % n))[: config.overlap]
+        for name in chosen:
+            load[name] += 1
+            rows.append((source_id, name, 0, _rank(config.seed, f"{name}/{source_id}"), now()))
+    for source_id in sorted(gold):  # gold goes to everyone, shuffled into each queue by rank
+        rows.extend(
+            (source_id, name, 1, _rank(config.seed, f"{name}/{source_id}"), now())
+            for name in config.annotators
+        )
+    with catalog.transaction() as conn:
+        conn.executemany("INSERT INTO task_plan VALUES (?, ?, ?, ?, ?)", rows)
+    return len(new), len(gold)
+
+
+def pending(workspace: Workspace, annotator: str, project_id: int) -> tuple[list[str], set[str]]:
+    """Planned sources of ``annotator`` not yet imported into its project, in queue order; gold among them."""
+    rows = workspace.catalog.query(
+        "SELECT source_id, is_gold FROM task_plan WHERE annotator = ? AND source_id NOT IN "
+        "(SELECT source_id FROM tasks WHERE ls_project_id = ?) ORDER BY rank",
+        (annotator, project_id),
+    )
+    return [r["source_id"] for r in rows], {r["source_id"] for r in rows if r["is_gold"]}
+
+
+def push(
+    workspace: Workspace,
+    connection: Connection,
+    config: PushConfig,
+    on_start: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> PushReport:
+    """Create/reuse one project per annotator and import every planned source not imported yet."""
+    report = PushReport()
+    projects: dict[str, int] = {}
+    for name in config.annotators:
+        project_id, created = ensure_project(connection, workspace, ANNOTATOR, name)
+        projects[name] = project_id
+        if created:
+            report.projects_created.append(name)
+    gold_all = {
+        r["source_id"] for r in workspace.catalog.query("SELECT source_id FROM task_plan WHERE is_gold = 1")
+    }
+    for name, project_id in projects.items():  # tasks a crashed run imported but did not record
+        report.recovered += recover_tasks(connection, workspace, project_id, name, gold_all)
+    report.new_sources, report.gold_sources = plan(workspace, config)
+    queues = {name: pending(workspace, name, project_id) for name, project_id in projects.items()}
+    if on_start is not None:
+        on_start(sum(len(queue) for queue, _ in queues.values()))
+    for name, (queue, gold) in queues.items():
+        report.imported[name] = import_batches(
+            connection, workspace, projects[name], name, queue, gold, config, on_batch
+        )
+    return report
+
+
+def adjudication_project(connection: Connection, workspace: Workspace) -> int:
+    return ensure_project(connection, workspace, ADJUDICATION, ADJUDICATOR)[0]

@@ -1,0 +1,266 @@
+"""Start, check and stop a local Label Studio server for one workspace.
+
+The server keeps its data (SQLite) in ``<workspace>/labelstudio/data``, listens on loopback only,
+and serves the workspace's images through Label Studio's local-files storage. The admin account
+and its API token are generated once and kept in ``labelstudio/credentials.json`` (mode 0600);
+they are never printed in full.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from medgen.errors import MedgenError
+from medgen.store import atomic_write_text
+from medgen.workspace import Workspace
+
+HOST = "127.0.0.1"
+SERVER_FILE = "server.json"
+CREDENTIALS_FILE = "credentials.json"
+LOG_FILE = "server.log"
+# Environment variables passed through to the server: everything else is left out, because
+# Label Studio reads unprefixed variables (PORT, HOST, USERNAME...) into its settings.
+PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV")
+
+
+class Credentials(BaseModel):
+    """The generated admin account of a workspace's Label Studio."""
+
+    username: str = Field(description="Admin e-mail used to log in to the web UI.")
+    password: str = Field(description="Admin password (generated).")
+    token: str = Field(description="Legacy API token (generated), sent as 'Authorization: Token ...'.")
+
+
+class ServerInfo(BaseModel):
+    """What ``annotate serve`` started: where, which process, which files it serves."""
+
+    url: str
+    pid: int
+    port: int
+    document_root: str = Field(description="Folder local-files URLs are relative to.")
+    started_at: float
+
+
+@dataclass
+class Paths:
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def server(self) -> Path:
+        return self.root / SERVER_FILE
+
+    @property
+    def credentials(self) -> Path:
+        return self.root / CREDENTIALS_FILE
+
+    @property
+    def log(self) -> Path:
+        return self.root / LOG_FILE
+
+
+def mask(secret: str) -> str:
+    """Show a secret the only way medgen prints one: its first four characters."""
+    return f"{secret[:4]}…" if secret else "(empty)"
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def load_credentials(workspace: Workspace) -> Credentials | None:
+    path = Paths(workspace.labelstudio_dir).credentials
+    return Credentials.model_validate_json(path.read_text()) if path.is_file() else None
+
+
+def _credentials(workspace: Workspace) -> Credentials:
+    existing = load_credentials(workspace)
+    if existing is not None:
+        return existing
+    creds = Credentials(
+        username="admin@medgen.local", password=secrets.token_urlsafe(18), token=secrets.token_hex(20)
+    )
+    _write_private(Paths(workspace.labelstudio_dir).credentials, creds.model_dump_json(indent=2))
+    return creds
+
+
+def load_server(workspace: Workspace) -> ServerInfo | None:
+    path = Paths(workspace.labelstudio_dir).server
+    return ServerInfo.model_validate_json(path.read_text()) if path.is_file() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():  # the pid may have been reused by another program
+        return b"label-studio" in cmdline.read_bytes() or b"label_studio" in cmdline.read_bytes()
+    return True
+
+
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as response:
+            return response.status == 200 and b"UP" in response.read()
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _executable() -> str:
+    local = Path(sys.executable).parent / "label-studio"
+    found = str(local) if local.exists() else shutil.which("label-studio")
+    if not found:
+        raise MedgenError("label-studio is not installed: pip install 'medgen[annotation]'")
+    return found
+
+
+def running_server(workspace: Workspace) -> ServerInfo | None:
+    """The workspace's server if its process is alive; a stale record is removed."""
+    info = load_server(workspace)
+    if info is None:
+        return None
+    if _alive(info.pid):
+        return info
+    Paths(workspace.labelstudio_dir).server.unlink(missing_ok=True)
+    return None
+
+
+def serve(
+    workspace: Workspace, port: int | None = None, document_root: Path | None = None, timeout: float = 180.0
+) -> ServerInfo:
+    """Start Label Studio for ``workspace`` in the background and wait until it answers.
+
+    Args:
+        port: TCP port on 127.0.0.1 (default: a free one).
+        document_root: folder local-files URLs are relative to (default: the workspace root);
+            it must contain the workspace's image store.
+        timeout: seconds to wait for the server (the first start migrates its database: ~30 s).
+    """
+    paths = Paths(workspace.labelstudio_dir)
+    current = running_server(workspace)
+    if current is not None:
+        raise MedgenError(
+            f"Label Studio is already running for this workspace at {current.url} (pid {current.pid}): "
+            "use it, or stop it with `medgen annotate serve --stop`"
+        )
+    root = (document_root or workspace.root).resolve()
+    if not workspace.store.root.resolve().is_relative_to(root):
+        raise MedgenError(f"document root {root} must contain the workspace {workspace.root}")
+    creds = _credentials(workspace)
+    port = port or _free_port()
+    url = f"http://{HOST}:{port}"
+    if healthy(url, timeout=0.5):
+        raise MedgenError(f"port {port} is already in use by another server: choose another with --port")
+    paths.data.mkdir(parents=True, exist_ok=True)
+    env = {key: os.environ[key] for key in PASSED_ENV if key in os.environ}
+    env.update(
+        LABEL_STUDIO_BASE_DATA_DIR=str(paths.data),
+        LABEL_STUDIO_USERNAME=creds.username,
+        LABEL_STUDIO_PASSWORD=creds.password,
+        LABEL_STUDIO_USER_TOKEN=creds.token,
+        LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
+        LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED="true",
+        LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(root),
+        LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true",
+        PYTHONUNBUFFERED="1",
+    )
+    command = [_executable(), "start", "--no-browser", "--internal-host", HOST, "--port", str(port)]
+    with open(paths.log, "ab") as log:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    info = ServerInfo(url=url, pid=process.pid, port=port, document_root=str(root), started_at=time.time())
+    atomic_write_text(paths.server, info.model_dump_json(indent=2))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            paths.server.unlink(missing_ok=True)
+            raise MedgenError(
+                f"Label Studio exited with code {process.returncode} while starting: see {paths.log}"
+            )
+        if healthy(url):
+            _check_token(url, creds.token, paths.log)
+            return info
+        time.sleep(0.5)
+    stop(workspace)
+    raise MedgenError(f"Label Studio did not answer within {timeout:.0f} s: see {paths.log}")
+
+
+def _check_token(url: str, token: str, log: Path) -> None:
+    request = urllib.request.Request(
+        f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise MedgenError(
+            f"Label Studio started but rejects the workspace's API token (HTTP {error.code}); its data dir was "
+            f"created with other credentials: remove labelstudio/data to start afresh (see {log})"
+        ) from None
+
+
+def stop(workspace: Workspace, timeout: float = 20.0) -> bool:
+    """Stop the workspace's server by its recorded PID. Returns False when none was running."""
+    paths = Paths(workspace.labelstudio_dir)
+    info = running_server(workspace)
+    if info is None:
+        return False
+    try:
+        os.killpg(info.pid, signal.SIGTERM)  # the server was started in its own session: pgid == pid
+    except (ProcessLookupError, PermissionError):
+        os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(info.pid):
+        _reap(info.pid)
+        time.sleep(0.2)
+    if _alive(info.pid):
+        os.killpg(info.pid, signal.SIGKILL)
+        _reap(info.pid)
+    paths.server.unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when the server is our own child (otherwise it stays a zombie)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

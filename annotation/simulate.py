@@ -1,0 +1,93 @@
+"""Simulated annotators for the demo and the tests: answers from known labels, with human-like noise.
+
+Every simulated annotation is created through the Label Studio API like a human's, and is marked
+as simulated in each candidate's rationale (``[simulated]``), so it can never pass for real work.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from annotation.client import Connection, api_error
+from annotation.config import label_result
+from annotation.pull import fetch_project
+from annotation.push import ANNOTATOR, known_labels
+from medgen.workspace import Workspace
+from schemas import TAXONOMY, CandidateLabel
+
+MARK = "[simulated]"
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Per-candidate error rates of a simulated annotator."""
+
+    missed_tag: float
+    extra_tag: float
+    flipped: float
+    skip: float  # per task
+
+
+def noisy_label(truth: CandidateLabel, noise: Noise, rng: random.Random) -> CandidateLabel:
+    """One candidate's answer: the truth with a missed tag, an extra tag or a flipped verdict, kept consistent."""
+    tags = set(truth.defects)
+    all_tags = list(TAXONOMY.all_tags())
+    roll = rng.random()
+    if roll < noise.flipped:
+        tags = set() if tags else {rng.choice(all_tags)}
+        what = "flipped verdict"
+    elif roll < noise.flipped + noise.missed_tag and tags:
+        tags.discard(rng.choice(sorted(tags)))
+        what = "missed a tag"
+    elif roll < noise.flipped + noise.missed_tag + noise.extra_tag:
+        tags.add(rng.choice(all_tags))
+        what = "extra tag"
+    else:
+        what = "as labelled"
+    verdict = "no visible defect" if not tags else "defects: " + ", ".join(sorted(tags))
+    return CandidateLabel(defects=tuple(tags), acceptable=not tags, rationale=f"{MARK} {verdict} ({what})")
+
+
+def simulate_annotators(
+    workspace: Workspace, client: Connection, noise: float = 0.1, seed: int = 0
+) -> dict[str, int]:
+    """Annotate every not-yet-annotated task of each annotator project. Returns annotations made per annotator.
+
+    Args:
+        noise: overall error rate; split into missed tags, extra tags, flipped verdicts and skips.
+        seed: the same seed gives the same answers.
+    """
+    rates = Noise(missed_tag=noise / 2, extra_tag=noise / 4, flipped=noise / 4, skip=noise / 5)
+    made: dict[str, int] = {}
+    projects = workspace.catalog.query(
+        "SELECT ls_project_id, annotator FROM ls_projects WHERE kind = ? ORDER BY ls_project_id", (ANNOTATOR,)
+    )
+    for project in projects:
+        name, project_id = project["annotator"], int(project["ls_project_id"])
+        done = {raw.task_id for raw in fetch_project(client, project_id)}
+        made[name] = 0
+        tasks = workspace.catalog.query(
+            "SELECT ls_task_id, source_id FROM tasks WHERE ls_project_id = ? ORDER BY ls_task_id",
+            (project_id,),
+        )
+        for task in tasks:
+            if int(task["ls_task_id"]) in done:
+                continue
+            truth = known_labels(workspace.catalog.candidates(task["source_id"]))
+            if truth is None:
+                continue  # no known labels to simulate from
+            rng = random.Random(f"{seed}/{name}/{task['source_id']}")
+            skipped = rng.random() < rates.skip
+            answers = [noisy_label(label, rates, rng) for label in truth]
+            try:
+                client.client.annotations.create(
+                    int(task["ls_task_id"]),
+                    result=[] if skipped else label_result(answers),
+                    was_cancelled=skipped,
+                    lead_time=round(rng.uniform(15, 90), 1),
+                )
+            except Exception as error:
+                raise api_error(f"creating a simulated annotation for {name}", error) from None
+            made[name] += 1
+    return made

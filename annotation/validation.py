@@ -1,0 +1,195 @@
+"""Parse every export shape Label Studio produces and check each annotation against the taxonomy.
+
+Label Studio stores whatever the front end (or an API client) sends: unknown controls and values,
+two values in a single choice, missing required answers, empty results. medgen checks each one
+and gives it a status with reasons; only ``valid`` annotations reach consensus.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from annotation.config import ACCEPTABLE, NO, RATIONALE, YES, controls
+from schemas import LETTERS, CandidateLabel
+
+VALID = "valid"
+CANCELLED = "cancelled"  # skipped by the annotator
+INVALID = "invalid"  # unknown control or value, two values in a single choice
+INCOMPLETE = "incomplete"  # a candidate without its acceptable answer, or an empty result
+CONTRADICTORY = "contradictory"  # acceptable with a defect, or not acceptable without one
+STATUSES = (VALID, CANCELLED, INVALID, INCOMPLETE, CONTRADICTORY)
+
+# Keys of a JSON_MIN row that are task data or metadata, not controls.
+_MIN_META = {
+    "id",
+    "annotator",
+    "annotation_id",
+    "created_at",
+    "updated_at",
+    "lead_time",
+    "source_id",
+    "source",
+}
+
+
+@dataclass
+class RawAnnotation:
+    """One annotation as exported, whatever the export shape."""
+
+    id: int
+    task_id: int
+    result: list[dict[str, Any]]
+    cancelled: bool = False
+    project_id: int | None = None
+    source_id: str | None = None
+    lead_time: float | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+@dataclass
+class Checked:
+    status: str
+    reasons: list[str] = field(default_factory=list)
+    labels: tuple[CandidateLabel, ...] | None = None
+
+
+def parse_export(payload: Any) -> list[RawAnnotation]:
+    """Annotations from a JSON export, a JSON_MIN export, an API task list or an API annotation list."""
+    if isinstance(payload, dict):
+        for key in ("tasks", "results", "annotations"):
+            if isinstance(payload.get(key), list):
+                return parse_export(payload[key])
+        raise ValueError("unrecognised Label Studio export: a JSON object without a 'tasks' list")
+    if not isinstance(payload, list):
+        raise ValueError("unrecognised Label Studio export: expected a JSON list")
+    found: list[RawAnnotation] = []
+    for item in payload:
+        if not isinstance(item, dict):
+            raise ValueError("unrecognised Label Studio export: list items must be JSON objects")
+        if "annotations" in item and "data" in item:  # JSON export / API task
+            data = item.get("data") or {}
+            for annotation in item["annotations"] or []:
+                found.append(_from_api(annotation, task_id=int(item["id"]), source_id=data.get("source_id")))
+        elif "result" in item and "task" in item:  # API annotation list
+            found.append(_from_api(item, task_id=int(item["task"]), source_id=None))
+        elif "annotation_id" in item:  # JSON_MIN: one flat row per annotation
+            found.append(_from_min(item))
+        elif "data" in item:  # a task nobody annotated yet
+            continue
+        else:
+            raise ValueError(f"unrecognised Label Studio export row with keys {sorted(item)[:8]}")
+    return found
+
+
+def _task_id(value: Any) -> int:
+    return int(value["id"] if isinstance(value, dict) else value)
+
+
+def _from_api(annotation: dict[str, Any], task_id: int, source_id: str | None) -> RawAnnotation:
+    project = annotation.get("project")
+    return RawAnnotation(
+        id=int(annotation["id"]),
+        task_id=_task_id(annotation.get("task", task_id) or task_id),
+        result=list(annotation.get("result") or []),
+        cancelled=bool(annotation.get("was_cancelled")),
+        project_id=int(project) if isinstance(project, int) else None,
+        source_id=source_id,
+        lead_time=annotation.get("lead_time"),
+        created_at=annotation.get("created_at"),
+        updated_at=annotation.get("updated_at"),
+    )
+
+
+def _from_min(row: dict[str, Any]) -> RawAnnotation:
+    """JSON_MIN writes each control as a key: a string for one value, a list or {'choices': [...]} for many."""
+    known_data = set(LETTERS)
+    result = []
+    for key, value in row.items():
+        if key in _MIN_META or key in known_data:
+            continue
+        if isinstance(value, dict):
+            kind = "textarea" if "text" in value else "choices"
+            values = value.get("text", value.get("choices", []))
+        else:
+            kind = "textarea" if key.endswith(f"_{RATIONALE}") else "choices"
+            values = value if isinstance(value, list) else [value]
+        result.append(
+            {"from_name": key, "type": kind, "value": {("text" if kind == "textarea" else "choices"): values}}
+        )
+    return RawAnnotation(
+        id=int(row["annotation_id"]),
+        task_id=int(row["id"]),
+        result=result,
+        source_id=row.get("source_id"),
+        lead_time=row.get("lead_time"),
+        created_at=row.get("created_at"),
+        updated_at=row.get("updated_at"),
+    )
+
+
+def check(annotation: RawAnnotation) -> Checked:
+    """Status, reasons and (when valid) the four candidate labels of one annotation."""
+    if annotation.cancelled:
+        return Checked(CANCELLED, ["the annotator skipped (cancelled) the task"])
+    if not annotation.result:
+        return Checked(INCOMPLETE, ["empty result: nothing was answered"])
+    spec = controls()
+    invalid: list[str] = []
+    acceptable: dict[str, bool] = {}
+    tags: dict[str, list[str]] = {letter: [] for letter in LETTERS}
+    rationale: dict[str, str] = {}
+    seen: set[str] = set()
+    for item in annotation.result:
+        name = str(item.get("from_name", ""))
+        control = spec.get(name)
+        if control is None:
+            invalid.append(f"unknown control {name!r} (not in the labeling config)")
+            continue
+        if name in seen:
+            invalid.append(f"{name} answered twice")
+            continue
+        seen.add(name)
+        value = item.get("value") or {}
+        if control.kind == "textarea":
+            texts = value.get("text", [])
+            rationale[control.letter] = " ".join(
+                str(t) for t in (texts if isinstance(texts, list) else [texts])
+            ).strip()
+            continue
+        chosen = value.get("choices", [])
+        chosen = chosen if isinstance(chosen, list) else [chosen]
+        unknown = [str(c) for c in chosen if c not in control.values]
+        if unknown:
+            what = "answer" if control.part == ACCEPTABLE else f"tag(s) for {control.part}"
+            invalid.append(f"{name}: unknown {what} {', '.join(repr(u) for u in unknown)}")
+            continue
+        if control.single and len(chosen) > 1:
+            invalid.append(f"{name}: {len(chosen)} values ({', '.join(chosen)}) in a single choice")
+            continue
+        if control.part == ACCEPTABLE:
+            if chosen:
+                acceptable[control.letter] = chosen[0] == YES
+        else:
+            tags[control.letter].extend(chosen)
+    if invalid:
+        return Checked(INVALID, invalid)
+    missing = [letter for letter in LETTERS if letter not in acceptable]
+    if missing:
+        return Checked(INCOMPLETE, [f"{letter} has no acceptable answer" for letter in missing])
+    contradictions = []
+    for letter in LETTERS:
+        if acceptable[letter] and tags[letter]:
+            contradictions.append(f"{letter} is marked acceptable but tagged {', '.join(tags[letter])}")
+        if not acceptable[letter] and not tags[letter]:
+            contradictions.append(f"{letter} is marked not acceptable ({NO}) without any defect tag")
+    if contradictions:
+        return Checked(CONTRADICTORY, contradictions)
+    labels = tuple(
+        CandidateLabel(
+            defects=tuple(tags[letter]), acceptable=acceptable[letter], rationale=rationale.get(letter, "")
+        )
+        for letter in LETTERS
+    )
+    return Checked(VALID, [], labels)
