@@ -1,0 +1,158 @@
+"""Client for any OpenAI-compatible chat-completions API (OpenAI, vLLM, TGI, LiteLLM...).
+
+Each question goes out as one user turn: the prompt's text parts and its five images, in order, the
+images as base64 data URLs. The key comes from ``$OPENAI_API_KEY`` (servers that need none, such as
+a local vLLM, get a placeholder) and never appears in messages or files. Requests run concurrently
+and are retried with exponential backoff on connection errors, timeouts, 429 and 5xx (the openai
+SDK's policy); errors that retrying cannot fix stop the run with a one-line message.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from medgen.errors import MedgenError
+
+API_KEY_ENV = "OPENAI_API_KEY"
+
+
+class EndpointConfig(BaseModel):
+    """Where to send questions and how."""
+
+    url: str = Field(
+        description="Base URL of the API, e.g. https://api.openai.com/v1 or http://localhost:8000/v1."
+    )
+    model: str = Field(description="Model name the server knows, e.g. gpt-4o or Qwen/Qwen2.5-VL-7B-Instruct.")
+    max_tokens: int = Field(default=512, gt=0, description="Completion budget per question.")
+    temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy.")
+    concurrency: int = Field(default=4, gt=0, description="Requests in flight at once.")
+    max_retries: int = Field(default=4, ge=0, description="Retries per request, with exponential backoff.")
+    timeout_s: float = Field(default=120.0, gt=0, description="Seconds per request attempt.")
+    image_format: Literal["png", "jpeg"] = Field(default="png", description="Encoding of the images sent.")
+
+
+def image_data_url(image: Any, image_format: str = "png") -> str:
+    """A PIL image as a ``data:image/...;base64,`` URL."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(
+        buffer, format=image_format.upper(), **({"quality": 95} if image_format == "jpeg" else {})
+    )
+    return f"data:image/{image_format};base64,{base64.b64encode(buffer.getvalue()).decode()}"
+
+
+def chat_messages(
+    prompt: list[dict[str, Any]], images: Sequence[Any], image_format: str = "png"
+) -> list[dict[str, Any]]:
+    """The dataset's TRL prompt as OpenAI chat messages: each image placeholder filled with the next image."""
+    remaining = iter(images)
+    messages = []
+    for message in prompt:
+        content = message["content"]
+        if isinstance(content, str):
+            messages.append({"role": message["role"], "content": content})
+            continue
+        parts: list[dict[str, Any]] = []
+        for part in content:
+            if part.get("type") == "image":
+                image = next(remaining, None)
+                if image is None:
+                    raise MedgenError("the prompt has more image placeholders than the sample has images")
+                parts.append({"type": "image_url", "image_url": {"url": image_data_url(image, image_format)}})
+            elif part.get("type") == "text":
+                parts.append({"type": "text", "text": part.get("text") or ""})
+        messages.append({"role": message["role"], "content": parts})
+    if next(remaining, None) is not None:
+        raise MedgenError("the sample has more images than its prompt has image placeholders")
+    return messages
+
+
+class EndpointClient:
+    """Answers questions through an OpenAI-compatible chat-completions endpoint."""
+
+    def __init__(self, config: EndpointConfig, api_key: str | None = None):
+        import openai
+
+        self.config = config
+        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        self._client = openai.OpenAI(
+            base_url=config.url,
+            api_key=key or "EMPTY",
+            max_retries=config.max_retries,
+            timeout=config.timeout_s,
+        )
+
+    def details(self) -> dict[str, Any]:
+        """What is being scored (never the key)."""
+        c = self.config
+        return {"endpoint": c.url, "model": c.model, "temperature": c.temperature, "max_tokens": c.max_tokens}
+
+    def complete(self, prompt: list[dict[str, Any]], images: Sequence[Any]) -> str:
+        """The model's answer text to one question."""
+        import openai
+
+        c = self.config
+        try:
+            response = self._client.chat.completions.create(
+                model=c.model,
+                messages=chat_messages(prompt, images, c.image_format),  # type: ignore[arg-type]
+                max_tokens=c.max_tokens,
+                temperature=c.temperature,
+            )
+        except openai.AuthenticationError:
+            raise MedgenError(
+                f"{c.url} rejected the API key (HTTP 401): set {API_KEY_ENV} to a key valid for this endpoint"
+            ) from None
+        except openai.PermissionDeniedError:
+            raise MedgenError(
+                f"{c.url} refused access (HTTP 403): the key in {API_KEY_ENV} may lack access to {c.model}"
+            ) from None
+        except openai.NotFoundError:
+            raise MedgenError(
+                f"{c.url} answered 404: check that --endpoint is the API's base URL (usually ending in /v1) "
+                f"and that the server serves --endpoint-model {c.model}"
+            ) from None
+        except openai.APITimeoutError:
+            raise MedgenError(
+                f"{c.url} did not answer within {c.timeout_s:g} s after {c.max_retries} retries: raise --timeout or check the server"
+            ) from None
+        except openai.APIConnectionError as error:
+            reason = error.__cause__ or error
+            raise MedgenError(
+                f"cannot reach {c.url} ({type(reason).__name__}) after {c.max_retries} retries: is the server running?"
+            ) from None
+        except openai.APIStatusError as error:
+            raise MedgenError(
+                f"{c.url} answered HTTP {error.status_code}: {str(error.message)[:300]}"
+            ) from None
+        if not response.choices:
+            return ""
+        return response.choices[0].message.content or ""
+
+    def generate(self, questions: Sequence[Any]) -> Iterator[tuple[Any, str]]:
+        """(question, answer text) pairs as they complete, ``concurrency`` requests at a time."""
+        pending: dict[Future[str], Any] = {}
+        todo = iter(questions)
+        with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
+            try:
+                while True:
+                    while len(pending) < self.config.concurrency:
+                        question = next(todo, None)
+                        if question is None:
+                            break
+                        pending[pool.submit(self.complete, question.prompt, question.images)] = question
+                    if not pending:
+                        return
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        question = pending.pop(future)
+                        yield question, future.result()
+            finally:
+                for future in pending:
+                    future.cancel()
