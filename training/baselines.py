@@ -117,6 +117,14 @@ def annotator_votes(workspace: Any) -> dict[str, dict[str, tuple[CandidateLabel,
     return votes
 
 
+def has_annotations(workspace: Path) -> bool:
+    """Whether the workspace holds any valid annotation (so a human baseline can be computed)."""
+    from medgen.workspace import open_workspace
+
+    with open_workspace(workspace) as ws:
+        return ws.catalog.count("annotations", "status = 'valid'") > 0
+
+
 def human_predictions(
     questions: Sequence[Question], workspace: Path
 ) -> tuple[list[Prediction], dict[str, Any]]:

@@ -22,15 +22,21 @@ def eval_cli(
         ),
     ] = None,
     split: Annotated[str, typer.Option(help="Split to score.")] = "test",
-    revision: Annotated[str | None, typer.Option(help="Dataset revision on the Hub (tag such as v1.0, or commit).")] = None,
+    revision: Annotated[
+        str | None, typer.Option(help="Dataset revision on the Hub (tag such as v1.0, or commit).")
+    ] = None,
     model: Annotated[
         str | None,
-        typer.Option(help="Checkpoint (local folder or Hub id); with --endpoint, the model name the server serves."),
+        typer.Option(
+            help="Checkpoint (local folder or Hub id); with --endpoint, the model name the server serves."
+        ),
     ] = None,
     model_revision: Annotated[str | None, typer.Option(help="Hub revision of the checkpoint.")] = None,
     endpoint: Annotated[
         str | None,
-        typer.Option(help="OpenAI-compatible API base URL (e.g. http://localhost:8000/v1); key from $OPENAI_API_KEY."),
+        typer.Option(
+            help="OpenAI-compatible API base URL (e.g. http://localhost:8000/v1); key from $OPENAI_API_KEY."
+        ),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Row name of the model in the report.")] = None,
     baselines: Annotated[
@@ -51,32 +57,43 @@ def eval_cli(
     device: Annotated[str | None, typer.Option(help="torch device (default: cuda when available).")] = None,
     dtype: Annotated[str, typer.Option(help="Checkpoint dtype: auto, float32, bfloat16, float16.")] = "auto",
     concurrency: Annotated[int, typer.Option(help="Requests in flight (endpoint).")] = 4,
-    max_retries: Annotated[int, typer.Option(help="Retries per request with exponential backoff (endpoint).")] = 4,
+    max_retries: Annotated[
+        int, typer.Option(help="Retries per request with exponential backoff (endpoint).")
+    ] = 4,
     timeout: Annotated[float, typer.Option(help="Seconds per request attempt (endpoint).")] = 120.0,
     seed: Annotated[int, typer.Option(help="Seed of the random baseline and the bootstrap.")] = 0,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for 95% CIs (0: none).")] = 1000,
     limit: Annotated[int | None, typer.Option(help="Score only the first N questions.")] = None,
-    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where the results go.")] = Path("eval"),
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where the results go.")] = Path(
+        "eval"
+    ),
     compare: Annotated[
         bool, typer.Option("--compare", help="Put the results.json files given as arguments side by side.")
     ] = False,
 ) -> None:
     """Score models on a split: exact-match accuracy per dimension and overall, DPA, baselines, a chart.
 
-    Writes results.json, results.md, results.png and predictions.jsonl to --output-dir. Reruns
-    resume: answers already generated are read back from --output-dir/raw/.
+    Writes results.json, results.md, results.png and predictions.jsonl to --output-dir. Reruns resume: answers already generated are read back from --output-dir/raw/.
     """
     from training.eval_report import compare_runs
-    from training.evaluation import EvalConfig, run_eval
+    from training.evaluation import ALL, EvalConfig, run_eval
 
     if compare:
         rows = compare_runs([Path(p) for p in inputs or []], output_dir)
-        console.print(f"compared {len(rows)} rows: {output_dir / 'comparison.md'}, {output_dir / 'comparison.png'}")
+        console.print(
+            f"compared {len(rows)} rows: {output_dir / 'comparison.md'}, {output_dir / 'comparison.png'}"
+        )
         return
     if not inputs or len(inputs) != 1:
-        raise MedgenError("give exactly one dataset (export folder or Hub id), or --compare with results.json files")
+        raise MedgenError(
+            "give exactly one dataset (export folder or Hub id), or --compare with results.json files"
+        )
     if baselines is None:
-        chosen = ["random", "majority"] + (["human"] if workspace is not None else [])
+        from training.baselines import has_annotations
+
+        chosen = ["random", "majority"] + (
+            ["human"] if workspace is not None and has_annotations(workspace) else []
+        )
     else:
         chosen = [] if baselines.strip() == "none" else [b.strip() for b in baselines.split(",") if b.strip()]
     try:
@@ -107,7 +124,9 @@ def eval_cli(
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
-        raise MedgenError(f"{where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}") from None
+        raise MedgenError(
+            f"{where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}"
+        ) from None
 
     with progress() as bar:
         tasks: list[int] = []
@@ -119,14 +138,21 @@ def eval_cli(
 
         results = run_eval(config, on_progress)
 
-    table = Table(title=f"exact-match accuracy (%) on {results.split}, {results.num_questions} questions")
-    from training.eval_report import COLUMN_LABELS, accuracy_cell, columns
+    from training.eval_report import columns, percent
 
     shown = columns(results.models)
+    table = Table(title=f"exact-match accuracy (%) on {results.split}, {results.num_questions} questions")
     table.add_column("model")
     for cell in shown:
-        table.add_column(COLUMN_LABELS[cell], justify="right")
+        short = {"overall": "publishable", ALL: "overall"}.get(cell, cell.split("_")[0])
+        table.add_column(short, justify="right")
+    table.add_column("DPA", justify="right")
     for row in results.models:
-        table.add_row(row.name, *(accuracy_cell(row, cell) for cell in shown))
+        dpa = row.scores[ALL].dpa
+        table.add_row(
+            row.name, *(percent(row.scores[c].accuracy) for c in shown), "–" if dpa is None else f"{dpa:.3f}"
+        )
     console.print(table)
-    console.print(f"wrote {output_dir}/results.json, results.md, results.png, predictions.jsonl")
+    console.print(
+        f"wrote {output_dir}/results.json, results.md (with 95% CIs), results.png, predictions.jsonl"
+    )

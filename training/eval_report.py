@@ -111,6 +111,10 @@ def model_notes(models: Sequence[ModelResult]) -> list[str]:
     return notes
 
 
+def tick_label(text: str) -> str:
+    return text.replace(" and ", " &\n") if " and " in text else text.replace(" ", "\n", 1)
+
+
 def bar_chart(models: Sequence[ModelResult], path: Path, title: str) -> None:
     """Grouped bars: accuracy per column, one bar per model, CI whiskers. Rendered without a display."""
     import numpy as np
@@ -118,7 +122,7 @@ def bar_chart(models: Sequence[ModelResult], path: Path, title: str) -> None:
     from matplotlib.figure import Figure
 
     shown = columns(models)
-    figure = Figure(figsize=(max(7.0, 1.3 * len(shown) * max(1, len(models)) / 2), 4.5), dpi=120)
+    figure = Figure(figsize=(max(8.0, 0.35 * len(shown) * max(2, len(models)) + 3), 4.5), dpi=120)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     x = np.arange(len(shown))
@@ -137,11 +141,13 @@ def bar_chart(models: Sequence[ModelResult], path: Path, title: str) -> None:
         axes.bar(
             x + (i - (len(models) - 1) / 2) * width, heights, width, yerr=errors, capsize=2, label=model.name
         )
-    axes.set_xticks(x, [COLUMN_LABELS[c].replace(" and ", " &\n") for c in shown], fontsize=8)
+    if any(m.kind == "random" for m in models):
+        axes.axhline(100 / 15, color="grey", linestyle="--", linewidth=1, label="random, expected (1/15)")
+    axes.set_xticks(x, [tick_label(COLUMN_LABELS[c]) for c in shown], fontsize=8)
     axes.set_ylabel("exact-match accuracy (%)")
-    axes.set_ylim(0, 100)
+    axes.set_ylim(0, 105)
     axes.set_title(title, fontsize=10)
-    axes.legend(fontsize=8, loc="upper right")
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     buffer = io.BytesIO()

@@ -424,6 +424,31 @@ def test_eval_errors_are_one_line(
     assert single.exit_code == 1 and "at least two" in single.output
 
 
+def test_eval_human_baseline_from_a_workspace(runner, workspace, eval_export, tmp_path) -> None:
+    from annotation.consensus import labels_to_json
+    from tests.training.eval_data import OK
+
+    t1 = TEST_SOURCES["t1"]  # appearance A, lighting C, publishable B,D
+    votes = {"ann1": t1, "ann2": t1, "ann3": [bad("product_warped"), OK, OK, OK]}
+    with workspace.catalog.transaction() as conn:
+        for i, (annotator, labels) in enumerate(votes.items()):
+            conn.execute(
+                "INSERT INTO annotations (ls_annotation_id, ls_task_id, ls_project_id, annotator, source_id, status, "
+                "labels, pulled_at) VALUES (?, ?, 1, ?, 't1', 'valid', ?, '2026-01-01')",
+                (i, i, annotator, labels_to_json(labels)),
+            )
+    out = tmp_path / "human"
+    result = runner.invoke(
+        app, ["eval", str(eval_export), "-w", str(workspace.root), "--bootstrap", "0", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    human = load_results(out / "results.json").models[-1]
+    assert human.name == "human" and human.details["questions_covered"] == 3
+    # ann3 misses the shadow (lighting) and calls C publishable: 7 of 9 annotator-question pairs agree.
+    assert (human.scores[ALL].n, human.scores[ALL].accuracy) == (9, pytest.approx(7 / 9))
+    assert human.scores[APPEARANCE].accuracy == 1.0
+
+
 def test_questions_read_classlabel_dimensions() -> None:
     import datasets
 
