@@ -65,16 +65,12 @@ class CardStats:
 
 
 def _figure_png(samples: list[tuple[str, str, list[bytes]]]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
     from PIL import Image
 
     rows = max(1, len(samples))
-    fig, axes = plt.subplots(
-        rows, 1 + len(LETTERS), figsize=(2.2 * (1 + len(LETTERS)), 2.5 * rows), squeeze=False
-    )
+    fig = Figure(figsize=(2.2 * (1 + len(LETTERS)), 2.5 * rows))
+    axes = fig.subplots(rows, 1 + len(LETTERS), squeeze=False)
     for row, (dimension, answer, images) in enumerate(samples):
         for col, data in enumerate(images):
             with Image.open(io.BytesIO(data)) as image:
@@ -88,7 +84,6 @@ def _figure_png(samples: list[tuple[str, str, list[bytes]]]) -> bytes:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
     return buffer.getvalue()
 
 
