@@ -416,7 +416,7 @@ def _repeat(image: np.ndarray, band: tuple[int, int], strength: float) -> dict:
     start, stop = band
     if start == 0:  # source strip just right of the band, mirrored leftwards
         source = image[:, stop : stop + period]
-        tile = np.concatenate([source[:, ::-1], source], axis=1)
+        tile = np.concatenate([source, source[:, ::-1]], axis=1)
         reps = -(-(stop - start) // tile.shape[1])
         filled = np.tile(tile, (1, reps, 1))[:, : stop - start]
         image[:, start:stop] = filled[:, ::-1]
