@@ -1,0 +1,246 @@
+"""`medgen train sft|grpo` on CPU with the tiny Qwen2.5-VL and a small export with five images per row."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from medgen.cli import app
+from tests.training.conftest import write_export
+from training.config import RECIPES_DIR, RESOLVED_CONFIG_NAME, load_config
+from training.grpo_config import GRPOConfig
+from training.sft_config import SFTConfig
+
+
+def run_cli(runner: CliRunner, *args: str):
+    return runner.invoke(app, ["train", *args], catch_exceptions=False)
+
+
+def weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def changed(before: dict, after: dict) -> list[str]:
+    return [name for name, tensor in before.items() if not tensor.equal(after[name])]
+
+
+@pytest.mark.parametrize(
+    "path", sorted(RECIPES_DIR.glob("*/*/config*.yaml")), ids=lambda p: str(p.relative_to(RECIPES_DIR))
+)
+def test_every_shipped_recipe_loads(path: Path) -> None:
+    stage = path.parent.name
+    config_class = SFTConfig if stage == "sft" else GRPOConfig
+    # bf16 needs a GPU; the rest of the recipe is checked as written
+    config = load_config(config_class, path, stage, {"bf16": False, "use_cpu": True})
+    assert config.output_dir.endswith(stage)
+    assert config.model_name_or_path
+    if stage == "grpo":
+        assert config.reward_weights == [config.dpa_reward_weight, config.format_reward_weight]
+
+
+def test_unknown_recipe_key_is_one_clear_line(runner: CliRunner, tmp_path: Path) -> None:
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("model_name_or_path: x\nlearning_rat: 1.0e-5\n")
+    result = run_cli(runner, "sft", "--recipe", str(recipe), "--dataset", str(tmp_path))
+    assert result.exit_code == 1
+    assert "unknown key 'learning_rat' (did you mean 'learning_rate'?)" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_recipe_name_lists_known_ones(runner: CliRunner) -> None:
+    result = run_cli(runner, "grpo", "--recipe", "llama-9000")
+    assert result.exit_code == 1
+    assert "no grpo recipe 'llama-9000'" in result.output and "qwen2.5-vl-7b/lora" in result.output
+
+
+def test_dataset_missing_columns_fails_before_loading_the_model(
+    runner: CliRunner, tmp_path: Path, tiny_model: Path
+) -> None:
+    export = write_export(tmp_path / "export", {"train": 1}, drop=("completion",))
+    output = tmp_path / "run" / "sft"
+    result = run_cli(
+        runner,
+        "sft",
+        "--recipe",
+        "tiny",
+        "--dataset",
+        str(export),
+        "--model",
+        str(tiny_model),
+        "-o",
+        str(output),
+    )
+    assert result.exit_code == 1
+    assert "lacks column(s) completion" in result.output
+    assert not output.exists()
+
+
+def test_model_that_is_not_a_vlm_is_refused(runner: CliRunner, tmp_path: Path, export_dir: Path) -> None:
+    from transformers import Qwen2Config
+
+    text_only = tmp_path / "text-model"
+    Qwen2Config(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    ).save_pretrained(text_only)
+    result = run_cli(
+        runner, "sft", "--recipe", "tiny", "--dataset", str(export_dir), "--model", str(text_only)
+    )
+    assert result.exit_code == 1
+    assert "is not a vision-language model" in result.output
+
+
+def test_grpo_without_sft_output_says_what_to_run(
+    runner: CliRunner, tmp_path: Path, export_dir: Path
+) -> None:
+    output = tmp_path / "run" / "grpo"
+    result = run_cli(runner, "grpo", "--recipe", "tiny", "--dataset", str(export_dir), "-o", str(output))
+    assert result.exit_code == 1
+    assert f"{output.parent / 'sft'} does not exist (run `medgen train sft` first" in result.output
+
+
+def test_resume_without_checkpoint_is_refused(
+    runner: CliRunner, tmp_path: Path, export_dir: Path, tiny_model: Path
+) -> None:
+    args = ["sft", "--recipe", "tiny", "--dataset", str(export_dir), "--model", str(tiny_model)]
+    result = run_cli(runner, *args, "-o", str(tmp_path / "empty"), "--resume")
+    assert result.exit_code == 1
+    assert "nothing to resume" in result.output
+
+
+@pytest.fixture(scope="module")
+def sft_run(tmp_path_factory: pytest.TempPathFactory, export_dir: Path, tiny_model: Path) -> Path:
+    output = tmp_path_factory.mktemp("run") / "sft"
+    args = [
+        "sft",
+        "--recipe",
+        "tiny",
+        "--dataset",
+        str(export_dir),
+        "--model",
+        str(tiny_model),
+        "-o",
+        str(output),
+    ]
+    result = run_cli(CliRunner(), *args, "--max-steps", "2")
+    assert result.exit_code == 0, result.output
+    return output
+
+
+@pytest.mark.slow
+def test_sft_trains_on_images_and_saves_model_and_config(sft_run: Path, tiny_model: Path) -> None:
+    state = json.loads((sft_run / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    assert all(entry["loss"] > 0 for entry in state["log_history"] if "loss" in entry)
+    assert changed(weights(tiny_model), weights(sft_run))  # parameters moved
+    # the resolved config reproduces the run on its own
+    resolved = yaml.safe_load((sft_run / RESOLVED_CONFIG_NAME).read_text())
+    assert resolved["model_name_or_path"] == str(tiny_model) and resolved["max_steps"] == 2
+    again = load_config(SFTConfig, sft_run / RESOLVED_CONFIG_NAME, "sft")
+    assert again.dataset == resolved["dataset"] and again.learning_rate == resolved["learning_rate"]
+    # the output is a complete model + processor that GRPO and evaluation load
+    from transformers import AutoProcessor
+
+    assert hasattr(AutoProcessor.from_pretrained(sft_run), "image_processor")
+
+
+@pytest.mark.slow
+def test_sft_resumes_from_its_last_checkpoint(sft_run: Path, export_dir: Path, runner: CliRunner) -> None:
+    # a marker written into the checkpoint's state survives only if training resumes from that state
+    state_path = sft_run / "checkpoint-2" / "trainer_state.json"
+    state = json.loads(state_path.read_text())
+    state["log_history"].append({"step": 2, "resume_marker": 1})
+    state_path.write_text(json.dumps(state))
+    args = ["sft", "--recipe", "tiny", "--dataset", str(export_dir), "-o", str(sft_run), "--resume"]
+    result = run_cli(runner, *args, "--model", str(sft_run.parent / "sft"), "--max-steps", "4")
+    assert result.exit_code == 0, result.output
+    resumed = json.loads((sft_run / "checkpoint-4" / "trainer_state.json").read_text())
+    assert resumed["global_step"] == 4
+    assert any(entry.get("resume_marker") for entry in resumed["log_history"])
+    assert [entry["step"] for entry in resumed["log_history"] if "loss" in entry] == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_grpo_starts_from_sft_and_calls_both_rewards_with_the_columns(
+    sft_run: Path, export_dir: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datasets
+
+    from training import rewards
+
+    calls: dict[str, list[dict]] = {"dpa": [], "format": []}
+    original_dpa, original_format = rewards.dpa_accuracy, rewards.format_reward
+
+    def spy_dpa(completions, answer, trainer_state=None, **kwargs):
+        step = trainer_state.global_step  # the state object is shared and moves on: record it now
+        calls["dpa"].append({"answer": answer, "step": step, "n": len(completions), **kwargs})
+        return original_dpa(completions, answer, trainer_state, **kwargs)
+
+    @functools.wraps(original_format)  # TRL logs a reward under its function name
+    def spy_format(completions, **kwargs):
+        calls["format"].append({"n": len(completions), **kwargs})
+        # A random-weight model never writes the answer format, so both real rewards are 0 for every
+        # completion and GRPO's advantages vanish; a small content-dependent term gives the update a signal.
+        return [
+            r + 0.01 * (len(set(rewards.completion_text(c))) % 7)
+            for r, c in zip(original_format(completions), completions, strict=True)
+        ]
+
+    monkeypatch.setattr(rewards, "dpa_accuracy", spy_dpa)
+    monkeypatch.setattr(rewards, "format_reward", spy_format)
+    output = sft_run.parent / "grpo"
+    result = run_cli(runner, "grpo", "--recipe", "tiny", "--dataset", str(export_dir), "-o", str(output))
+    assert result.exit_code == 0, result.output
+
+    answers = set(
+        datasets.load_dataset(
+            "parquet", data_files=str(export_dir / "data" / "train-*.parquet"), split="train"
+        )["answer"]
+    )
+    assert len(calls["dpa"]) == 2 and len(calls["format"]) == 2  # two steps, each reward once per step
+    for call in calls["dpa"]:
+        assert len(call["answer"]) == call["n"] == 4 and set(call["answer"]) <= answers
+        assert call["dpa_lambda0"] == 0.5 and call["dpa_schedule"] == "cosine"  # from the recipe
+    assert [call["step"] for call in calls["dpa"]] == [0, 1]  # progress drives lambda(t)
+    assert {"answer", "dimension", "images", "trainer_state"} <= set(calls["format"][0])
+
+    state = json.loads((output / "checkpoint-2" / "trainer_state.json").read_text())
+    logged = [entry for entry in state["log_history"] if "rewards/dpa_accuracy/mean" in entry]
+    assert len(logged) == 2 and all("rewards/format_reward/mean" in entry for entry in logged)
+    assert changed(weights(sft_run), weights(output))  # started from the SFT model and moved
+    assert yaml.safe_load((output / RESOLVED_CONFIG_NAME).read_text())["model_name_or_path"] == str(sft_run)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs a CUDA GPU")
+def test_qwen25_vl_3b_recipe_trains_on_gpu(runner: CliRunner, tmp_path: Path, export_dir: Path) -> None:
+    """The real 3B recipe (bf16, gradient checkpointing, frozen vision tower): a few SFT then GRPO steps."""
+    output = tmp_path / "run"
+    common = ["--recipe", "qwen2.5-vl-3b", "--dataset", str(export_dir), "--max-steps", "2"]
+    result = run_cli(runner, "sft", *common, "-o", str(output / "sft"), "--set", "save_steps=2")
+    assert result.exit_code == 0, result.output
+    result = run_cli(
+        runner,
+        "grpo",
+        *common,
+        "-o",
+        str(output / "grpo"),
+        "--set",
+        "num_generations=4",
+        "--set",
+        "per_device_train_batch_size=4",
+        "--set",
+        "max_completion_length=64",
+        "--set",
+        "save_steps=2",
+    )
+    assert result.exit_code == 0, result.output
+    assert (output / "grpo" / "model.safetensors").exists() or any(
+        (output / "grpo").glob("model-*.safetensors")
+    )
