@@ -12,6 +12,7 @@ from rich.table import Table
 from annotation.cli import annotate_app
 from medgen.console import App, WorkspaceOpt, console, progress
 from medgen.export_cli import export_command, publish_command
+from medgen.generate_cli import generate_command
 from medgen.samples_cli import samples
 from training.cli import train_app
 from training.eval_cli import eval_cli
@@ -19,6 +20,7 @@ from training.eval_cli import eval_cli
 app = App(help="Build, grow and publish a benchmark for screening AI-generated medicine-product images.")
 sources_app = App(help="Add and list source photos.")
 app.add_typer(sources_app, name="sources")
+app.command("generate")(generate_command)
 app.command("samples")(samples)
 app.command("export")(export_command)
 app.command("publish")(publish_command)

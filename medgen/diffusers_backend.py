@@ -22,6 +22,7 @@ import inspect
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,9 +130,8 @@ def locate_model(model: str, revision: str | None = None, variant: str | None = 
     try:
         folder = Path(DiffusionPipeline.download(model, revision=revision, variant=variant))
     except Exception as error:
-        reason = " ".join(str(error).split())[:200]
         raise MedgenError(
-            f"cannot get model {model!r} from the Hugging Face Hub ({type(error).__name__}: {reason}): check the id and "
+            f"cannot get model {model!r} from the Hugging Face Hub ({_short(error)[:250]}): check the id and "
             "revision, your network or HF_TOKEN for gated models, or pass a local folder"
         ) from None
     # Hub cache layout: .../snapshots/<commit hash>
@@ -155,10 +155,28 @@ def local_hash(folder: Path) -> str:
     return "sha256:" + digest.hexdigest()[:16]
 
 
+def _short(error: BaseException) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+
+
+def _from_pretrained(cls: Any, folder: Path, kwargs: dict[str, Any], model: str) -> Any:
+    """``cls.from_pretrained``; None when an auto class maps no pipeline for this checkpoint."""
+    with warnings.catch_warnings():
+        # diffusers >= 0.36 renames torch_dtype to dtype; torch_dtype works across all supported versions.
+        warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+        try:
+            return cls.from_pretrained(folder, **kwargs)
+        except ValueError as error:
+            if "AutoPipeline can't find" in str(error):
+                return None
+            raise MedgenError(f"cannot load {model} as a diffusers pipeline: {_short(error)}") from None
+        except (OSError, TypeError, KeyError, ImportError, AttributeError) as error:
+            raise MedgenError(f"cannot load {model} as a diffusers pipeline: {_short(error)}") from None
+
+
 def load_pipeline(config: GenerationConfig, folder: Path, torch_dtype: Any) -> Any:
     """The diffusers pipeline for ``config.recipe``, checked to have the interface the recipe needs."""
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, DiffusionPipeline
-
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -169,19 +187,10 @@ def load_pipeline(config: GenerationConfig, folder: Path, torch_dtype: Any) -> A
     kwargs: dict[str, Any] = {"torch_dtype": torch_dtype}
     if config.variant:
         kwargs["variant"] = config.variant
-    try:
-        try:
-            pipeline = auto.from_pretrained(folder, **kwargs)
-        except ValueError as error:
-            if "AutoPipeline can't find" not in str(error):
-                raise
-            # e.g. FluxFillPipeline: an inpainting pipeline the auto classes do not map.
-            pipeline = DiffusionPipeline.from_pretrained(folder, **kwargs)
-    except (OSError, ValueError, TypeError, KeyError, ImportError, AttributeError) as error:
-        reason = " ".join(str(error).split())[:300]
-        raise MedgenError(
-            f"cannot load {config.model} as a diffusers pipeline: {type(error).__name__}: {reason}"
-        ) from None
+    # DiffusionPipeline covers classes the auto classes do not map, e.g. FluxFillPipeline.
+    pipeline = _from_pretrained(auto, folder, kwargs, config.model) or _from_pretrained(
+        DiffusionPipeline, folder, kwargs, config.model
+    )
     params = inspect.signature(pipeline.__call__).parameters
     name = type(pipeline).__name__
     if config.recipe == "img2img":

@@ -54,7 +54,7 @@ class GenerationConfig(BaseModel):
     )
     resolution: int = Field(
         default=512,
-        ge=64,
+        ge=32,
         le=4096,
         description="Long side, in pixels, the model works at (rounded down to a multiple of 16).",
     )

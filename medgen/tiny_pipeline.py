@@ -104,6 +104,7 @@ def tiny_components(kind: Literal["inpaint", "img2img"] = "inpaint", seed: int =
         beta_schedule="scaled_linear",
         clip_sample=False,
         set_alpha_to_one=False,
+        steps_offset=1,
     )
     return {
         "unet": unet,
