@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from rich.progress import TaskID
 from rich.table import Table
 
 from medgen.console import WorkspaceOpt, console, progress
@@ -97,29 +98,31 @@ def eval_cli(
     else:
         chosen = [] if baselines.strip() == "none" else [b.strip() for b in baselines.split(",") if b.strip()]
     try:
-        config = EvalConfig(
-            dataset=inputs[0],
-            split=split,
-            revision=revision,
-            model=model,
-            model_revision=model_revision,
-            endpoint=endpoint,
-            name=name,
-            baselines=chosen,
-            workspace=workspace,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            image_max_pixels=image_max_pixels,
-            batch_size=batch_size,
-            device=device,
-            dtype=dtype,
-            concurrency=concurrency,
-            max_retries=max_retries,
-            timeout_s=timeout,
-            seed=seed,
-            bootstrap=bootstrap,
-            limit=limit,
-            output_dir=output_dir,
+        config = EvalConfig.model_validate(
+            dict(
+                dataset=inputs[0],
+                split=split,
+                revision=revision,
+                model=model,
+                model_revision=model_revision,
+                endpoint=endpoint,
+                name=name,
+                baselines=chosen,
+                workspace=workspace,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                image_max_pixels=image_max_pixels,
+                batch_size=batch_size,
+                device=device,
+                dtype=dtype,
+                concurrency=concurrency,
+                max_retries=max_retries,
+                timeout_s=timeout,
+                seed=seed,
+                bootstrap=bootstrap,
+                limit=limit,
+                output_dir=output_dir,
+            )
         )
     except ValidationError as error:
         first = error.errors()[0]
@@ -129,7 +132,7 @@ def eval_cli(
         ) from None
 
     with progress() as bar:
-        tasks: list[int] = []
+        tasks: list[TaskID] = []
 
         def on_progress(description: str, total: int | None, advance: int) -> None:
             if total is not None:

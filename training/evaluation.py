@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from medgen.errors import MedgenError
@@ -38,6 +39,7 @@ dimension of the 'which candidates are acceptable to publish?' question."""
 CELLS: tuple[str, ...] = (*QUESTION_DIMENSIONS, ALL)
 
 BaselineName = Literal["random", "majority", "human"]
+DEFAULT_BASELINES: tuple[BaselineName, ...] = ("random", "majority")
 
 
 class EvalConfig(BaseModel):
@@ -60,14 +62,15 @@ class EvalConfig(BaseModel):
         default=None, description="Row name of the scored model in the report (default: derived)."
     )
     baselines: list[BaselineName] = Field(
-        default_factory=lambda: ["random", "majority"], description="Built-in baselines to score alongside."
+        default_factory=lambda: list(DEFAULT_BASELINES), description="Built-in baselines to score alongside."
     )
     workspace: Path | None = Field(
         default=None, description="Workspace whose annotations give the human baseline."
     )
     max_new_tokens: int = Field(default=512, gt=0, description="Generation budget per answer.")
     image_max_pixels: int | None = Field(
-        default=None, description="Resize images to at most this many pixels (checkpoint; None: processor default)."
+        default=None,
+        description="Resize images to at most this many pixels (checkpoint; None: processor default).",
     )
     temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy decoding (the default).")
     batch_size: int = Field(default=4, gt=0, description="Questions per generate() call (checkpoint models).")
@@ -217,7 +220,9 @@ class EvalResults(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
-def bootstrap_ci(values: np.ndarray, resamples: int, rng: np.random.Generator) -> tuple[float, float] | None:
+def bootstrap_ci(
+    values: npt.NDArray[np.float64], resamples: int, rng: np.random.Generator
+) -> tuple[float, float] | None:
     """Percentile 95% interval of the mean of ``values`` over ``resamples`` resamples with replacement."""
     if resamples == 0 or len(values) == 0:
         return None
@@ -353,6 +358,7 @@ def run_eval(
     ``on_progress(description, total, advance)`` reports progress (a ``total`` starts a new task).
     """
     from training import baselines
+    from training.endpoint import EndpointClient, EndpointConfig
     from training.eval_report import write_predictions, write_report
 
     def progress(description: str, total: int | None, advance: int) -> None:
@@ -378,12 +384,10 @@ def run_eval(
     name = config.model_name()
     if name is not None:
         if not config.endpoint:
-            model = CheckpointModel(config)
+            model: CheckpointModel | EndpointClient = CheckpointModel(config)
             kind: Literal["checkpoint", "endpoint"] = "checkpoint"
             details = model.details()
         else:
-            from training.endpoint import EndpointClient, EndpointConfig
-
             model = EndpointClient(
                 EndpointConfig(
                     url=config.endpoint or "",
@@ -512,7 +516,9 @@ class CheckpointModel:
         from training.prompts import decode_completions, generation_inputs
 
         c = self.config
-        sampling = {"do_sample": True, "temperature": c.temperature} if c.temperature > 0 else {"do_sample": False}
+        sampling = (
+            {"do_sample": True, "temperature": c.temperature} if c.temperature > 0 else {"do_sample": False}
+        )
         for start in range(0, len(questions), c.batch_size):
             batch = questions[start : start + c.batch_size]
             rows = [{"prompt": q.prompt, "images": q.images} for q in batch]
