@@ -79,10 +79,14 @@ def render_scene(
 
     ``textured`` forces a strongly patterned wall and surface (so repeats in the scene are visible);
     ``shadow`` is an extra shadow opacity map at half resolution (the product's), applied with the
-    props' shadows. All shading is done on one single-channel light map, coloured once at the end.
+    props' shadows. All shading is done on one single-channel light map, coloured once at the end
+    (3-channel float arithmetic is several times slower). No sensor grain: it would double the
+    PNG encoding time downstream.
     """
-    bank = texture_bank(size)
-    h = layout.horizon
+    # The light map is shaded at half resolution (textures, light falloff, shadows) and upsampled once.
+    half = size // 2
+    bank = texture_bank(half)
+    h, hh = layout.horizon, layout.horizon // 2
     wall_colour, wall_texture, wall_amp = WALLS[layout.wall]
     surface_colour, surface_texture, surface_amp = SURFACES[layout.surface]
     if textured:
@@ -90,40 +94,39 @@ def render_scene(
         surface_texture, surface_amp = "noise", 0.14
     wall_rgb = _jitter(rng, wall_colour)
     surface_rgb = wall_rgb * rng.uniform(0.85, 0.95) if layout.sweep else _jitter(rng, surface_colour)
-    xs = np.linspace(-1.0, 1.0, size, dtype=np.float32)
+    xs = np.linspace(-1.0, 1.0, half, dtype=np.float32)
     side_light = 1.0 + rng.uniform(0.06, 0.12) * layout.light * -xs  # brighter towards the light
 
-    light = np.empty((size, size), np.float32)
-    wall = light[:h]
-    np.multiply(_crop(rng, bank[wall_texture], h, size), (0.3 if layout.sweep else 1.0) * wall_amp, out=wall)
+    light = np.empty((half, half), np.float32)
+    wall = light[:hh]
+    np.multiply(_crop(rng, bank[wall_texture], hh, half), (0.3 if layout.sweep else 1.0) * wall_amp, out=wall)
     wall += 1.0
-    wall *= side_light[None, :] * np.linspace(0.96, 1.02, h, dtype=np.float32)[:, None]
-    floor = light[h:]
+    wall *= side_light[None, :] * np.linspace(0.96, 1.02, hh, dtype=np.float32)[:, None]
+    floor = light[hh:]
     np.multiply(
-        _crop(rng, bank["floor-" + surface_texture], size - h, size, from_top=True), surface_amp, out=floor
+        _crop(rng, bank["floor-" + surface_texture], half - hh, half, from_top=True), surface_amp, out=floor
     )
     floor += 1.0
     floor *= (1.0 + 0.6 * (side_light - 1.0))[None, :]
     if not layout.sweep:  # the wall meets the surface: a soft occlusion band and an edge line
-        band = min(h, max(3, size // 40))
-        light[h - band : h] *= np.linspace(1.0, 0.82, band, dtype=np.float32)[:, None]
-        light[h : h + 2] *= 0.9
-    half = np.zeros((size // 2, size // 2), np.float32)
+        band = min(hh, max(2, size // 80))
+        light[hh - band : hh] *= np.linspace(1.0, 0.82, band, dtype=np.float32)[:, None]
+        light[hh] *= 0.9
+    shade = np.zeros((half, half), np.float32)
     props = _prop_places(rng, size, layout, keep_clear)
     for _, x0, base, width, _, height in props:
         cast = int(layout.light * height * 0.45)
         centre = ((x0 + width // 2 + cast // 2) // 2, (base - max(2, height // 10)) // 2)
         axes = ((width // 2 + abs(cast) // 2) // 2, max(2, height // 8) // 2)
-        cv2.ellipse(half, centre, axes, 0, 0, 360, 0.4, -1)
+        cv2.ellipse(shade, centre, axes, 0, 0, 360, 0.4, -1)
     if props:
-        half = cv2.GaussianBlur(half, (0, 0), size / 240)
+        shade = cv2.GaussianBlur(shade, (0, 0), size / 240)
     if shadow is not None:
-        half = 1.0 - (1.0 - half) * (1.0 - shadow)
+        shade = 1.0 - (1.0 - shade) * (1.0 - shadow)
     if props or shadow is not None:
-        light *= 1.0 - cv2.resize(half, (size, size), interpolation=cv2.INTER_LINEAR)
+        light *= 1.0 - shade
     light *= bank["vignette"]
-    oy, ox = rng.integers(0, size, 2)
-    light *= bank["grain"][oy : oy + size, ox : ox + size]
+    light = cv2.resize(light, (size, size), interpolation=cv2.INTER_LINEAR)
     image = np.empty((size, size, 3), np.uint8)  # coloured per channel: 3-channel float broadcasts are slow
     image[:h] = cv2.merge([cv2.convertScaleAbs(light[:h], alpha=float(c)) for c in wall_rgb])
     image[h:] = cv2.merge([cv2.convertScaleAbs(light[h:], alpha=float(c)) for c in surface_rgb])
@@ -273,7 +276,7 @@ def _prop(
 
 @functools.lru_cache(maxsize=2)
 def texture_bank(size: int) -> dict[str, np.ndarray]:
-    """Zero-mean, unit-std textures of side ``2 * size`` (fixed seed), plus grain and a vignette."""
+    """Zero-mean, unit-std textures of side ``2 * size`` (fixed seed), their floor views, and a vignette."""
     rng = np.random.default_rng(20240601)
     n = 2 * size
     ys, xs = np.mgrid[0:n, 0:n].astype(np.float32)
@@ -322,6 +325,5 @@ def texture_bank(size: int) -> dict[str, np.ndarray]:
         textures["floor-" + name] = cv2.warpPerspective(
             textures[name], matrix, (n, floor_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
         )
-    textures["grain"] = (1.0 + rng.normal(0, 0.008, (n, n))).astype(np.float32)
     textures["vignette"] = (1.0 - 0.12 * np.clip(r - 0.5, 0, None) ** 2).astype(np.float32)
     return textures

@@ -13,8 +13,10 @@ scale, and casts shadows that agree with the scene's light.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import cv2
@@ -104,10 +106,14 @@ class SyntheticOptions(BaseModel):
 
 def defective_slots(source_id: str, options: SyntheticOptions) -> frozenset[int]:
     """Slots of a source that get defects: fixed by the source id, so every candidate agrees."""
+    return _defective_slots(source_id, *options.defective_per_source)
+
+
+@functools.lru_cache(maxsize=4096)
+def _defective_slots(source_id: str, low: int, high: int) -> frozenset[int]:
     rng = np.random.default_rng(
         int(hashlib.sha256(f"synthetic-roles:{source_id}".encode()).hexdigest()[:16], 16)
     )
-    low, high = options.defective_per_source
     count = int(rng.integers(low, high + 1))
     return frozenset(int(s) for s in rng.permutation(NUM_CANDIDATES)[:count])
 
@@ -274,17 +280,22 @@ class SyntheticBackend:
 
     def __init__(self, options: SyntheticOptions | None = None) -> None:
         self.options = options or SyntheticOptions()
+        self._products: OrderedDict[str, Product] = OrderedDict()  # recent cut-outs: a source spans batches
+
+    def _product(self, request: GenerationRequest) -> Product:
+        product = self._products.get(request.source.id)
+        if product is None:
+            product = cut_out(request.image, request.mask, request.source.id)
+            self._products[request.source.id] = product
+            if len(self._products) > 16:
+                self._products.popitem(last=False)
+        return product
 
     def generate(self, requests: list[GenerationRequest]) -> list[GeneratedImage]:
         """Make one candidate per request, in order."""
-        products: dict[str, Product] = {}
         results = []
         for request in requests:
-            product = products.get(request.source.id)
-            if product is None:
-                product = products[request.source.id] = cut_out(
-                    request.image, request.mask, request.source.id
-                )
+            product = self._product(request)
             defects = plan_defects(request, self.options, product.has_detail)
             rendered = render_candidate(product, request.seed, defects, self.options.resolution)
             extra = {**rendered.extra, "planned": defects, "options": self.options.model_dump(mode="json")}
@@ -380,12 +391,18 @@ def _product_shadow(
     cast = cv2.warpAffine(alpha, matrix, (half, half), flags=cv2.INTER_AREA, borderValue=0)
     cast = cv2.GaussianBlur(cast, (0, 0), size / 180) * rng.uniform(0.35, 0.5)
     bottom = np.nonzero(alpha[max(0, h - max(2, h // 30)) :].max(axis=0) > 0.5)[0]
-    if len(bottom):
-        left, right = x0 + bottom.min(), x0 + bottom.max()
-        contact = np.zeros((half, half), np.float32)
-        axes = (max(1, (right - left) // 4 + 1), max(1, size // 180))
-        cv2.ellipse(contact, ((left + right) // 4, base_y // 2), axes, 0, 0, 360, 0.6, -1)
-        cast = np.maximum(cast, cv2.GaussianBlur(contact, (0, 0), size / 500))
+    if len(bottom):  # drawn and blurred in a window around the foot only
+        left, right = (x0 + bottom.min()) // 2, (x0 + bottom.max()) // 2
+        axes = (max(1, (right - left) // 2 + 1), max(1, size // 180))
+        pad = axes[1] + 4
+        wx0, wy0 = max(0, left - pad), max(0, base_y // 2 - pad)
+        wx1, wy1 = min(half, right + pad + 1), min(half, base_y // 2 + pad + 1)
+        if wx0 < wx1 and wy0 < wy1:
+            contact = np.zeros((wy1 - wy0, wx1 - wx0), np.float32)
+            centre = ((left + right) // 2 - wx0, base_y // 2 - wy0)
+            cv2.ellipse(contact, centre, axes, 0, 0, 360, 0.6, -1)
+            window = cast[wy0:wy1, wx0:wx1]
+            np.maximum(window, cv2.GaussianBlur(contact, (0, 0), size / 500), out=window)
     return cast
 
 
