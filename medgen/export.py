@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from medgen.catalog import now
 from medgen.errors import MedgenError
+from medgen.store import atomic_write_text
 from schemas import BenchmarkSample, Candidate, CandidateLabel, GenerationProvenance
 from schemas.models import answer_letters, format_answer, sample_id
 from schemas.prompts import completion_messages, prompt_messages, question_text, rationale_text
@@ -669,7 +670,7 @@ def export_dataset(
     if skipped:
         workspace.reports_dir.mkdir(parents=True, exist_ok=True)
         report_path = workspace.reports_dir / f"export-{config.version}-skipped.json"
-        report_path.write_text(json.dumps(skipped, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(report_path, json.dumps(skipped, indent=1, sort_keys=True) + "\n")
     return ExportReport(
         version=config.version,
         path=target,
@@ -686,12 +687,10 @@ def export_dataset(
 
 
 def _local_export(path: Path, revision: str | None) -> Path:
-    if revision is not None and (path / revision / DATA_DIR).is_dir():
-        return path / revision
-    if (path / DATA_DIR).is_dir():
-        return path
-    if (path / "exports" / (revision or "")).is_dir() and revision:
-        return path / "exports" / revision
+    versioned = [path / revision, path / "exports" / revision] if revision else []
+    for folder in [*versioned, path]:
+        if (folder / DATA_DIR).is_dir():
+            return folder
     raise MedgenError(
         f"{path} is not a medgen export (no {DATA_DIR}/ folder): pass exports/<version> or a Hub id ORG/NAME"
     )

@@ -297,3 +297,40 @@ def test_export_cli(workspace: Workspace, runner) -> None:
     assert again.exit_code == 1 and "already exists" in again.output and "Traceback" not in again.output
     bad = runner.invoke(app, ["export", "--version", "v2", "--split", "0.5,0.5", "-w", str(workspace.root)])
     assert bad.exit_code == 1 and "--split" in bad.output
+
+
+@pytest.mark.slow
+def test_export_trains_as_is_with_trl_sft(workspace: Workspace, tmp_path: Path) -> None:
+    """TRL's own SFTTrainer takes the export's prompt/completion/images columns without any mapping."""
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+    from trl import SFTConfig, SFTTrainer
+
+    from training.tiny import build_tiny_vlm
+
+    populate(workspace, 4)
+    report = export_dataset(
+        workspace, ExportConfig(version="v1", labels="injected", train=1.0, validation=0.0, test=0.0)
+    )
+    train = load_export(report.path, split="train")
+    model_dir = build_tiny_vlm(tmp_path / "tiny")
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir)
+    before = [p.detach().clone() for p in model.parameters()]
+    args = SFTConfig(
+        output_dir=str(tmp_path / "sft"),
+        max_steps=1,
+        per_device_train_batch_size=2,
+        learning_rate=1e-2,
+        report_to=[],
+        save_strategy="no",
+        max_length=None,
+        use_cpu=True,
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=train, processing_class=AutoProcessor.from_pretrained(model_dir)
+    )
+    trainer.train()
+    assert trainer.state.global_step == 1
+    assert any(
+        not np.allclose(a.numpy(), b.detach().numpy())
+        for a, b in zip(before, model.parameters(), strict=True)
+    )
