@@ -642,7 +642,12 @@ def export_dataset(
         shards = writer.close()
         if stats.num_samples == 0:
             reasons = "; ".join(sorted(set(skipped.values()))[:3]) or "the workspace has no sources"
-            raise MedgenError(f"no source made a valid sample ({reasons}): nothing to export")
+            hint = (
+                "; pull annotations first (medgen annotate pull) or use --labels injected for synthetic candidates"
+                if labels.origin == "consensus"
+                else ""
+            )
+            raise MedgenError(f"no source made a valid sample ({reasons}): nothing to export{hint}")
         manifest: dict[str, Any] = {
             "version": config.version,
             "created_at": now(),
