@@ -152,3 +152,9 @@ def build_tiny_vlm(output_dir: Path, seed: int = 0) -> Path:
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
     return output_dir
+
+
+if __name__ == "__main__":  # python -m training.tiny runs/tiny/model
+    import sys
+
+    print(build_tiny_vlm(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/tiny/model")))

@@ -244,3 +244,53 @@ def test_qwen25_vl_3b_recipe_trains_on_gpu(runner: CliRunner, tmp_path: Path, ex
     assert (output / "grpo" / "model.safetensors").exists() or any(
         (output / "grpo").glob("model-*.safetensors")
     )
+
+
+def test_generation_inputs_batch_rows_for_the_model(tiny_model: Path, export_dir: Path) -> None:
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    from training.data import load_split
+    from training.prompts import decode_completions, generation_inputs
+
+    processor = AutoProcessor.from_pretrained(tiny_model)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model)
+    rows = [load_split(str(export_dir), "train")[i] for i in range(2)]
+    inputs = generation_inputs(processor, rows)
+    assert inputs["image_grid_thw"].shape[0] == 10  # five images per row
+    assert inputs["attention_mask"][:, -1].all()  # left padding: every prompt ends at the last position
+    output = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+    texts = decode_completions(processor, output, inputs["input_ids"].shape[1])
+    assert len(texts) == 2 and all(isinstance(text, str) for text in texts)
+
+
+@pytest.mark.slow
+def test_lora_sft_output_loads_merged_for_grpo(
+    runner: CliRunner, tmp_path: Path, export_dir: Path, tiny_model: Path
+) -> None:
+    output = tmp_path / "run" / "sft"
+    args = [
+        "sft",
+        "--recipe",
+        "tiny",
+        "--dataset",
+        str(export_dir),
+        "--model",
+        str(tiny_model),
+        "-o",
+        str(output),
+    ]
+    result = run_cli(runner, *args, "--max-steps", "1", "--set", "use_peft=true")
+    assert result.exit_code == 0, result.output
+    assert (output / "adapter_config.json").is_file()
+
+    from training.model import load_model
+
+    config = load_config(GRPOConfig, "tiny", "grpo", {"output_dir": str(tmp_path / "run" / "grpo")})
+    assert config.model_name_or_path == str(output)  # GRPO starts from the SFT output by default
+    merged = {name: tensor for name, tensor in load_model(config).state_dict().items()}
+    assert not any("lora" in name for name in merged)
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    base = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model).state_dict()
+    moved = changed(base, merged)
+    assert moved and all("language_model" in name for name in moved)  # LoRA targets the language model only
