@@ -81,6 +81,7 @@ class EndpointClient:
 
         self.config = config
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        self._max_tokens_accepted = True  # False once the server asks for max_completion_tokens
         self._client = openai.OpenAI(
             base_url=config.url,
             api_key=key or "EMPTY",
@@ -98,13 +99,24 @@ class EndpointClient:
         import openai
 
         c = self.config
+        messages = chat_messages(prompt, images, c.image_format)
+        budget: dict[str, Any] = {
+            "max_tokens" if self._max_tokens_accepted else "max_completion_tokens": c.max_tokens
+        }
         try:
-            response = self._client.chat.completions.create(
-                model=c.model,
-                messages=chat_messages(prompt, images, c.image_format),  # type: ignore[arg-type]
-                max_tokens=c.max_tokens,
-                temperature=c.temperature,
-            )
+            try:
+                response = self._client.chat.completions.create(
+                    model=c.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    temperature=c.temperature,
+                    **budget,
+                )
+            except openai.BadRequestError as error:
+                # Newer OpenAI models refuse max_tokens and ask for max_completion_tokens.
+                if not self._max_tokens_accepted or "max_completion_tokens" not in str(error.message):
+                    raise
+                self._max_tokens_accepted = False
+                return self.complete(prompt, images)
         except openai.AuthenticationError:
             raise MedgenError(
                 f"{c.url} rejected the API key (HTTP 401): set {API_KEY_ENV} to a key valid for this endpoint"
@@ -116,7 +128,7 @@ class EndpointClient:
         except openai.NotFoundError:
             raise MedgenError(
                 f"{c.url} answered 404: check that --endpoint is the API's base URL (usually ending in /v1) "
-                f"and that the server serves --endpoint-model {c.model}"
+                f"and that the server serves --model {c.model}"
             ) from None
         except openai.APITimeoutError:
             raise MedgenError(

@@ -226,6 +226,20 @@ def test_endpoint_retries_server_errors_and_runs_requests_concurrently(chat_serv
     assert len(chat_server.requests) == 6 + 2
 
 
+def test_endpoint_switches_to_max_completion_tokens_when_asked(chat_server) -> None:
+    def newer_model(body):
+        if "max_tokens" in body:
+            return 400, "Unsupported parameter: 'max_tokens'. Use 'max_completion_tokens' instead."
+        return 200, f"<answer>{body['max_completion_tokens']}</answer>"
+
+    chat_server.reply = newer_model
+    client = EndpointClient(EndpointConfig(url=chat_server.url, model="m", max_tokens=77), api_key=API_KEY)
+    q = question("q1", LIGHTING, "B")
+    assert client.complete(q.prompt, q.images) == "<answer>77</answer>"
+    assert client.complete(q.prompt, q.images) == "<answer>77</answer>"
+    assert len(chat_server.requests) == 3  # one refusal, then the right parameter every time
+
+
 def test_endpoint_errors_are_one_line_and_never_show_the_key(chat_server, closed_port_url) -> None:
     from medgen.errors import MedgenError
 
