@@ -48,13 +48,6 @@ class Connection:
             raise api_error(f"{method} {path}", error)
         return response.json() if response.content else None
 
-
-class ApiStatus(Exception):
-    def __init__(self, status_code: int, body: str):
-        super().__init__(f"HTTP {status_code}")
-        self.status_code = status_code
-        self.body = body
-
     def image_url(self, path: Path) -> str:
         """The URL Label Studio serves a workspace file under (local-files storage)."""
         try:
@@ -65,6 +58,15 @@ class ApiStatus(Exception):
                 "start the server with `medgen annotate serve`, or pass --document-root"
             ) from None
         return f"/data/local-files/?d={quote(relative.as_posix())}"
+
+
+class ApiStatus(Exception):
+    """An HTTP error status from a raw API call (shaped like the SDK's ApiError)."""
+
+    def __init__(self, status_code: int, body: str):
+        super().__init__(f"HTTP {status_code}")
+        self.status_code = status_code
+        self.body = body
 
 
 def connect(workspace: Workspace, url: str | None = None, document_root: Path | None = None) -> Connection:

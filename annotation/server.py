@@ -196,6 +196,9 @@ def serve(
         LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED="true",
         LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(root),
         LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true",
+        # Offline and private: no version check against PyPI, no usage analytics.
+        LABEL_STUDIO_LATEST_VERSION_CHECK="false",
+        LABEL_STUDIO_COLLECT_ANALYTICS="false",
         PYTHONUNBUFFERED="1",
     )
     command = [_executable(), "start", "--no-browser", "--internal-host", HOST, "--port", str(port)]
@@ -255,7 +258,7 @@ def stop(workspace: Workspace, timeout: float = 20.0) -> bool:
         time.sleep(0.2)
     if _alive(info.pid):
         os.killpg(info.pid, signal.SIGKILL)
-        _reap(info.pid)
+    _reap(info.pid)
     paths.server.unlink(missing_ok=True)
     return True
 

@@ -1,0 +1,99 @@
+"""Pull + validation + agreement of 1,500 tasks x 3 annotators from a real Label Studio (bar: <= 10 s).
+
+Setup (not timed): 1,500 sources pushed to three annotator projects (overlap 3), each task
+imported together with a noisy simulated annotation. Timed: ``pull`` (export download, parsing,
+validation, catalog upsert) + ``agreement`` (alpha, gold, consensus, adjudication push).
+Baseline, same run: downloading the three JSON exports alone.
+
+    .venv/bin/python benchmarks/annotation_pull.py [--tasks 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from annotation.agreement import agreement
+from annotation.client import connect
+from annotation.config import label_result
+from annotation.pull import pull
+from annotation.push import ANNOTATOR, PushConfig, _task_payload, ensure_project, known_labels, plan
+from annotation.server import serve, stop
+from annotation.simulate import Noise, noisy_label
+from medgen.catalog import now
+from medgen.workspace import init_workspace
+from tests.annotation.conftest import add_sources, seed_labelstudio
+
+ANNOTATORS = ["ann1", "ann2", "ann3"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=1500)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = init_workspace(Path(tmp) / "ws")
+        seed_labelstudio(ws)
+        sources = add_sources(ws, args.tasks)
+        serve(ws)
+        try:
+            connection = connect(ws)
+            plan(ws, PushConfig(annotators=ANNOTATORS, overlap=3, gold_rate=0.1))
+            gold = {
+                r["source_id"]
+                for r in ws.catalog.query("SELECT DISTINCT source_id FROM task_plan WHERE is_gold = 1")
+            }
+            noise = Noise(missed_tag=0.05, extra_tag=0.025, flipped=0.025, skip=0.0)
+            projects = []
+            for name in ANNOTATORS:
+                project_id, _ = ensure_project(connection, ws, ANNOTATOR, name)
+                projects.append(project_id)
+                rng = random.Random(name)
+                payload = []
+                for source_id in sources:
+                    task = _task_payload(connection, ws, source_id, ws.catalog.candidates(source_id), False)
+                    answers = [
+                        noisy_label(label, noise, rng)
+                        for label in known_labels(ws.catalog.candidates(source_id))
+                    ]
+                    task["annotations"] = [{"result": label_result(answers), "lead_time": 30.0}]
+                    payload.append(task)
+                response = connection.client.projects.import_tasks(
+                    project_id, request=payload, return_task_ids=True
+                )
+                with ws.catalog.transaction() as conn:
+                    conn.executemany(
+                        "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
+                        [
+                            (t, project_id, s, name, int(s in gold), now())
+                            for t, s in zip(response.task_ids, sources, strict=True)
+                        ],
+                    )
+
+            start = time.perf_counter()
+            for project_id in projects:
+                connection.get_json(f"/api/projects/{project_id}/export", exportType="JSON")
+            bare = time.perf_counter() - start
+
+            start = time.perf_counter()
+            pulled = pull(ws, connection)
+            report = agreement(ws, connection)
+            medgen = time.perf_counter() - start
+            assert pulled.new == 3 * args.tasks
+        finally:
+            stop(ws)
+            ws.close()
+    verdict = "PASS" if medgen <= 10 else "FAIL"
+    alpha = report.alpha["acceptable"]
+    print(
+        f"annotation_pull: {args.tasks} tasks x 3 annotators pulled, validated and agreed in {medgen:.2f} s "
+        f"(bar 10 s {verdict}; alpha(acceptable) {alpha:.3f}, consensus {len(report.consensus.items)}, "
+        f"adjudication {report.adjudication_pushed}); bare export download {bare:.2f} s; ratio {medgen / bare:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""Round trips against a real Label Studio on loopback: push, simulate, pull, validate, agree, adjudicate."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from annotation.agreement import agreement
+from annotation.config import controls, label_result, labeling_config
+from annotation.consensus import consensus_labels
+from annotation.pull import fetch_project, project_status, pull, read_export_file
+from annotation.push import ADJUDICATOR, PREDICTION_MODEL, PushConfig, known_labels, push
+from annotation.simulate import MARK, simulate_annotators
+from annotation.validation import CANCELLED, CONTRADICTORY, INCOMPLETE, INVALID, VALID, parse_export
+from medgen.errors import MedgenError
+from schemas import CandidateLabel
+from tests.annotation.conftest import add_sources
+
+pytestmark = pytest.mark.labelstudio
+
+OK = CandidateLabel(acceptable=True)
+
+
+def _project_tasks(connection, project_id: int) -> list:
+    return list(connection.client.tasks.list(project=project_id, fields="all", page_size=500))
+
+
+def test_labeling_config_is_validated_by_the_server(connection):
+    connection.post_json(
+        "/api/projects/validate/", {"label_config": labeling_config()}
+    )  # raises on HTTP >= 400
+    with pytest.raises(MedgenError, match="HTTP 400"):
+        connection.post_json(
+            "/api/projects/validate/", {"label_config": "<View><Choices name='x' toName='nope'/></View>"}
+        )
+    # 4 candidates x (acceptable + 4 dimensions + rationale)
+    assert len(controls()) == 24
+
+
+def test_round_trip_overlap_blinding_gold_and_idempotence(ls_workspace, connection):
+    ws = ls_workspace
+    sources = add_sources(ws, 9)
+    config = PushConfig(
+        annotators=["ann1", "ann2", "ann3"], overlap=2, gold_rate=0.25, predictions=True, batch_size=4
+    )
+    report = push(ws, connection, config)
+    assert report.projects_created == ["ann1", "ann2", "ann3"] and report.new_sources == 9
+    assert report.gold_sources == 2
+
+    rows = ws.catalog.query("SELECT source_id, annotator, is_gold, ls_project_id, ls_task_id FROM tasks")
+    gold = {r["source_id"] for r in rows if r["is_gold"]}
+    per_source = Counter(r["source_id"] for r in rows)
+    assert all(per_source[s] == (3 if s in gold else 2) for s in sources)  # gold to all, others to exactly 2
+    loads = Counter(r["annotator"] for r in rows if not r["is_gold"])
+    assert sorted(loads.values()) == [4, 5, 5]  # 7 non-gold x 2 = 14 over 3 annotators, balanced
+    # Blinding: each annotator's project holds exactly its own tasks; predictions only on non-gold.
+    for name in ("ann1", "ann2", "ann3"):
+        project_id = next(r["ls_project_id"] for r in rows if r["annotator"] == name)
+        on_server = _project_tasks(connection, project_id)
+        assert {t.data["source_id"] for t in on_server} == {
+            r["source_id"] for r in rows if r["annotator"] == name
+        }
+        for task in on_server:
+            has_prediction = bool(task.predictions)
+            assert has_prediction == (task.data["source_id"] not in gold)
+            if has_prediction:
+                assert task.predictions[0].model_version == PREDICTION_MODEL
+
+    made = simulate_annotators(ws, connection, noise=0.0, seed=1)
+    assert sum(made.values()) == len(rows)
+    status = {s.annotator: s for s in project_status(ws, connection)}
+    assert status["ann1"].done == status["ann1"].tasks and status["ann1"].remaining == 0
+    assert status["ann1"].mean_seconds is not None and status["ann1"].mean_seconds > 0
+
+    pulled = pull(ws, connection)
+    assert pulled.new == len(rows) and pulled.statuses == Counter({VALID: len(rows)})
+    labels = json.loads(ws.catalog.query("SELECT labels FROM annotations LIMIT 1")[0]["labels"])
+    assert all(item["rationale"].startswith(MARK) for item in labels)
+
+    result = agreement(ws, connection)
+    assert result.alpha["acceptable"] == pytest.approx(1.0)
+    assert result.gold and all(score["candidate_accuracy"] == 1.0 for score in result.gold.values())
+    assert set(result.gold) == {"ann1", "ann2", "ann3"}
+    consensus = consensus_labels(ws)
+    assert set(consensus.items) == set(sources) and not consensus.unresolved
+    for source_id in sources:
+        truth = known_labels(ws.catalog.candidates(source_id))
+        got = consensus.items[source_id]
+        assert [(label.defects, label.acceptable) for label in got.labels] == [
+            (t.defects, t.acceptable) for t in truth
+        ]
+        assert got.agreement == 1.0 and got.num_annotators == (3 if source_id in gold else 2)
+
+    # Idempotent: nothing new to push or pull; new sources are pushed alone, balanced onto the loads.
+    again = push(ws, connection, config)
+    assert again.new_sources == 0 and sum(again.imported.values()) == 0
+    assert pull(ws, connection).unchanged == len(rows)
+    add_sources(ws, 3, start=100)
+    more = push(ws, connection, config)
+    assert more.new_sources == 3 and ws.catalog.count("tasks") == len(rows) + sum(more.imported.values())
+
+
+def test_gold_scoring_catches_a_careless_annotator(ls_workspace, connection):
+    ws = ls_workspace
+    add_sources(ws, 4)
+    push(ws, connection, PushConfig(annotators=["good", "careless"], overlap=1, gold_rate=0.5))
+    simulate_annotators(ws, connection, noise=0.0)
+    # "careless" reworks every gold answer: everything acceptable.
+    careless = ws.catalog.query(
+        "SELECT ls_task_id FROM tasks t JOIN ls_projects p USING (ls_project_id) WHERE p.annotator = 'careless' AND is_gold = 1"
+    )
+    for row in careless:
+        for annotation in connection.client.annotations.list(row["ls_task_id"]):
+            connection.client.annotations.update(annotation.id, result=label_result((OK, OK, OK, OK)))
+    pull(ws, connection)
+    gold = agreement(ws, None).gold
+    assert gold["good"]["candidate_accuracy"] == 1.0
+    assert gold["careless"]["candidate_accuracy"] < 0.6 and gold["careless"]["gold_tasks"] == 2
+
+
+def test_tie_goes_to_adjudication_whose_answer_wins(ls_workspace, connection):
+    ws = ls_workspace
+    (source_id,) = add_sources(ws, 1)
+    push(ws, connection, PushConfig(annotators=["a", "b"], overlap=2))
+    truth = known_labels(ws.catalog.candidates(source_id))
+    tasks = {
+        r["annotator"]: r["ls_task_id"] for r in ws.catalog.query("SELECT annotator, ls_task_id FROM tasks")
+    }
+    connection.client.annotations.create(tasks["a"], result=label_result(truth))
+    connection.client.annotations.create(tasks["b"], result=label_result((OK, OK, OK, OK)))
+    pull(ws, connection)
+    first = agreement(ws, connection)
+    assert source_id in first.consensus.unresolved and "tie" in first.consensus.unresolved[source_id]
+    assert first.adjudication_pushed == 1
+    assert agreement(ws, connection).adjudication_pushed == 0  # already queued
+    adj = ws.catalog.query("SELECT ls_task_id FROM tasks WHERE annotator = ?", (ADJUDICATOR,))[0][
+        "ls_task_id"
+    ]
+    connection.client.annotations.create(adj, result=label_result(truth))
+    pull(ws, connection)
+    item = consensus_labels(ws).items[source_id]
+    assert item.adjudicated and [lb.defects for lb in item.labels] == [t.defects for t in truth]
+    assert item.agreement == pytest.approx(0.5 + 0.5 * sum(t.acceptable for t in truth) / 4)
+
+
+BAD = {
+    "cancelled": (dict(result=[], was_cancelled=True), CANCELLED, "skipped"),
+    "empty": (dict(result=[]), INCOMPLETE, "empty result"),
+    "incomplete": (dict(result="drop:B_acceptable"), INCOMPLETE, "B has no acceptable answer"),
+    "unknown_control": (dict(result="add:E_acceptable=yes"), INVALID, "unknown control 'E_acceptable'"),
+    "unknown_tag": (dict(result="add:A_lighting_shadow=glare"), INVALID, "unknown tag(s)"),
+    "two_values": (dict(result="set:A_acceptable=yes,no"), INVALID, "in a single choice"),
+    "acceptable_with_defect": (
+        dict(result="add:A_placement_layout=floating"),
+        CONTRADICTORY,
+        "A is marked acceptable but tagged floating",
+    ),
+    "rejected_without_tag": (dict(result="set:A_acceptable=no"), CONTRADICTORY, "without any defect tag"),
+}
+
+
+def _bad_result(spec: str) -> list[dict]:
+    """Start from a valid all-acceptable answer and break it as ``spec`` says."""
+    result = label_result((OK, OK, OK, OK))
+    op, _, arg = spec.partition(":")
+    name, _, values = arg.partition("=")
+    if op == "drop":
+        return [item for item in result if item["from_name"] != name]
+    if op == "set":
+        return [
+            {**item, "value": {"choices": values.split(",")}} if item["from_name"] == name else item
+            for item in result
+        ]
+    return [
+        *result,
+        {"from_name": name, "to_name": "img_A", "type": "choices", "value": {"choices": values.split(",")}},
+    ]
+
+
+def test_each_bad_annotation_is_reported_and_kept_out_of_consensus(ls_workspace, connection):
+    ws = ls_workspace
+    add_sources(ws, len(BAD) + 1)
+    push(ws, connection, PushConfig())
+    task_rows = ws.catalog.query("SELECT ls_task_id, source_id FROM tasks ORDER BY ls_task_id")
+    tasks = [r["ls_task_id"] for r in task_rows]
+    expected = {}
+    for task_id, (case, (kwargs, status, reason)) in zip(tasks, BAD.items(), strict=False):
+        result = kwargs["result"]
+        made = connection.client.annotations.create(
+            task_id,
+            result=_bad_result(result) if isinstance(result, str) else result,
+            was_cancelled=kwargs.get("was_cancelled", False),
+        )
+        expected[made.id] = (case, status, reason)
+    good = connection.client.annotations.create(tasks[-1], result=label_result((OK, OK, OK, OK)))
+
+    report = pull(ws, connection)
+    rows = {r["ls_annotation_id"]: r for r in ws.catalog.query("SELECT * FROM annotations")}
+    assert len(rows) == len(BAD) + 1  # cancelled ones included: nothing silently dropped
+    for annotation_id, (case, status, reason) in expected.items():
+        row = rows[annotation_id]
+        assert row["status"] == status, case
+        assert any(reason in r for r in json.loads(row["reasons"])), (case, row["reasons"])
+        assert row["labels"] is None
+    assert rows[good.id]["status"] == VALID
+    listed = json.loads(report.report_path.read_text())
+    assert {item["annotation_id"] for item in listed["not_used"]} == set(expected)
+    consensus = consensus_labels(ws)
+    assert set(consensus.items) == {task_rows[-1]["source_id"]}
+    assert len(consensus.unresolved) == len(BAD) and all(
+        "no valid annotation" in r for r in consensus.unresolved.values()
+    )
+
+
+def test_every_export_shape_parses_to_the_same_annotations(ls_workspace, connection):
+    ws = ls_workspace
+    add_sources(ws, 3)
+    push(ws, connection, PushConfig())
+    simulate_annotators(ws, connection, noise=0.0)
+    project_id = ws.catalog.query("SELECT ls_project_id FROM ls_projects")[0]["ls_project_id"]
+    from_json = {a.id: a for a in fetch_project(connection, project_id)}
+    minimal = connection.get_json(f"/api/projects/{project_id}/export", exportType="JSON_MIN")
+    from_min = {a.id: a for a in parse_export(minimal)}
+    task_ids = [r["ls_task_id"] for r in ws.catalog.query("SELECT ls_task_id FROM tasks")]
+    api_list = [a.model_dump(mode="json") for t in task_ids for a in connection.client.annotations.list(t)]
+    from_api = {a.id: a for a in parse_export(api_list)}
+    assert set(from_json) == set(from_min) == set(from_api) and len(from_json) == 3
+    from annotation.validation import check
+
+    for annotation_id, raw in from_json.items():
+        expected = check(raw)
+        assert expected.status == VALID
+        assert check(from_min[annotation_id]).labels == expected.labels
+        assert check(from_api[annotation_id]).labels == expected.labels
+
+    path = ws.root / "export_min.json"
+    path.write_text(json.dumps(minimal))
+    assert len(read_export_file(path)) == 3
+    assert pull(ws, None, [path]).new == 3
+    assert pull(ws, connection).unchanged == 3  # same ids from the server: nothing stored twice
+    assert ws.catalog.count("annotations") == 3
