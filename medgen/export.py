@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
@@ -331,7 +331,9 @@ def _generation_features() -> dict[str, Any]:
     from datasets import Value
 
     types = {str: "string", int: "int64", float: "float64", bool: "bool"}
-    return {name: Value(types[f.annotation]) for name, f in GenerationProvenance.model_fields.items()}
+    return {
+        name: Value(types[cast(type, f.annotation)]) for name, f in GenerationProvenance.model_fields.items()
+    }
 
 
 def dataset_features() -> datasets.Features:

@@ -45,13 +45,15 @@ def export_command(
     from medgen.workspace import open_workspace
 
     try:
-        config = ExportConfig(
-            version=version,
-            labels=labels,
-            license=license,
-            simulated_annotators=simulated_annotators,
-            row_group_rows=row_group_rows,
-            **_ratios(split),
+        config = ExportConfig.model_validate(
+            {
+                "version": version,
+                "labels": labels,
+                "license": license,
+                "simulated_annotators": simulated_annotators,
+                "row_group_rows": row_group_rows,
+                **_ratios(split),
+            }
         )
     except ValidationError as error:
         first = error.errors()[0]
@@ -85,11 +87,12 @@ def export_command(
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
+    value = float(n)
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
 
 
 def publish_command(

@@ -262,6 +262,20 @@ def test_skipped_sources_are_reported_and_failed_export_leaves_nothing(workspace
     assert not (workspace.exports_dir / "v2").exists() and not list(workspace.exports_dir.glob(".tmp-*"))
 
 
+def test_export_recovers_from_a_crash(workspace: Workspace) -> None:
+    populate(workspace, 2)
+    leftover = workspace.exports_dir / ".tmp-v1-deadbeef" / "data"
+    leftover.mkdir(parents=True)
+    (leftover / "train-00000.parquet.partial").write_bytes(b"half a file")
+    export_dataset(workspace, ExportConfig(version="v1", labels="injected"))
+    assert not list(workspace.exports_dir.glob(".tmp-*"))
+    # Killed after the rename, before the catalog row: the rerun records the version and refuses it.
+    workspace.catalog.conn.execute("DELETE FROM exports")
+    with pytest.raises(MedgenError, match="already exists"):
+        export_dataset(workspace, ExportConfig(version="v1", labels="injected"))
+    assert [row["version"] for row in workspace.catalog.query("SELECT version FROM exports")] == ["v1"]
+
+
 def test_export_from_consensus_labels(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     from annotation import consensus
 
