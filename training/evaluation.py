@@ -367,7 +367,11 @@ def run_eval(
 
     from training.data import load_split
 
-    data = load_split(config.dataset, config.split, config.revision)
+    try:
+        data = load_split(config.dataset, config.split, config.revision)
+    except (ConnectionError, OSError, ValueError) as error:  # the Hub unreachable, no such dataset or split
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise MedgenError(f"cannot load split {config.split!r} of {config.dataset}: {reason}") from None
     questions = questions_from_dataset(data, config.limit)
     if not questions:
         raise MedgenError(f"split {config.split!r} of {config.dataset} has no questions to score")
