@@ -191,25 +191,49 @@ def render_candidate(product: Product, seed: int, defects: dict[str, float], siz
     layout = draw_layout(scene_rng, size)
     light = layout.light
 
-    # Size: plausible unless scale_wrong.
+    # Size: plausible unless scale_wrong (a floating product also needs room for its gap).
+    gap = 0
+    if "floating" in defects:
+        gap = round(size * (0.05 + 0.08 * defects["floating"]))
+        params["floating"].update(gap_px=gap)
     ph, pw = product.mask.shape
     target_h = size * place_rng.uniform(*NORMAL_HEIGHT)
     scale = min(target_h / ph, size * MAX_NORMAL_WIDTH / pw)
     if "scale_wrong" in defects:
         s = defects["scale_wrong"]
         big = defect_rng.random() < 0.5
-        share = (0.62 + 0.28 * s) if big else (0.26 - 0.14 * s)
+        share = min(0.62 + 0.28 * s, 0.9 - gap / size) if big else (0.26 - 0.14 * s)
         scale = min(size * share / ph, size * 0.97 / pw) if big else size * share / ph
         params["scale_wrong"].update(direction="large" if big else "small")
     w, h = max(2, round(pw * scale)), max(2, round(ph * scale))
     rgb = cv2.resize(product.rgb, (w, h), interpolation=cv2.INTER_AREA)
     alpha = cv2.resize(product.mask, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
 
+    # Product appearance defects, on the resized cut-out (a warp widens it).
+    if "product_warped" in defects:
+        rgb, alpha, warp = _warp(rgb, alpha, defects["product_warped"], defect_rng)
+        params["product_warped"].update(warp)
+    if "text_garbled" in defects:
+        sigma = max(w, h) * (0.006 + 0.012 * defects["text_garbled"])
+        rgb = _blur_inside(rgb, alpha, sigma)
+        params["text_garbled"].update(sigma_px=round(sigma, 2))
+    if "color_shifted" in defects:
+        rgb, shift = _colour_shift(rgb, defects["color_shifted"], defect_rng)
+        params["color_shifted"].update(shift)
+    if "lighting_inconsistent" in defects:
+        rgb, lighting = _relight(rgb, -light, defects["lighting_inconsistent"])
+        params["lighting_inconsistent"].update(lighting)
+
+    h, w = alpha.shape
+    fit = size - 2 * round(size * 0.02)
+    if "product_cropped" not in defects and w > fit:  # a large or warped product still fits the frame
+        factor = fit / w
+        w, h = fit, max(2, round(h * factor))
+        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+        alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
+        scale *= factor
+
     # Position: the product's bottom rests on the surface at base_y.
-    gap = 0
-    if "floating" in defects:
-        gap = round(size * (0.05 + 0.08 * defects["floating"]))
-        params["floating"].update(gap_px=gap)
     margin = round(size * 0.04)
     low_base = max(layout.horizon + (size - layout.horizon) * 0.2, margin + h + gap)
     high_base = size - margin
@@ -229,21 +253,6 @@ def render_candidate(product: Product, seed: int, defects: dict[str, float], siz
             side="right" if side > 0 else "left", share_outside=round(outside, 3)
         )
     y0 = base_y - h - gap
-
-    # Product appearance defects, on the resized cut-out.
-    if "product_warped" in defects:
-        rgb, alpha, warp = _warp(rgb, alpha, defects["product_warped"], defect_rng)
-        params["product_warped"].update(warp)
-    if "text_garbled" in defects:
-        sigma = max(w, h) * (0.006 + 0.012 * defects["text_garbled"])
-        rgb = _blur_inside(rgb, alpha, sigma)
-        params["text_garbled"].update(sigma_px=round(sigma, 2))
-    if "color_shifted" in defects:
-        rgb, shift = _colour_shift(rgb, defects["color_shifted"], defect_rng)
-        params["color_shifted"].update(shift)
-    if "lighting_inconsistent" in defects:
-        rgb, lighting = _relight(rgb, -light, defects["lighting_inconsistent"])
-        params["lighting_inconsistent"].update(lighting)
 
     # Scene, then shadows cast from where the product touches the surface.
     shadow = None
@@ -431,17 +440,11 @@ def _repeat(image: np.ndarray, band: tuple[int, int], strength: float) -> dict:
     """Fill the band by mirror-tiling a strip of the neighbouring scene, as a lazy outpainter would."""
     period = max(8, int(image.shape[1] * (0.09 - 0.04 * strength)))
     start, stop = band
-    if start == 0:  # source strip just right of the band, mirrored leftwards
-        source = image[:, stop : stop + period]
-        tile = np.concatenate([source, source[:, ::-1]], axis=1)
-        reps = -(-(stop - start) // tile.shape[1])
-        filled = np.tile(tile, (1, reps, 1))[:, : stop - start]
-        image[:, start:stop] = filled[:, ::-1]
-    else:
-        source = image[:, start - period : start]
-        tile = np.concatenate([source[:, ::-1], source], axis=1)
-        reps = -(-(stop - start) // tile.shape[1])
-        image[:, start:stop] = np.tile(tile, (1, reps, 1))[:, : stop - start]
+    # The strip next to the band, its columns ordered from the band's edge outwards.
+    outward = image[:, stop : stop + period] if start == 0 else image[:, start - period : start][:, ::-1]
+    tile = np.concatenate([outward, outward[:, ::-1]], axis=1)
+    filled = np.tile(tile, (1, -(-(stop - start) // tile.shape[1]), 1))[:, : stop - start]
+    image[:, start:stop] = filled[:, ::-1] if start == 0 else filled
     return {"period_px": period, "band": [int(start), int(stop)]}
 
 

@@ -86,11 +86,13 @@ def test_clean_candidate_rests_on_its_shadow(product: Product) -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_warp_changes_the_product_shape(product: Product, seed: int) -> None:
     image, extra = render(product, seed, product_warped=0.8)
-    placement = extra["placement"]
-    rgb, opaque = expected_product(product, placement)
-    difference = np.abs(product_region(image, placement)[opaque] - rgb[opaque]).max(axis=1)
+    pad = extra["defects"]["product_warped"]["pad_px"]
+    patch = extra["placement"]
+    unwarped = {**patch, "x": patch["x"] + pad, "width": patch["width"] - 2 * pad}
+    rgb, opaque = expected_product(product, unwarped)
+    difference = np.abs(product_region(image, unwarped)[opaque] - rgb[opaque]).max(axis=1)
     assert (difference > 30).mean() > 0.12  # the print and outline moved: many pixels changed a lot
-    assert abs(extra["defects"]["product_warped"]["bow_px"]) > 0.08 * placement["width"]
+    assert abs(extra["defects"]["product_warped"]["bow_px"]) > 0.08 * unwarped["width"]
 
 
 def test_text_garbled_blurs_the_print(product: Product) -> None:
@@ -324,6 +326,9 @@ def test_every_defect_kind_is_injected_over_many_candidates(photo) -> None:
     ):
         assert result.image.size == (128, 128)
         tags.update(result.injected_defects or [])
+        if "product_cropped" not in result.injected_defects:  # nothing is cut by the frame unless labelled
+            p = json.loads(result.provenance.extra)["placement"]
+            assert p["x"] >= 0 and p["y"] >= 0 and p["x"] + p["width"] <= 128 and p["y"] + p["height"] <= 128
     assert tags == set(DEFECT_KINDS)
 
 
