@@ -225,7 +225,7 @@ class _ManifestWriter:
 
 @dataclass
 class GenerationReport:
-    """What one rank's run did (rank 0's also counts the merge)."""
+    """What one rank's run did; rank 0's also counts the merge and lists every rank's failures."""
 
     run_id: str
     rank: int = 0
@@ -493,6 +493,7 @@ def _finish(workspace: Workspace, report: GenerationReport, manifests: list[Path
         _merged_marker(path).touch()
     if report.rank != 0:
         return
+    report.failures = [(f["source_id"], f["error"]) for f in all_failures]  # rank 0 reports the whole run
     if status == "finished" and all_failures:
         status = "finished_with_failures"
     with workspace.catalog.transaction() as conn:

@@ -128,5 +128,5 @@ def generate_command(
         console.print(
             f"run {report.run_id}: {report.rows_merged} candidate(s) added; report: {report.report_path}"
         )
-    if report.failures:
+    if report.failures and report.rank == 0:  # rank 0 lists the whole run's failures
         raise typer.Exit(1)

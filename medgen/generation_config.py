@@ -128,6 +128,10 @@ class GenerationConfig(BaseModel):
     def _devices(self) -> GenerationConfig:
         if self.device == "cpu" and self.dtype == "fp16":
             raise ValueError("fp16 is not supported on cpu: use --dtype fp32 (or bf16), or a GPU device")
+        if int(self.steps * self.strength) < 1:
+            raise ValueError(
+                f"steps x strength ({self.steps} x {self.strength}) leaves no denoising step: raise --steps"
+            )
         if self.offload and self.device in ("cpu", "mps"):
             raise ValueError(
                 "--offload moves weights between CPU and a CUDA GPU: drop it, or use --device cuda/auto"

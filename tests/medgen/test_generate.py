@@ -357,8 +357,8 @@ def test_torchrun_two_cpu_ranks_shard_and_merge(workspace, photos_dir, tiny_inpa
     medgen = shutil.which("medgen", path=str(Path(sys.executable).parent))
     assert torchrun and medgen
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [torchrun, "--nproc_per_node", "2", "--master_port", "0", "--no-python", medgen, "generate",
-               "-w", str(workspace.root), "--model", str(tiny_inpaint), "--device", "cpu", "--steps", "1",
+    command = [torchrun, "--standalone", "--nproc_per_node", "2", "--no-python", medgen, "generate",
+               "-w", str(workspace.root), "--model", str(tiny_inpaint), "--device", "cpu", "--steps", "2",
                "--resolution", "32", "-n", "2"]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
