@@ -53,15 +53,16 @@ class CardStats:
                 revision = f"@{provenance.model_revision[:12]}" if provenance.model_revision else ""
                 self.models[f"{provenance.backend}: {provenance.model_id}{revision}"] += 1
                 self.recipes[provenance.recipe] += 1
-        shown = {dimension for dimension, _, _ in self.figure}
-        if len(self.figure) < FIGURE_SAMPLES and sample.dimension not in shown:
-            self.figure.append((sample.dimension, sample.answer, list(images)))
+            if len(self.figure) < FIGURE_SAMPLES:  # the first question of the first few sources
+                self.figure.append((sample.dimension, sample.answer, list(images)))
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] += 1
 
     def counts_by_split(self) -> dict[str, dict[str, int]]:
-        return {split: dict(sorted(counter.items())) for split, counter in self.counts.items()}
+        from medgen.export import SPLITS
+
+        return {split: dict(sorted(self.counts[split].items())) for split in SPLITS if split in self.counts}
 
 
 def _figure_png(samples: list[tuple[str, str, list[bytes]]]) -> bytes:
@@ -142,7 +143,7 @@ def card_markdown(stats: CardStats, changes: dict[str, int], previous: str | Non
     """The card's body: what the dataset is, its statistics and provenance."""
     config = stats.config
     num_sources = sum(stats.sources.values())
-    splits = list(stats.counts)
+    splits = list(stats.counts_by_split())
     lines = [f"# {config.pretty_name} ({config.version})", ""]
     if stats.simulated:
         lines += [

@@ -58,7 +58,7 @@ def export_command(
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "--split"
-        raise MedgenError(f"{where}: {first['msg']}") from None
+        raise MedgenError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
     with open_workspace(workspace) as ws, progress() as bar:
         task = bar.add_task(f"exporting {version}", total=None, unit="sources")
         report = export_dataset(
