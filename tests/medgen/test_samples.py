@@ -26,6 +26,7 @@ def _digests(directory: Path) -> list[str]:
     return [hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())]
 
 
+@pytest.mark.slow  # ~10 s on 2 busy cores: draws and ingests 24 photos
 def test_all_24_samples_are_added_without_duplicates(samples_dir: Path, workspace) -> None:
     report = add_sources(workspace, [samples_dir])
     assert report.summary() == {"added": 24, "duplicate": 0, "rejected": 0}
