@@ -30,7 +30,9 @@ app.add_typer(annotate_app, name="annotate")
 
 
 @app.command()
-def init(directory: Annotated[Path, typer.Argument(help="Folder to create the workspace in.")] = Path(".")) -> None:
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create the workspace in.")] = Path("."),
+) -> None:
     """Create a workspace: catalog, image store, report folders."""
     from medgen.workspace import init_workspace
 
@@ -75,7 +77,9 @@ def status(
 
 @app.command()
 def schema(
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
 ) -> None:
     """Print the JSON Schema of one benchmark sample."""
     from schemas import BenchmarkSample
@@ -90,7 +94,9 @@ def schema(
 
 @sources_app.command("add")
 def sources_add(
-    paths: Annotated[list[str], typer.Argument(help="Files, folders (searched recursively) or glob patterns.")],
+    paths: Annotated[
+        list[str], typer.Argument(help="Files, folders (searched recursively) or glob patterns.")
+    ],
     workspace: WorkspaceOpt = None,
     phash_threshold: Annotated[
         int, typer.Option(help="Max perceptual-hash distance (bits of 64) that counts as a duplicate.")
@@ -114,7 +120,9 @@ def sources_add(
     for name, existing, how in report.duplicates:
         console.print(f"[yellow]duplicate[/] {name}: same as source {existing[:12]} ({how})", highlight=False)
     s = report.summary()
-    console.print(f"added {s['added']}, duplicate {s['duplicate']}, rejected {s['rejected']}; report: {report.report_path}")
+    console.print(
+        f"added {s['added']}, duplicate {s['duplicate']}, rejected {s['rejected']}; report: {report.report_path}"
+    )
 
 
 @sources_app.command("list")
@@ -130,7 +138,11 @@ def sources_list(
         slots = ws.catalog.candidate_slots()
         if as_json:
             for source in sources:
-                print(json.dumps({**source.model_dump(mode="json"), "candidates": len(slots.get(source.id, ()))}))
+                print(
+                    json.dumps(
+                        {**source.model_dump(mode="json"), "candidates": len(slots.get(source.id, ()))}
+                    )
+                )
             return
         table = Table(title=f"{len(sources)} sources")
         for column in ("id", "file", "size", "mask", "candidates"):
@@ -144,6 +156,57 @@ def sources_list(
                 str(len(slots.get(source.id, ()))),
             )
         console.print(table)
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path, typer.Argument(help="Workspace folder for the demo (resumed if it exists).")
+    ] = Path("medgen-demo"),
+    sources: Annotated[int, typer.Option("--sources", "-n", help="Sample product photos to draw.")] = 24,
+    annotators: Annotated[
+        str, typer.Option(help="Simulated annotators, comma-separated.")
+    ] = "ann1,ann2,ann3",
+    overlap: Annotated[int, typer.Option(help="Annotators per task.")] = 3,
+    noise: Annotated[float, typer.Option(help="Error rate of the simulated annotators.")] = 0.1,
+    backend: Annotated[
+        str, typer.Option(help="Generation backend: synthetic (CPU) or diffusers (GPU).")
+    ] = "synthetic",
+    model: Annotated[
+        str | None, typer.Option(help="Diffusers inpainting checkpoint for --backend diffusers.")
+    ] = None,
+    sft_steps: Annotated[int, typer.Option(help="SFT steps on the tiny VLM.")] = 6,
+    grpo_steps: Annotated[int, typer.Option(help="GRPO steps on the tiny VLM.")] = 3,
+    keep_server: Annotated[
+        bool, typer.Option("--keep-server", help="Leave Label Studio running so a person can annotate.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of every stage.")] = 0,
+) -> None:
+    """Run every stage end to end on CPU: samples, generation, Label Studio, export, SFT, GRPO, eval."""
+    from pydantic import ValidationError
+
+    from medgen.demo import DemoConfig, run_demo
+    from medgen.errors import MedgenError
+
+    try:
+        config = DemoConfig(
+            directory=directory,
+            num_sources=sources,
+            annotators=[name.strip() for name in annotators.split(",") if name.strip()],
+            overlap=overlap,
+            noise=noise,
+            backend=backend,
+            model=model,
+            sft_steps=sft_steps,
+            grpo_steps=grpo_steps,
+            keep_server=keep_server,
+            seed=seed,
+        )
+    except ValidationError as error:
+        raise MedgenError(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        ) from None
+    run_demo(config)
 
 
 def main() -> None:

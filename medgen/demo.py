@@ -1,0 +1,316 @@
+"""`medgen demo`: every stage end to end on CPU, on procedurally drawn sample products.
+
+sources → synthetic (or diffusers) candidates → a local Label Studio with simulated annotators →
+pull, agreement, consensus → export a dataset version → tiny Qwen2.5-VL: SFT, then DPA-GRPO → eval
+against the baselines. Every stage is the same library call the CLI makes, and each is idempotent, so
+rerunning the demo on the same folder resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from medgen.console import console, progress
+from medgen.errors import MedgenError
+from medgen.workspace import Workspace, init_workspace
+
+DEMO_VERSION = "v1"
+
+
+class DemoConfig(BaseModel):
+    """What the demo builds; defaults finish in a few minutes on 2 CPU cores."""
+
+    directory: Path = Field(description="Workspace folder (created, or resumed if it is a workspace).")
+    num_sources: int = Field(default=24, ge=4, le=500, description="Sample product photos to draw.")
+    annotators: list[str] = Field(
+        default_factory=lambda: ["ann1", "ann2", "ann3"],
+        description="Simulated annotators, one project each.",
+    )
+    overlap: int = Field(default=3, ge=1, description="Annotators per task.")
+    gold_rate: float = Field(
+        default=0.2, ge=0.0, le=1.0, description="Share of sources sent to everyone as gold."
+    )
+    noise: float = Field(default=0.1, ge=0.0, le=0.5, description="Error rate of the simulated annotators.")
+    backend: Literal["synthetic", "diffusers"] = Field(default="synthetic", description="Generation backend.")
+    model: str | None = Field(default=None, description="Diffusers checkpoint (with --backend diffusers).")
+    device: Literal["auto", "cuda", "mps", "cpu"] = Field(default="auto", description="Diffusers device.")
+    sft_steps: int = Field(default=6, ge=1, description="SFT optimizer steps on the tiny VLM.")
+    grpo_steps: int = Field(default=3, ge=1, description="GRPO optimizer steps on the tiny VLM.")
+    keep_server: bool = Field(default=False, description="Leave Label Studio running at the end.")
+    seed: int = Field(default=0, description="Seed of samples, generation, annotators and training.")
+
+    @field_validator("annotators")
+    @classmethod
+    def _annotators(cls, names: list[str]) -> list[str]:
+        if not names:
+            raise ValueError("the demo needs at least one simulated annotator")
+        return names
+
+
+class Demo:
+    """Runs the stages in order, timing each; artefacts are collected for the final summary."""
+
+    def __init__(self, config: DemoConfig):
+        self.config = config
+        self.timings: list[tuple[str, float]] = []
+        self.artefacts: dict[str, str] = {}
+
+    @contextmanager
+    def stage(self, number: int, title: str) -> Iterator[None]:
+        console.rule(f"[bold]{number}/8 {title}")
+        start = time.perf_counter()
+        yield
+        elapsed = time.perf_counter() - start
+        self.timings.append((title, elapsed))
+        console.print(f"[green]done[/] {title} in {elapsed:.1f}s")
+
+    def run(self) -> dict[str, Any]:
+        c = self.config
+        if c.backend == "diffusers" and not c.model:
+            raise MedgenError(
+                "--backend diffusers needs --model (a diffusers inpainting checkpoint id or folder)"
+            )
+        total_start = time.perf_counter()
+        with self.stage(1, "workspace and sample sources"):
+            workspace = init_workspace(c.directory)
+            self.add_samples(workspace)
+        try:
+            with self.stage(2, f"generate candidates ({c.backend})"):
+                self.generate(workspace)
+            with self.stage(3, "annotate in Label Studio (simulated annotators)"):
+                self.annotate(workspace)
+            with self.stage(4, f"export dataset {DEMO_VERSION}"):
+                export_dir = self.export(workspace)
+            with self.stage(5, "tiny vision-language model"):
+                model_dir = self.tiny_model(workspace)
+            with self.stage(6, "train: chain-of-thought SFT"):
+                sft_dir = self.train_sft(workspace, export_dir, model_dir)
+            with self.stage(7, "train: DPA-GRPO"):
+                grpo_dir = self.train_grpo(workspace, export_dir, sft_dir)
+            with self.stage(8, "evaluate against baselines"):
+                self.evaluate(workspace, export_dir, grpo_dir)
+        finally:
+            self.stop_server(workspace)
+            workspace.close()
+        total = time.perf_counter() - total_start
+        self.summary(total)
+        return {"total_s": total, "timings": dict(self.timings), "artefacts": self.artefacts}
+
+    # stages ------------------------------------------------------------------------------------
+
+    def add_samples(self, workspace: Workspace) -> None:
+        from medgen.samples import write_samples
+        from medgen.sources import add_sources
+
+        photos = workspace.root / "sample-photos"
+        paths = write_samples(photos, self.config.num_sources, seed=self.config.seed)
+        report = add_sources(workspace, paths)
+        s = report.summary()
+        console.print(
+            f"sample photos in {photos}: added {s['added']}, duplicate {s['duplicate']}, rejected {s['rejected']}"
+        )
+        self.artefacts["workspace"] = str(workspace.root)
+        self.artefacts["sample photos"] = str(photos)
+
+    def generate(self, workspace: Workspace) -> None:
+        from medgen.generate import generate
+        from medgen.generation_config import GenerationConfig
+
+        c = self.config
+        values: dict[str, Any] = {"backend": c.backend, "seed": c.seed}
+        if c.backend == "diffusers":
+            values.update(model=c.model, device=c.device)
+        config = GenerationConfig(**values)
+        with progress() as bar:
+            task = bar.add_task("generating", total=None, unit="images")
+            report = generate(
+                workspace,
+                config,
+                on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        counts = workspace.counts()
+        console.print(
+            f"{counts['candidates']} candidates for {counts['sources_complete']} sources "
+            f"({report.images_generated} made now, {counts['generation_failures']} failures)"
+        )
+
+    def annotate(self, workspace: Workspace) -> None:
+        from annotation.agreement import agreement
+        from annotation.client import connect
+        from annotation.pull import pull
+        from annotation.push import PushConfig, push
+        from annotation.server import serve
+        from annotation.simulate import simulate_annotators
+
+        c = self.config
+        with console.status("starting Label Studio (the first start migrates its database, ~30 s)"):
+            info = serve(workspace)
+        console.print(f"Label Studio at {info.url} (pid {info.pid})")
+        self.artefacts["Label Studio"] = info.url
+        connection = connect(workspace)
+        report = push(
+            workspace,
+            connection,
+            PushConfig(annotators=c.annotators, overlap=c.overlap, gold_rate=c.gold_rate, seed=c.seed),
+        )
+        imported = ", ".join(f"{name} {n}" for name, n in report.imported.items()) or "nothing new"
+        console.print(f"pushed {report.new_sources} new sources (gold {report.gold_sources}): {imported}")
+        made = simulate_annotators(workspace, connection, noise=c.noise, seed=c.seed)
+        console.print(
+            "[yellow]simulated[/] annotators (answers from the synthetic ground truth with noise): "
+            + ", ".join(f"{name} {n}" for name, n in made.items())
+        )
+        pulled = pull(workspace, connection)
+        console.print(
+            f"pulled annotations: new {pulled.new}, updated {pulled.updated}, unchanged {pulled.unchanged}"
+        )
+        result = agreement(workspace, connection)
+        alphas = ", ".join(f"{k} {v:.2f}" for k, v in result.alpha.items() if v is not None)
+        console.print(f"Krippendorff's alpha: {alphas}")
+        console.print(
+            f"consensus for {len(result.consensus.items)} sources, {len(result.consensus.unresolved)} sent to adjudication"
+        )
+        self.artefacts["agreement report"] = str(result.report_path)
+
+    def export(self, workspace: Workspace) -> Path:
+        from medgen.export import ExportConfig, export_dataset
+
+        target = workspace.exports_dir / DEMO_VERSION
+        if target.is_dir():
+            console.print(f"{target} exists: reusing it (versions are immutable)")
+        else:
+            config = ExportConfig(
+                version=DEMO_VERSION,
+                labels="consensus",
+                train=0.6,
+                validation=0.2,
+                test=0.2,
+                simulated_annotators=True,
+                license="cc-by-4.0",
+            )
+            report = export_dataset(workspace, config)
+            splits = ", ".join(f"{split} {sum(dims.values())}" for split, dims in report.counts.items())
+            console.print(
+                f"exported {report.num_samples} samples ({splits}); skipped sources: {len(report.skipped)}"
+            )
+        self.artefacts["dataset"] = str(target)
+        self.artefacts["dataset card"] = str(target / "README.md")
+        return target
+
+    def tiny_model(self, workspace: Workspace) -> Path:
+        from training.tiny import build_tiny_vlm
+
+        model_dir = workspace.root / "models" / "tiny-qwen2.5-vl"
+        if not (model_dir / "config.json").is_file():
+            build_tiny_vlm(model_dir, seed=self.config.seed)
+        console.print(f"random-weight Qwen2.5-VL (hidden 64, 2 layers) at {model_dir}")
+        return model_dir
+
+    def _train(self, stage: str, overrides: dict[str, Any]) -> Path:
+        from training.config import load_config
+
+        if stage == "sft":
+            from training.sft import train_sft as train
+            from training.sft_config import SFTConfig as Config
+        else:
+            from training.grpo import train_grpo as train
+            from training.grpo_config import GRPOConfig as Config
+        config = load_config(Config, "tiny", stage, {**overrides, "seed": self.config.seed})
+        if (Path(config.output_dir) / "model.safetensors").is_file():
+            console.print(f"{config.output_dir} holds a trained model: reusing it")
+            return Path(config.output_dir)
+        output = train(config)
+        console.print(f"{stage} model and resolved config in {output}")
+        return output
+
+    def train_sft(self, workspace: Workspace, export_dir: Path, model_dir: Path) -> Path:
+        output = self._train(
+            "sft",
+            {
+                "dataset": str(export_dir),
+                "model_name_or_path": str(model_dir),
+                "output_dir": str(workspace.root / "runs" / "train" / "sft"),
+                "max_steps": self.config.sft_steps,
+                "save_steps": self.config.sft_steps,
+            },
+        )
+        self.artefacts["SFT model"] = str(output)
+        return output
+
+    def train_grpo(self, workspace: Workspace, export_dir: Path, sft_dir: Path) -> Path:
+        output = self._train(
+            "grpo",
+            {
+                "dataset": str(export_dir),
+                "model_name_or_path": str(sft_dir),
+                "output_dir": str(workspace.root / "runs" / "train" / "grpo"),
+                "max_steps": self.config.grpo_steps,
+                "save_steps": self.config.grpo_steps,
+            },
+        )
+        self.artefacts["GRPO model"] = str(output)
+        return output
+
+    def evaluate(self, workspace: Workspace, export_dir: Path, model_dir: Path) -> None:
+        from training.eval_report import markdown, title_of
+        from training.evaluation import EvalConfig, run_eval
+
+        output_dir = workspace.root / "eval" / DEMO_VERSION
+        config = EvalConfig(
+            dataset=str(export_dir),
+            split="test",
+            model=str(model_dir),
+            name="tiny-vlm (demo: random init, a few steps)",
+            workspace=workspace.root,
+            baselines=["random", "majority", "human"],
+            max_new_tokens=48,
+            image_max_pixels=50176,
+            device="cpu",
+            output_dir=output_dir,
+        )
+        results = run_eval(config)
+        console.print(markdown(title_of(results), results.models), highlight=False)
+        self.artefacts["evaluation"] = str(output_dir / "results.md")
+
+    def stop_server(self, workspace: Workspace) -> None:
+        from annotation.server import running_server, stop
+
+        if running_server(workspace) is None:
+            return
+        if self.config.keep_server:
+            console.print(
+                f"Label Studio keeps running (stop it with: medgen annotate serve --stop -w {workspace.root})"
+            )
+            return
+        stop(workspace)
+        console.print("stopped Label Studio")
+
+    def summary(self, total: float) -> None:
+        from rich.table import Table
+
+        table = Table(title=f"medgen demo finished in {total / 60:.1f} min")
+        table.add_column("artefact")
+        table.add_column("where")
+        for name, where in self.artefacts.items():
+            table.add_row(name, where)
+        console.print(table)
+        root = self.artefacts.get("workspace", str(self.config.directory))
+        console.print("[bold]next[/]:")
+        for line in (
+            f"medgen status -w {root}",
+            f"medgen annotate serve -w {root}   # open the projects and annotate for real",
+            f"jupyter lab notebooks/   # explore the dataset, agreement and evaluation (MEDGEN_DEMO={root})",
+            f"medgen publish --repo ORG/NAME --version {DEMO_VERSION} --dry-run -w {root}",
+        ):
+            console.print(f"  {line}", highlight=False)
+
+
+def run_demo(config: DemoConfig, on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every stage end to end; returns timings and artefact paths."""
+    return Demo(config).run()

@@ -1,0 +1,84 @@
+"""The main job end to end: `medgen demo` on CPU, then the notebooks on its output."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from medgen.cli import app
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def demo_workspace(tmp_path_factory) -> Path:
+    from typer.testing import CliRunner
+
+    root = tmp_path_factory.mktemp("demo") / "medgen-demo"
+    result = CliRunner().invoke(
+        app, ["demo", str(root), "--sources", "12", "--sft-steps", "2", "--grpo-steps", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "medgen demo finished" in result.output
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.labelstudio
+def test_demo_runs_every_stage(demo_workspace):
+    counts = json.loads((demo_workspace / "reports" / "agreement.json").read_text())
+    assert counts["annotators"] == ["ann1", "ann2", "ann3"]
+    from medgen.workspace import open_workspace
+
+    with open_workspace(demo_workspace) as ws:
+        c = ws.counts()
+        server_file = ws.labelstudio_dir / "server.json"
+    assert c["sources"] == 12 and c["candidates"] == 48 and c["sources_complete"] == 12
+    assert c["annotations"] >= 12 * 3 * 0.8  # simulated annotators skip a few tasks
+    assert c["exports"] == 1
+    export = demo_workspace / "exports" / "v1"
+    card = (export / "README.md").read_text()
+    assert "simulated" in card.lower()
+    for stage in ("sft", "grpo"):
+        assert (demo_workspace / "runs" / "train" / stage / "model.safetensors").is_file()
+        assert (demo_workspace / "runs" / "train" / stage / "train_config.yaml").is_file()
+    results = json.loads((demo_workspace / "eval" / "v1" / "results.json").read_text())
+    assert [m["kind"] for m in results["models"]] == ["checkpoint", "random", "majority", "human"]
+    assert (demo_workspace / "eval" / "v1" / "results.png").is_file()
+    assert not server_file.exists() or not _server_alive(server_file)  # the demo stops its server
+
+
+def _server_alive(server_file: Path) -> bool:
+    pid = json.loads(server_file.read_text()).get("pid")
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.labelstudio
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
+def test_notebooks_run_top_to_bottom(demo_workspace, notebook, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("MEDGEN_DEMO", str(demo_workspace))
+    book = nbformat.read(notebook, as_version=4)
+    NotebookClient(
+        book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(notebook.parent)}}
+    ).execute()
+    errors = [
+        o for cell in book.cells if cell.cell_type == "code" for o in cell.outputs if o.output_type == "error"
+    ]
+    assert not errors
+
+
+def test_three_notebooks_ship():
+    assert {n.stem for n in NOTEBOOKS} == {"explore_dataset", "annotation_agreement", "evaluation_report"}
