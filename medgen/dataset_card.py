@@ -192,7 +192,8 @@ def card_markdown(stats: CardStats, changes: dict[str, int], previous: str | Non
     )
     mean_agreement = stats.agreement_sum / num_sources if num_sources else 0.0
     annotators = ", ".join(
-        f"{n} annotators: {count} sources" for n, count in sorted(stats.annotators.items())
+        f"{n} annotators: {count} source{'s' if count != 1 else ''}"
+        for n, count in sorted(stats.annotators.items())
     )
     lines += [
         "",

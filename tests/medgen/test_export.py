@@ -276,29 +276,52 @@ def test_export_recovers_from_a_crash(workspace: Workspace) -> None:
     assert [row["version"] for row in workspace.catalog.query("SELECT version FROM exports")] == ["v1"]
 
 
-def test_export_from_consensus_labels(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
-    from annotation import consensus
+def test_export_from_consensus_labels(workspace: Workspace) -> None:
+    """Real annotation rows in the catalog, through ``annotation.consensus.consensus_labels``."""
+    from annotation.consensus import labels_to_json
 
     sources = populate(workspace, 3)
-    label = CandidateLabel(defects=("floating",), acceptable=False, rationale="hovers")
+    floating = CandidateLabel(defects=("floating",), acceptable=False, rationale="hovers")
     ok = CandidateLabel(acceptable=True)
-    result = consensus.ConsensusResult(
-        items={
-            sources[0]: consensus.Consensus(sources[0], (label, ok, ok, ok), 3, 0.75, False),
-            sources[1]: consensus.Consensus(sources[1], (ok, ok, label, ok), 2, 1.0, True),
+    votes = {
+        sources[0]: {
+            "ann1": (floating, ok, ok, ok),
+            "ann2": (floating, ok, ok, ok),
+            "ann3": (ok, ok, ok, ok),
         },
-        unresolved={sources[2]: "tie on whether A is acceptable (1 of 2)"},
-    )
-    monkeypatch.setattr(consensus, "consensus_labels", lambda ws: result)
+        sources[1]: {"ann1": (floating, ok, ok, ok), "ann2": (ok, ok, ok, ok)},  # a tie: unresolved
+    }
+    with workspace.catalog.transaction() as conn:
+        for project, annotator in enumerate(("ann1", "ann2", "ann3"), start=1):
+            conn.execute(
+                "INSERT INTO ls_projects VALUES (?, 'annotator', ?, ?, 'now')",
+                (project, annotator, annotator),
+            )
+        row_id = 0
+        for source_id, by_annotator in votes.items():
+            for annotator, labels in by_annotator.items():
+                row_id += 1
+                project = int(annotator[-1])
+                conn.execute(
+                    "INSERT INTO annotations VALUES (?, ?, ?, ?, ?, 'valid', '[]', ?, 10, NULL, NULL, 'now')",
+                    (row_id, row_id, project, annotator, source_id, labels_to_json(labels)),
+                )
     report = export_dataset(workspace, ExportConfig(version="v1", simulated_annotators=True))
-    assert report.num_samples == 4
-    assert report.skipped == {sources[2]: "unresolved annotations: tie on whether A is acceptable (1 of 2)"}
-    rows = load_export(report.path, split=None)
+    assert report.num_samples == 2  # placement_layout (A) and overall (B,C,D)
+    assert report.skipped == {
+        sources[1]: "unresolved annotations: tie on whether A is acceptable (1 of 2)",
+        sources[2]: "not annotated yet",
+    }
+    rows = load_export(report.path)
     all_rows = [row for split in rows.values() for row in split.remove_columns("images")]
-    first = next(r for r in all_rows if r["source_id"] == sources[0] and r["answer"] == "A")
-    assert first["num_annotators"] == 3 and first["agreement"] == 0.75 and "hovers" in first["rationale"]
+    placement = next(r for r in all_rows if r["dimension"] == QUESTION_DIMENSIONS.index("placement_layout"))
+    assert (
+        placement["answer"] == "A" and placement["num_annotators"] == 3 and "hovers" in placement["rationale"]
+    )
+    assert placement["agreement"] == pytest.approx(11 / 12)
     card = (report.path / "README.md").read_text()
-    assert "Simulated annotators" in card and "mean agreement with consensus: 0.875" in card
+    assert "Simulated annotators" in card and "mean agreement with consensus: 0.917" in card
+    assert "3 annotators: 1 source" in card
 
 
 def test_export_cli(workspace: Workspace, runner) -> None:
