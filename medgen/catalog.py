@@ -210,7 +210,9 @@ class Catalog:
                         candidate.slot,
                         candidate.image_key,
                         candidate.provenance.model_dump_json(),
-                        None if candidate.injected_defects is None else json.dumps(candidate.injected_defects),
+                        None
+                        if candidate.injected_defects is None
+                        else json.dumps(candidate.injected_defects),
                         run_id,
                         now(),
                     ),

@@ -69,7 +69,9 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[st
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
-                missing.append((text, "folder holds no image files (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ")"))
+                missing.append(
+                    (text, "folder holds no image files (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
+                )
             files.extend(found)
         elif path.is_file():
             files.append(path)
@@ -150,12 +152,16 @@ def product_mask(rgb: Image.Image) -> Image.Image:
     """
     full_w, full_h = rgb.size
     scale = 256 / max(full_w, full_h)
-    small = np.asarray(rgb.resize((max(1, round(full_w * scale)), max(1, round(full_h * scale))), Image.BILINEAR))
+    small = np.asarray(
+        rgb.resize((max(1, round(full_w * scale)), max(1, round(full_h * scale))), Image.BILINEAR)
+    )
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
     border = np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])
     distance = np.linalg.norm(lab - np.median(border, axis=0), axis=2)
     distance = cv2.GaussianBlur(distance, (3, 3), 0)
-    threshold = max(18.0, float(np.percentile(np.linalg.norm(border - np.median(border, axis=0), axis=1), 95)) * 1.5)
+    threshold = max(
+        18.0, float(np.percentile(np.linalg.norm(border - np.median(border, axis=0), axis=1), 95)) * 1.5
+    )
     mask = (distance > threshold).astype(np.uint8) * 255
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel, iterations=2)
@@ -217,7 +223,10 @@ def add_sources(
     report = IngestReport(rejected=list(missing))
     catalog, store = workspace.catalog, workspace.store
     known_ids = {row["id"] for row in catalog.query("SELECT id FROM sources")}
-    known_phashes = [(row["id"], imagehash.hex_to_hash(row["phash"])) for row in catalog.query("SELECT id, phash FROM sources")]
+    known_phashes = [
+        (row["id"], imagehash.hex_to_hash(row["phash"]))
+        for row in catalog.query("SELECT id, phash FROM sources")
+    ]
     if on_start:
         on_start(len(files))
     for path in files:

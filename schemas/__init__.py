@@ -11,7 +11,15 @@ from schemas.models import (
     format_answer,
     sample_id,
 )
-from schemas.taxonomy import LETTERS, NUM_CANDIDATES, OVERALL, QUESTION_DIMENSIONS, TAXONOMY, DefectTag, Dimension
+from schemas.taxonomy import (
+    LETTERS,
+    NUM_CANDIDATES,
+    OVERALL,
+    QUESTION_DIMENSIONS,
+    TAXONOMY,
+    DefectTag,
+    Dimension,
+)
 
 __all__ = [
     "LETTERS",

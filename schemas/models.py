@@ -42,7 +42,9 @@ class GenerationProvenance(BaseModel):
     """How one candidate was made: enough to reproduce it."""
 
     backend: str = Field(description="'diffusers' or 'synthetic'.")
-    model_id: str = Field(description="Hub id or local path of the checkpoint ('synthetic' for that backend).")
+    model_id: str = Field(
+        description="Hub id or local path of the checkpoint ('synthetic' for that backend)."
+    )
     model_revision: str = Field(default="", description="Hub commit hash or content hash of local weights.")
     recipe: str = Field(description="'background', 'outpaint', 'img2img' or the synthetic recipe.")
     prompt: str = Field(default="", description="Scene prompt sent to the model.")
@@ -171,21 +173,32 @@ class BenchmarkSample(BaseModel):
             raise ValueError("id is not the stable hash of source_id and dimension")
         n = NUM_CANDIDATES
         if len(self.images) != n + 1:
-            raise ValueError(f"images must hold the source and {n} candidates ({n + 1}), got {len(self.images)}")
-        for name, column in (("defects", self.defects), ("acceptable", self.acceptable), ("generation", self.generation)):
+            raise ValueError(
+                f"images must hold the source and {n} candidates ({n + 1}), got {len(self.images)}"
+            )
+        for name, column in (
+            ("defects", self.defects),
+            ("acceptable", self.acceptable),
+            ("generation", self.generation),
+        ):
             if len(column) != n:
                 raise ValueError(f"{name} must have one entry per candidate ({n}), got {len(column)}")
         if self.options != list(LETTERS):
             raise ValueError(f"options must be {list(LETTERS)}")
         labels = tuple(
-            CandidateLabel(defects=tuple(tags), acceptable=ok) for tags, ok in zip(self.defects, self.acceptable, strict=True)
+            CandidateLabel(defects=tuple(tags), acceptable=ok)
+            for tags, ok in zip(self.defects, self.acceptable, strict=True)
         )
         expected = format_answer(answer_letters(labels, self.dimension))
         if not expected:
-            raise ValueError(f"no candidate answers the {self.dimension} question: such a question is not emitted")
+            raise ValueError(
+                f"no candidate answers the {self.dimension} question: such a question is not emitted"
+            )
         if self.answer != expected:
             raise ValueError(f"answer {self.answer!r} disagrees with the labels, which give {expected!r}")
-        image_slots = sum(1 for part in self.prompt[0]["content"] if part.get("type") == "image") if self.prompt else 0
+        image_slots = (
+            sum(1 for part in self.prompt[0]["content"] if part.get("type") == "image") if self.prompt else 0
+        )
         if image_slots != n + 1:
             raise ValueError(f"prompt must hold one image placeholder per image ({n + 1}), got {image_slots}")
         if f"<answer>{self.answer}</answer>" not in self.completion[0]["content"][0]["text"]:

@@ -34,7 +34,10 @@ def question_text(dimension: str) -> str:
 
 def prompt_messages(question: str) -> list[dict[str, Any]]:
     """The user turn: each image labelled and placed in order, then the question and the answer format."""
-    content: list[dict[str, Any]] = [{"type": "text", "text": "Image 1 (original):"}, {"type": "image", "text": None}]
+    content: list[dict[str, Any]] = [
+        {"type": "text", "text": "Image 1 (original):"},
+        {"type": "image", "text": None},
+    ]
     for letter in LETTERS:
         content += [{"type": "text", "text": f"Image {letter}:"}, {"type": "image", "text": None}]
     content.append({"type": "text", "text": f"{question}\n{ANSWER_INSTRUCTIONS}"})
@@ -51,12 +54,17 @@ def _finding(label: CandidateLabel, dimension: str) -> str:
     tags = label.defects_in(dimension)
     if not tags:
         return "no problem in this respect"
-    return "; ".join(f"{tags_by_id[t].label.lower()}: {tags_by_id[t].description[0].lower()}{tags_by_id[t].description[1:]}" for t in tags)
+    return "; ".join(
+        f"{tags_by_id[t].label.lower()}: {tags_by_id[t].description[0].lower()}{tags_by_id[t].description[1:]}"
+        for t in tags
+    )
 
 
 def rationale_text(labels: list[CandidateLabel] | tuple[CandidateLabel, ...], dimension: str) -> str:
     """Reference chain of thought: a finding per candidate, annotators' notes, then the conclusion."""
-    lines = [f"I compare each generated image with the original, considering {dimension_description(dimension)}."]
+    lines = [
+        f"I compare each generated image with the original, considering {dimension_description(dimension)}."
+    ]
     for letter, label in zip(LETTERS, labels, strict=True):
         line = f"Image {letter}: {_finding(label, dimension)}."
         if label.rationale.strip():

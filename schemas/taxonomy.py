@@ -72,11 +72,23 @@ TAXONOMY = Taxonomy(
             label="Appearance deformation",
             description="whether the product itself kept its shape, text, logo, colours and parts",
             tags=_tags(
-                ("product_warped", "Product warped", "The box, bottle or pack is bent, stretched or distorted."),
-                ("text_garbled", "Text garbled", "Label text is blurred, misspelled or turned into nonsense glyphs."),
+                (
+                    "product_warped",
+                    "Product warped",
+                    "The box, bottle or pack is bent, stretched or distorted.",
+                ),
+                (
+                    "text_garbled",
+                    "Text garbled",
+                    "Label text is blurred, misspelled or turned into nonsense glyphs.",
+                ),
                 ("logo_altered", "Logo altered", "The brand mark is changed, smeared or missing."),
                 ("color_shifted", "Colour shifted", "Packaging colours differ from the original product."),
-                ("parts_missing_or_extra", "Parts missing or extra", "Caps, blisters or panels are missing or duplicated."),
+                (
+                    "parts_missing_or_extra",
+                    "Parts missing or extra",
+                    "Caps, blisters or panels are missing or duplicated.",
+                ),
             ),
         ),
         Dimension(
@@ -84,10 +96,26 @@ TAXONOMY = Taxonomy(
             label="Lighting and shadow",
             description="whether shadows, highlights and reflections agree with the scene's light",
             tags=_tags(
-                ("shadow_missing", "Shadow missing", "The product casts no shadow where the scene requires one."),
-                ("shadow_direction_wrong", "Shadow direction wrong", "The product's shadow falls against the scene's light."),
-                ("lighting_inconsistent", "Lighting inconsistent", "The product is lit differently from its surroundings."),
-                ("reflection_wrong", "Reflection wrong", "Reflections on or of the product are missing or impossible."),
+                (
+                    "shadow_missing",
+                    "Shadow missing",
+                    "The product casts no shadow where the scene requires one.",
+                ),
+                (
+                    "shadow_direction_wrong",
+                    "Shadow direction wrong",
+                    "The product's shadow falls against the scene's light.",
+                ),
+                (
+                    "lighting_inconsistent",
+                    "Lighting inconsistent",
+                    "The product is lit differently from its surroundings.",
+                ),
+                (
+                    "reflection_wrong",
+                    "Reflection wrong",
+                    "Reflections on or of the product are missing or impossible.",
+                ),
             ),
         ),
         Dimension(
@@ -99,7 +127,11 @@ TAXONOMY = Taxonomy(
                 ("scale_wrong", "Scale wrong", "The product is implausibly large or small for the scene."),
                 ("product_cropped", "Product cropped", "Part of the product is cut off by the frame."),
                 ("occluded", "Occluded", "Scene objects cover important parts of the product."),
-                ("composition_unbalanced", "Composition unbalanced", "The product sits awkwardly in the frame."),
+                (
+                    "composition_unbalanced",
+                    "Composition unbalanced",
+                    "The product sits awkwardly in the frame.",
+                ),
             ),
         ),
         Dimension(
@@ -108,9 +140,17 @@ TAXONOMY = Taxonomy(
             description="whether the generated scene makes sense and joins the original image cleanly",
             tags=_tags(
                 ("visible_seam", "Visible seam", "A hard edge or colour step shows where generation began."),
-                ("repeated_texture", "Repeated texture", "The extended region repeats or mirrors a pattern unnaturally."),
+                (
+                    "repeated_texture",
+                    "Repeated texture",
+                    "The extended region repeats or mirrors a pattern unnaturally.",
+                ),
                 ("illogical_scene", "Illogical scene", "The scene contains impossible or unrelated objects."),
-                ("perspective_mismatch", "Perspective mismatch", "The scene's perspective disagrees with the product's."),
+                (
+                    "perspective_mismatch",
+                    "Perspective mismatch",
+                    "The scene's perspective disagrees with the product's.",
+                ),
             ),
         ),
     )

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import signal
@@ -26,7 +27,9 @@ def mixed_dir(tmp_path: Path) -> Path:
     product_photo(3).convert("P", palette=Image.ADAPTIVE).save(d / "palette.png")
     product_photo(4).convert("CMYK").save(d / "cmyk.jpg", quality=95)
     product_photo(5).convert("L").save(d / "grey.png")
-    Image.fromarray(np.asarray(product_photo(6).convert("L"), dtype=np.uint16) * 257).save(d / "sixteen_bit.png")
+    Image.fromarray(np.asarray(product_photo(6).convert("L"), dtype=np.uint16) * 257).save(
+        d / "sixteen_bit.png"
+    )
     rgba = np.array(product_photo(7).convert("RGBA"))
     rgba[..., 3] = 0
     rgba[60:200, 80:180, 3] = 255
@@ -114,7 +117,9 @@ def test_opencv_mask_finds_the_product():
 
 
 def test_glob_and_missing_paths(workspace, photos_dir):
-    report = add_sources(workspace, [str(photos_dir / "*.png"), str(photos_dir / "missing.png"), "nothing-*.jpg"])
+    report = add_sources(
+        workspace, [str(photos_dir / "*.png"), str(photos_dir / "missing.png"), "nothing-*.jpg"]
+    )
     assert len(report.added) == 3
     assert {r for _, r in report.rejected} == {"no such file or folder", "pattern matched no files"}
 
@@ -142,10 +147,10 @@ def test_kill_mid_run_leaves_consistent_catalog(workspace, tmp_path):
     count = 0
     while time.time() < deadline and count < 3:
         time.sleep(0.05)
-        try:
-            count = sqlite3.connect(root / "catalog.sqlite").execute("SELECT COUNT(*) FROM sources").fetchone()[0]
-        except sqlite3.OperationalError:
-            pass
+        with contextlib.suppress(sqlite3.OperationalError):
+            count = (
+                sqlite3.connect(root / "catalog.sqlite").execute("SELECT COUNT(*) FROM sources").fetchone()[0]
+            )
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     conn = sqlite3.connect(root / "catalog.sqlite")

@@ -87,7 +87,10 @@ def _sample(**overrides):
         rationale=rationale,
         num_annotators=3,
         agreement=0.9,
-        generation=[GenerationProvenance(backend="synthetic", model_id="synthetic", recipe="scene", seed=i) for i in range(4)],
+        generation=[
+            GenerationProvenance(backend="synthetic", model_id="synthetic", recipe="scene", seed=i)
+            for i in range(4)
+        ],
         dataset_version="v1",
         prompt=prompt_messages(question_text(dimension)),
         completion=completion_messages(rationale, answer),
