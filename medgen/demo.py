@@ -9,7 +9,7 @@ rerunning the demo on the same folder resumes where it stopped.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -90,9 +90,9 @@ class Demo:
             with self.stage(5, "tiny vision-language model"):
                 model_dir = self.tiny_model(workspace)
             with self.stage(6, "train: chain-of-thought SFT"):
-                sft_dir = self.train_sft(workspace, export_dir, model_dir)
+                sft_dir = self.train(workspace, "sft", export_dir, model_dir)
             with self.stage(7, "train: DPA-GRPO"):
-                grpo_dir = self.train_grpo(workspace, export_dir, sft_dir)
+                grpo_dir = self.train(workspace, "grpo", export_dir, sft_dir)
             with self.stage(8, "evaluate against baselines"):
                 self.evaluate(workspace, export_dir, grpo_dir)
         finally:
@@ -212,7 +212,10 @@ class Demo:
         console.print(f"random-weight Qwen2.5-VL (hidden 64, 2 layers) at {model_dir}")
         return model_dir
 
-    def _train(self, stage: str, overrides: dict[str, Any]) -> Path:
+    def train(
+        self, workspace: Workspace, stage: Literal["sft", "grpo"], export_dir: Path, start_from: Path
+    ) -> Path:
+        """Train the tiny recipe's ``stage`` from ``start_from`` (reused when a finished model is there)."""
         from training.config import load_config
 
         if stage == "sft":
@@ -221,40 +224,23 @@ class Demo:
         else:
             from training.grpo import train_grpo as train
             from training.grpo_config import GRPOConfig as Config
-        config = load_config(Config, "tiny", stage, {**overrides, "seed": self.config.seed})
-        if (Path(config.output_dir) / "model.safetensors").is_file():
-            console.print(f"{config.output_dir} holds a trained model: reusing it")
-            return Path(config.output_dir)
-        output = train(config)
-        console.print(f"{stage} model and resolved config in {output}")
-        return output
-
-    def train_sft(self, workspace: Workspace, export_dir: Path, model_dir: Path) -> Path:
-        output = self._train(
-            "sft",
-            {
-                "dataset": str(export_dir),
-                "model_name_or_path": str(model_dir),
-                "output_dir": str(workspace.root / "runs" / "train" / "sft"),
-                "max_steps": self.config.sft_steps,
-                "save_steps": self.config.sft_steps,
-            },
-        )
-        self.artefacts["SFT model"] = str(output)
-        return output
-
-    def train_grpo(self, workspace: Workspace, export_dir: Path, sft_dir: Path) -> Path:
-        output = self._train(
-            "grpo",
-            {
-                "dataset": str(export_dir),
-                "model_name_or_path": str(sft_dir),
-                "output_dir": str(workspace.root / "runs" / "train" / "grpo"),
-                "max_steps": self.config.grpo_steps,
-                "save_steps": self.config.grpo_steps,
-            },
-        )
-        self.artefacts["GRPO model"] = str(output)
+        steps = self.config.sft_steps if stage == "sft" else self.config.grpo_steps
+        overrides = {
+            "dataset": str(export_dir),
+            "model_name_or_path": str(start_from),
+            "output_dir": str(workspace.root / "runs" / "train" / stage),
+            "max_steps": steps,
+            "save_steps": steps,
+            "seed": self.config.seed,
+        }
+        config = load_config(Config, "tiny", stage, overrides)
+        output = Path(config.output_dir)
+        if (output / "model.safetensors").is_file():
+            console.print(f"{output} holds a trained model: reusing it")
+        else:
+            output = train(config)
+            console.print(f"{stage} model and its resolved config in {output}")
+        self.artefacts[f"{stage.upper()} model"] = str(output)
         return output
 
     def evaluate(self, workspace: Workspace, export_dir: Path, model_dir: Path) -> None:
@@ -311,6 +297,6 @@ class Demo:
             console.print(f"  {line}", highlight=False)
 
 
-def run_demo(config: DemoConfig, on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run every stage end to end; returns timings and artefact paths."""
     return Demo(config).run()
