@@ -10,8 +10,10 @@ Recipes:
 The pipeline class comes from diffusers itself: ``AutoPipelineForInpainting`` or
 ``AutoPipelineForImage2Image``, falling back to ``DiffusionPipeline`` for classes those do not map
 (FLUX.1 Fill). Models run at ``resolution`` (long side, multiple of 16); outputs are resized back
-to the canvas. Each candidate has its own CPU ``torch.Generator`` seeded from its seed, so an image
-depends on its seed, not on the batch it was made in (up to float rounding of batched kernels).
+to the canvas. One call takes a batch of candidates of the same working size (several sources, or
+several seeds of one source) as lists, each with its own CPU ``torch.Generator`` seeded from its
+seed, so an image depends on its seed, not on the batch it was made in (up to float rounding of
+batched kernels).
 """
 
 from __future__ import annotations
@@ -288,28 +290,17 @@ class DiffusersBackend:
         config = self.config
         width, height = group[0].image.size
         generators = [torch.Generator("cpu").manual_seed(p.request.seed) for p in group]
-        one_source = all(
-            p.request.source.id == group[0].request.source.id and p.prompt == group[0].prompt for p in group
-        )
-        # diffusers tiles (not interleaves) several images when num_images_per_prompt > 1, so that
-        # batching is only correct for one image and one prompt; several sources go as lists.
-        if one_source:
-            kwargs: dict[str, Any] = {
-                "prompt": group[0].prompt,
-                "image": group[0].image,
-                "num_images_per_prompt": len(group),
-            }
-            if group[0].mask is not None:
-                kwargs["mask_image"] = group[0].mask
-        else:
-            kwargs = {
-                "prompt": [p.prompt for p in group],
-                "image": [p.image for p in group],
-                "num_images_per_prompt": 1,
-            }
-            if group[0].mask is not None:
-                kwargs["mask_image"] = [p.mask for p in group]
-        negative = config.negative_prompt if one_source else [config.negative_prompt] * len(group)
+        # Lists, one entry per candidate, even for one source: with num_images_per_prompt diffusers
+        # VAE-encodes the shared image once with the first generator only, so a candidate would
+        # depend on its batch. Lists keep every candidate a function of its own seed.
+        kwargs: dict[str, Any] = {
+            "prompt": [p.prompt for p in group],
+            "image": [p.image for p in group],
+            "num_images_per_prompt": 1,
+        }
+        if group[0].mask is not None:
+            kwargs["mask_image"] = [p.mask for p in group]
+        negative = [config.negative_prompt] * len(group)
         optional = {
             "negative_prompt": negative if config.negative_prompt else None,
             "strength": config.strength,
