@@ -21,9 +21,11 @@ import fcntl
 import functools
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -207,10 +209,13 @@ class _ManifestWriter:
         self.path = path
         self.handle: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 (held for the whole run)
         fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.lock = threading.Lock()
 
     def write(self, **entry: Any) -> None:
-        self.handle.write(json.dumps(entry) + "\n")
-        self.handle.flush()
+        line = json.dumps(entry) + "\n"
+        with self.lock:  # the store thread writes candidates, the main thread failures
+            self.handle.write(line)
+            self.handle.flush()
 
     def sync(self) -> None:
         os.fsync(self.handle.fileno())
@@ -434,13 +439,21 @@ def run_generation(
     if on_progress:
         on_progress(0, total)
     try:
-        for batch in _requests(workspace, shard, base_seed, batch_size):
-            results = _generate_isolating(backend, batch, on_failure)
-            _store(workspace, manifest, results)
-            report.images_generated += len(results)
-            done += len(batch)
-            if on_progress:
-                on_progress(done, total)
+        # A writer thread stores batch k (PNG encode, fsync'd files, manifest lines) while the backend
+        # makes batch k + 1; at most one batch waits, and leaving the block waits for it.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medgen-store") as writer:
+            stored: Future[None] | None = None
+            for batch in _requests(workspace, shard, base_seed, batch_size):
+                results = _generate_isolating(backend, batch, on_failure)
+                if stored is not None:
+                    stored.result()
+                stored = writer.submit(_store, workspace, manifest, results)
+                report.images_generated += len(results)
+                done += len(batch)
+                if on_progress:
+                    on_progress(done, total)
+            if stored is not None:
+                stored.result()
     except BaseException as error:
         # Keep what this rank made; the run row says why it stopped.
         manifest.close()
