@@ -171,7 +171,10 @@ def pull(
         connection = None if export_file else connect(ws, url, document_root)
         report = pull_annotations(ws, connection, export_file)
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(report.statuses.items())) or "none"
-    console.print(f"annotations: new {report.new}, updated {report.updated}, unchanged {report.unchanged}")
+    console.print(
+        f"annotations: new {report.new}, updated {report.updated}, unchanged {report.unchanged}, "
+        f"deleted in Label Studio {report.deleted}"
+    )
     console.print(f"statuses of new/updated: {statuses}")
     if report.unknown_tasks:
         console.print(

@@ -16,7 +16,7 @@ from typing import Any
 
 from annotation.client import Connection
 from annotation.consensus import labels_to_json
-from annotation.validation import VALID, RawAnnotation, check, parse_export
+from annotation.validation import DELETED, VALID, RawAnnotation, check, parse_export
 from medgen.catalog import now
 from medgen.errors import MedgenError
 from medgen.store import atomic_write_text
@@ -30,6 +30,7 @@ class PullReport:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
+    deleted: int = 0  # stored before, gone from Label Studio now
     statuses: Counter[str] = field(default_factory=Counter)  # of the annotations pulled now
     unknown_tasks: list[int] = field(default_factory=list)  # tasks this workspace did not push
     report_path: Path | None = None
@@ -60,6 +61,7 @@ def pull(
     raws: list[RawAnnotation] = []
     for path in export_files or []:
         raws.extend(read_export_file(path))
+    complete: list[int] = []
     if connection is not None:
         for row in workspace.catalog.query(
             "SELECT ls_project_id, annotator FROM ls_projects ORDER BY ls_project_id"
@@ -67,11 +69,18 @@ def pull(
             if on_project is not None:
                 on_project(row["annotator"])
             raws.extend(fetch_project(connection, int(row["ls_project_id"])))
-    return store_annotations(workspace, raws)
+            complete.append(int(row["ls_project_id"]))
+    return store_annotations(workspace, raws, complete_projects=complete)
 
 
-def store_annotations(workspace: Workspace, raws: list[RawAnnotation]) -> PullReport:
-    """Validate and upsert annotations (by id); write the report of every annotation that is not valid."""
+def store_annotations(
+    workspace: Workspace, raws: list[RawAnnotation], complete_projects: list[int] | None = None
+) -> PullReport:
+    """Validate and upsert annotations (by id); write the report of every annotation that is not valid.
+
+    ``complete_projects``: projects whose every annotation is in ``raws``; a stored annotation of
+    theirs that is missing now was deleted in Label Studio and is marked ``deleted`` (kept, not used).
+    """
     catalog = workspace.catalog
     tasks = {
         int(r["ls_task_id"]): r
@@ -116,9 +125,27 @@ def store_annotations(workspace: Workspace, raws: list[RawAnnotation]) -> PullRe
                 now(),
             )
         )
+    present = {raw.id for raw in raws}
+    gone = [
+        int(r["ls_annotation_id"])
+        for project_id in complete_projects or []
+        for r in catalog.query(
+            "SELECT ls_annotation_id FROM annotations WHERE ls_project_id = ? AND status != ?",
+            (project_id, DELETED),
+        )
+        if int(r["ls_annotation_id"]) not in present
+    ]
+    report.deleted = len(gone)
     with catalog.transaction() as conn:
         conn.executemany(
             "INSERT OR REPLACE INTO annotations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+        )
+        conn.executemany(
+            "UPDATE annotations SET status = ?, reasons = ?, labels = NULL, pulled_at = ? WHERE ls_annotation_id = ?",
+            [
+                (DELETED, json.dumps(["deleted in Label Studio after an earlier pull"]), now(), i)
+                for i in gone
+            ],
         )
     report.report_path = write_report(workspace, report)
     return report
@@ -150,6 +177,7 @@ def write_report(workspace: Workspace, report: PullReport) -> Path:
             "new": report.new,
             "updated": report.updated,
             "unchanged": report.unchanged,
+            "deleted": report.deleted,
             **report.statuses,
         },
         "catalog_totals": totals,

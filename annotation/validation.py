@@ -18,7 +18,8 @@ CANCELLED = "cancelled"  # skipped by the annotator
 INVALID = "invalid"  # unknown control or value, two values in a single choice
 INCOMPLETE = "incomplete"  # a candidate without its acceptable answer, or an empty result
 CONTRADICTORY = "contradictory"  # acceptable with a defect, or not acceptable without one
-STATUSES = (VALID, CANCELLED, INVALID, INCOMPLETE, CONTRADICTORY)
+DELETED = "deleted"  # pulled earlier, deleted in Label Studio since
+STATUSES = (VALID, CANCELLED, INVALID, INCOMPLETE, CONTRADICTORY, DELETED)
 
 # Keys of a JSON_MIN row that are task data or metadata, not controls.
 _MIN_META = {

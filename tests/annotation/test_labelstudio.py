@@ -6,6 +6,7 @@ import json
 from collections import Counter
 
 import pytest
+from typer.testing import CliRunner
 
 from annotation.agreement import agreement
 from annotation.config import controls, label_result, labeling_config
@@ -14,6 +15,7 @@ from annotation.pull import fetch_project, project_status, pull, read_export_fil
 from annotation.push import ADJUDICATOR, PREDICTION_MODEL, PushConfig, known_labels, push
 from annotation.simulate import MARK, simulate_annotators
 from annotation.validation import CANCELLED, CONTRADICTORY, INCOMPLETE, INVALID, VALID, parse_export
+from medgen.cli import app
 from medgen.errors import MedgenError
 from schemas import CandidateLabel
 from tests.annotation.conftest import add_sources
@@ -241,3 +243,17 @@ def test_every_export_shape_parses_to_the_same_annotations(ls_workspace, connect
     assert pull(ws, None, [path]).new == 3
     assert pull(ws, connection).unchanged == 3  # same ids from the server: nothing stored twice
     assert ws.catalog.count("annotations") == 3
+
+    # Through the CLI: an idempotent pull, then an annotation deleted in Label Studio is kept, marked, unused.
+    runner = CliRunner()
+    result = runner.invoke(app, ["annotate", "pull", "-w", str(ws.root), "--url", connection.url])
+    assert result.exit_code == 0 and "unchanged 3" in result.output, result.output
+    connection.client.annotations.delete(next(iter(from_json)))
+    result = runner.invoke(app, ["annotate", "pull", "-w", str(ws.root), "--url", connection.url])
+    assert "deleted in Label Studio 1" in result.output, result.output
+    assert ws.catalog.count("annotations", "status = 'deleted'") == 1
+    assert len(consensus_labels(ws).items) == 2
+    result = runner.invoke(app, ["annotate", "agreement", "-w", str(ws.root), "--no-adjudicate"])
+    assert (
+        result.exit_code == 0 and "acceptable" in result.output and "consensus 2 source(s)" in result.output
+    )
