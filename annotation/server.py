@@ -114,16 +114,25 @@ def load_server(workspace: Workspace) -> ServerInfo | None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running Label Studio (not exited, not a zombie, not a reused pid)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():  # the pid may have been reused by another program
-        return b"label-studio" in cmdline.read_bytes() or b"label_studio" in cmdline.read_bytes()
-    return True
+    proc = Path(f"/proc/{pid}")
+    if not proc.exists():  # no procfs (macOS): trust the signal check
+        return True
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = (proc / "cmdline").read_bytes()
+    except (OSError, IndexError):
+        return False
+    if state in ("Z", "X"):
+        _reap(pid)
+        return False
+    return not cmdline or b"label-studio" in cmdline or b"label_studio" in cmdline
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
