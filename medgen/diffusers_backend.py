@@ -260,18 +260,30 @@ class DiffusersBackend:
             "dtype": str(self.torch_dtype).removeprefix("torch."),
             "versions": library_versions(),
         }
+        self._cache: dict[str, tuple[Image.Image, Image.Image | None, Image.Image, Image.Image | None]] = {}
         self._oom = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),)
 
     # inputs -----------------------------------------------------------------------------------
 
     def prepare(self, request: GenerationRequest) -> Prepared:
         """Canvas, keep mask and working-size pipeline inputs of one request."""
+        canvas, keep, image, mask = self._inputs(request)
+        return Prepared(request, self.config.prompt_for(request.seed), canvas, keep, image, mask)
+
+    def _inputs(
+        self, request: GenerationRequest
+    ) -> tuple[Image.Image, Image.Image | None, Image.Image, Image.Image | None]:
+        """A source's canvas, keep mask and working-size inputs, computed once per source and batch."""
+        key = request.source.id
+        if key in self._cache:
+            return self._cache[key]
         config = self.config
         source = request.image.convert("RGB")
         if config.recipe == "outpaint":
             canvas, keep = outpaint_canvas(source, self.aspect, config.outpaint_margin)
         elif config.recipe == "background":
-            canvas, keep = source, _binary(request.mask.convert("L").resize(source.size))
+            mask = request.mask.convert("L")
+            canvas, keep = source, _binary(mask if mask.size == source.size else mask.resize(source.size))
         else:
             canvas, keep = source, None
         size = working_size(*canvas.size, config.resolution)
@@ -281,7 +293,8 @@ class DiffusersBackend:
             if keep is None
             else _binary(keep.resize(size, Image.Resampling.BILINEAR)).point(lambda v: 255 - v)
         )
-        return Prepared(request, config.prompt_for(request.seed), canvas, keep, image, mask)
+        self._cache[key] = (canvas, keep, image, mask)
+        return self._cache[key]
 
     def call_kwargs(self, group: list[Prepared]) -> dict[str, Any]:
         """Pipeline arguments for one call over ``group`` (same working size)."""
@@ -321,6 +334,7 @@ class DiffusersBackend:
     def generate(self, requests: list[GenerationRequest]) -> list[GeneratedImage]:
         """One pipeline call per working size among ``requests``; results in request order."""
         prepared = [self.prepare(request) for request in requests]
+        self._cache.clear()  # per batch: memory stays bounded
         groups: dict[tuple[int, int], list[int]] = {}
         for index, item in enumerate(prepared):
             groups.setdefault(item.image.size, []).append(index)

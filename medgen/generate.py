@@ -412,16 +412,15 @@ def run_generation(
         body = _config_json(backend, config, candidates=candidates, base_seed=base_seed, source_ids=source_ids, limit=limit,
                             batch_size=batch_size, world_size=dist.world_size)  # fmt: skip
         atomic_write_text(run_dir / "config.json", json.dumps(json.loads(body), indent=2) + "\n")
-        if isinstance(
-            config, GenerationConfig
-        ):  # reproducible with `medgen generate --config runs/<id>/config.yaml`
+        # Reproducible from this file alone: `medgen generate --config runs/<id>/config.yaml`.
+        if isinstance(config, GenerationConfig):
             atomic_write_text(run_dir / "config.yaml", dump_config(config))
         with workspace.catalog.transaction() as conn:
             conn.execute("INSERT INTO generation_runs (id, backend, config, started_at) VALUES (?, ?, ?, ?)",
                          (run_id, backend.name, body, now()))  # fmt: skip
-    # Every rank plans after rank 0 has recovered, so all shards come from the same catalog state.
-    dist.barrier()
-    todo = plan(workspace, candidates, source_ids, limit)
+    # Rank 0 plans after recovering and sends the plan: every rank shards the same list, and the
+    # other ranks (maybe on other nodes) never need the catalog's current state.
+    todo = dist.broadcast(plan(workspace, candidates, source_ids, limit) if dist.is_main else None)
     shard = [entry for i, entry in enumerate(todo) if i % dist.world_size == dist.rank]
     report.sources_planned = len(shard)
     report.images_planned = total = sum(len(slots) for _, slots in shard)
@@ -455,15 +454,11 @@ def run_generation(
             if stored is not None:
                 stored.result()
     except BaseException as error:
-        # Keep what this rank made; the run row says why it stopped.
         manifest.close()
         report.seconds = time.perf_counter() - started
-        _finish(
-            workspace,
-            report,
-            [manifest.path],
-            "interrupted" if isinstance(error, KeyboardInterrupt) else "failed",
-        )
+        if dist.is_main:  # keep what was made; other ranks' manifests are merged by the next run
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+            _finish(workspace, report, [manifest.path], status)
         raise
     manifest.close()
     report.seconds = time.perf_counter() - started
@@ -497,15 +492,13 @@ def _store(workspace: Workspace, manifest: _ManifestWriter, results: list[Genera
 
 
 def _finish(workspace: Workspace, report: GenerationReport, manifests: list[Path], status: str) -> None:
-    """Merge manifests into the catalog, close the run row, write the run report (rank 0 / single rank)."""
+    """Merge manifests into the catalog, close the run row, write the run report (rank 0 only)."""
     all_failures: list[dict[str, str]] = []
     for path in manifests:
         added, failures = merge_manifest(workspace, path)
         report.rows_merged += added
         all_failures += failures
         _merged_marker(path).touch()
-    if report.rank != 0:
-        return
     report.failures = [(f["source_id"], f["error"]) for f in all_failures]  # rank 0 reports the whole run
     if status == "finished" and all_failures:
         status = "finished_with_failures"
@@ -559,8 +552,7 @@ def generate(
     recovered = removed = 0
     if dist.is_main:
         recovered, removed = recover_interrupted(workspace)
-    dist.barrier()
-    if not plan(workspace, config.candidates, source_ids, limit):
+    if dist.broadcast(not plan(workspace, config.candidates, source_ids, limit) if dist.is_main else None):
         return GenerationReport(
             run_id="",
             rank=dist.rank,
