@@ -8,7 +8,6 @@ they are never printed in full.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -267,12 +266,19 @@ def stop(workspace: Workspace, timeout: float = 20.0) -> bool:
         time.sleep(0.2)
     if _alive(info.pid):
         os.killpg(info.pid, signal.SIGKILL)
-    _reap(info.pid)
+    _reap(info.pid, wait=5.0)
     paths.server.unlink(missing_ok=True)
     return True
 
 
-def _reap(pid: int) -> None:
+def _reap(pid: int, wait: float = 0.0) -> None:
     """Collect the exit status when the server is our own child (otherwise it stays a zombie)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return  # not our child: its own parent (or init) reaps it
+        if done or time.monotonic() >= deadline:
+            return
+        time.sleep(0.05)
