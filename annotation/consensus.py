@@ -22,6 +22,9 @@ ADJUDICATION = "adjudication"
 
 DEFAULT_MIN_AGREEMENT = 0.5
 
+SIMULATED_MARK = "[simulated]"
+"""Prefix of every rationale written by ``annotation.simulate``: such labels never pass for human work."""
+
 
 @dataclass(frozen=True)
 class Consensus:
@@ -38,6 +41,7 @@ class Consensus:
 class ConsensusResult:
     items: dict[str, Consensus] = field(default_factory=dict)  # source_id -> consensus
     unresolved: dict[str, str] = field(default_factory=dict)  # source_id -> reason
+    simulated: bool = False  # some labels behind ``items`` come from simulated annotators
 
 
 def labels_from_json(text: str) -> tuple[CandidateLabel, ...]:
@@ -109,6 +113,7 @@ def consensus_labels(
     votes: dict[str, dict[str, tuple[CandidateLabel, ...]]] = {}
     adjudicated: dict[str, tuple[CandidateLabel, ...]] = {}
     rejected: Counter[str] = Counter()
+    simulated = False
     for row in rows:
         source_id = row["source_id"]
         votes.setdefault(source_id, {})
@@ -116,12 +121,13 @@ def consensus_labels(
             rejected[source_id] += 1
             continue
         labels = labels_from_json(row["labels"])
+        simulated = simulated or any(label.rationale.startswith(SIMULATED_MARK) for label in labels)
         if row["kind"] == ADJUDICATION:
             adjudicated[source_id] = labels  # the latest adjudication wins (rows are in id order)
         else:
             votes[source_id][row["annotator"]] = labels  # one vote per annotator: their latest
 
-    result = ConsensusResult()
+    result = ConsensusResult(simulated=simulated)
     for source_id, by_annotator in votes.items():
         ballots = list(by_annotator.values())
         if source_id in adjudicated:

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 from annotation.client import Connection, api_error
 from annotation.config import label_result
+from annotation.consensus import SIMULATED_MARK
 from annotation.pull import fetch_project
 from annotation.push import ANNOTATOR, known_labels
 from medgen.workspace import Workspace
 from schemas import TAXONOMY, CandidateLabel
 
-MARK = "[simulated]"
+MARK = SIMULATED_MARK
 
 
 @dataclass(frozen=True)

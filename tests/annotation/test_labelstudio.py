@@ -86,7 +86,7 @@ def test_round_trip_overlap_blinding_gold_and_idempotence(ls_workspace, connecti
     assert result.gold and all(score["candidate_accuracy"] == 1.0 for score in result.gold.values())
     assert set(result.gold) == {"ann1", "ann2", "ann3"}
     consensus = consensus_labels(ws)
-    assert set(consensus.items) == set(sources) and not consensus.unresolved
+    assert set(consensus.items) == set(sources) and not consensus.unresolved and consensus.simulated
     for source_id in sources:
         truth = known_labels(ws.catalog.candidates(source_id))
         got = consensus.items[source_id]
