@@ -246,6 +246,18 @@ def test_a_live_runs_manifest_is_not_taken_for_a_crashed_one(workspace, photos_d
     assert recover_interrupted(workspace) == (0, 1)
 
 
+def test_remove_orphan_files_keeps_every_referenced_file(workspace, photos_dir, flat_backend):
+    from medgen.generate import remove_orphan_files
+
+    add_sources(workspace, [photos_dir])
+    run_generation(workspace, flat_backend, candidates=1)
+    orphan = workspace.store.put_image(Image.new("RGB", (8, 8), (1, 2, 3)))
+    (workspace.store.path(orphan).parent / ".tmp-crashed-write.png").write_bytes(b"half")
+    assert remove_orphan_files(workspace) == 2
+    assert not workspace.store.exists(orphan)
+    assert_complete(workspace, n=1)
+
+
 def test_sources_filter_and_limit(workspace, photos_dir, flat_backend):
     add_sources(workspace, [photos_dir])
     sources = sorted(workspace.catalog.sources(), key=lambda s: s.id)
