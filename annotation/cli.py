@@ -29,6 +29,13 @@ RootOpt = Annotated[
 ]
 
 
+def _option_error(error: dict) -> str:
+    """'--gold-rate: Input should be less than or equal to 1' from a pydantic error."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    field = "".join(str(part) for part in error.get("loc", ())[:1])
+    return f"--{field.replace('_', '-')}: {message}" if field else message
+
+
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -103,7 +110,7 @@ def push(
             seed=seed,
         )
     except ValidationError as error:
-        raise MedgenError("; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())) from None
+        raise MedgenError("; ".join(_option_error(e) for e in error.errors())) from None
     with open_workspace(workspace) as ws:
         connection = connect(ws, url, document_root)
         with progress() as bar:
