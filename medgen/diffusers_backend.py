@@ -282,8 +282,11 @@ class DiffusersBackend:
         if config.recipe == "outpaint":
             canvas, keep = outpaint_canvas(source, self.aspect, config.outpaint_margin)
         elif config.recipe == "background":
-            mask = request.mask.convert("L")
-            canvas, keep = source, _binary(mask if mask.size == source.size else mask.resize(source.size))
+            product = request.mask.convert("L")
+            canvas, keep = (
+                source,
+                _binary(product if product.size == source.size else product.resize(source.size)),
+            )
         else:
             canvas, keep = source, None
         size = working_size(*canvas.size, config.resolution)

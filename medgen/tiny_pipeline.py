@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 TOKENIZER_MAX_LENGTH = 160
 """Character-level tokens: long enough for the default scene prompts, so nothing is truncated."""
@@ -38,7 +38,7 @@ def _byte_level_vocab() -> dict[str, int]:
     return {symbol: i for i, symbol in enumerate(symbols)}
 
 
-def tiny_tokenizer():
+def tiny_tokenizer() -> Any:
     """A CLIPTokenizer with a byte-level vocabulary and no merges: every character is a token."""
     from transformers import CLIPTokenizer
 
@@ -52,7 +52,7 @@ def tiny_tokenizer():
         )
 
 
-def tiny_components(kind: Literal["inpaint", "img2img"] = "inpaint", seed: int = 0) -> dict:
+def tiny_components(kind: Literal["inpaint", "img2img"] = "inpaint", seed: int = 0) -> dict[str, Any]:
     """The components of a tiny SD pipeline, with weights drawn from ``seed``."""
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel

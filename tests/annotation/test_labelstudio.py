@@ -72,7 +72,9 @@ def test_round_trip_overlap_blinding_gold_and_idempotence(ls_workspace, connecti
                 assert task.predictions[0].model_version == PREDICTION_MODEL
 
     # Images are served by Label Studio's local-files storage, straight from the workspace store.
-    image = httpx.get(connection.url + on_server[0].data["A"], headers={"Authorization": f"Token {connection.token}"})
+    image = httpx.get(
+        connection.url + on_server[0].data["A"], headers={"Authorization": f"Token {connection.token}"}
+    )
     assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
 
     made = simulate_annotators(ws, connection, noise=0.0, seed=1)
