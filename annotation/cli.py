@@ -29,13 +29,6 @@ RootOpt = Annotated[
 ]
 
 
-def _option_error(error: dict) -> str:
-    """'--gold-rate: Input should be less than or equal to 1' from a pydantic error."""
-    message = str(error["msg"]).removeprefix("Value error, ")
-    field = "".join(str(part) for part in error.get("loc", ())[:1])
-    return f"--{field.replace('_', '-')}: {message}" if field else message
-
-
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -97,7 +90,7 @@ def push(
     from annotation.client import connect
     from annotation.push import PushConfig
     from annotation.push import push as push_tasks
-    from medgen.errors import MedgenError
+    from medgen.errors import config_error
     from medgen.workspace import open_workspace
 
     try:
@@ -110,7 +103,7 @@ def push(
             seed=seed,
         )
     except ValidationError as error:
-        raise MedgenError("; ".join(_option_error(e) for e in error.errors())) from None
+        raise config_error(error, options=True) from None
     with open_workspace(workspace) as ws:
         connection = connect(ws, url, document_root)
         with progress() as bar:

@@ -8,15 +8,17 @@ are listed with their reasons in ``reports/annotation_pull.json`` and kept out o
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from annotation.client import Connection
 from annotation.consensus import labels_to_json
-from annotation.validation import DELETED, VALID, RawAnnotation, check, parse_export
+from annotation.validation import DELETED, VALID, RawAnnotation, canonical_time, check, parse_export
 from medgen.catalog import now
 from medgen.errors import MedgenError
 from medgen.store import atomic_write_text
@@ -42,6 +44,63 @@ def fetch_project(connection: Connection, project_id: int) -> list[RawAnnotation
     return parse_export(payload)
 
 
+DB_COLUMNS = {
+    "id",
+    "task_id",
+    "project_id",
+    "result",
+    "was_cancelled",
+    "lead_time",
+    "created_at",
+    "updated_at",
+}
+
+
+def local_database(workspace: Workspace, connection: Connection) -> Path | None:
+    """The SQLite database of the workspace's own server, when ``connection`` talks to it and its schema fits.
+
+    Label Studio's export serialises every task through Django REST serializers (about 6 s per 1,500
+    tasks on 2 cores, and the server does not run requests in parallel), while the same annotation rows
+    read straight from its database take milliseconds. Any other server (``--url``), a database that
+    is missing, or a table without the expected columns falls back to the export API.
+    """
+    from annotation.server import Paths, running_server
+
+    info = running_server(workspace)
+    database = Paths(workspace.labelstudio_dir).data / "label_studio.sqlite3"
+    if info is None or info.url.rstrip("/") != connection.url.rstrip("/") or not database.is_file():
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as conn:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(task_completion)")}
+    except sqlite3.Error:
+        return None
+    return database if columns >= DB_COLUMNS else None
+
+
+def fetch_project_db(database: Path, project_id: int) -> list[RawAnnotation]:
+    """Every annotation of one project (cancelled ones included) read from Label Studio's database, read-only."""
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as conn:
+        rows = conn.execute(
+            "SELECT id, task_id, project_id, result, was_cancelled, lead_time, created_at, updated_at "
+            "FROM task_completion WHERE project_id = ? ORDER BY id",
+            (project_id,),
+        ).fetchall()
+    return [
+        RawAnnotation(
+            id=int(row[0]),
+            task_id=int(row[1]),
+            project_id=int(row[2]),
+            result=list(json.loads(row[3]) or []) if row[3] else [],
+            cancelled=bool(row[4]),
+            lead_time=row[5],
+            created_at=canonical_time(row[6]),
+            updated_at=canonical_time(row[7]),
+        )
+        for row in rows
+    ]
+
+
 def read_export_file(path: Path) -> list[RawAnnotation]:
     """Annotations from a file exported by Label Studio (JSON or JSON_MIN) or saved from its API."""
     try:
@@ -63,12 +122,16 @@ def pull(
         raws.extend(read_export_file(path))
     complete: list[int] = []
     if connection is not None:
+        database = local_database(workspace, connection)
         for row in workspace.catalog.query(
             "SELECT ls_project_id, annotator FROM ls_projects ORDER BY ls_project_id"
         ):
             if on_project is not None:
                 on_project(row["annotator"])
-            raws.extend(fetch_project(connection, int(row["ls_project_id"])))
+            project_id = int(row["ls_project_id"])
+            raws.extend(
+                fetch_project_db(database, project_id) if database else fetch_project(connection, project_id)
+            )
             complete.append(int(row["ls_project_id"]))
     return store_annotations(workspace, raws, complete_projects=complete)
 

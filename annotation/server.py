@@ -207,6 +207,9 @@ def serve(
         # Offline and private: no version check against PyPI, no usage analytics.
         LABEL_STUDIO_LATEST_VERSION_CHECK="false",
         LABEL_STUDIO_COLLECT_ANALYTICS="false",
+        # Label Studio reports errors to Sentry by default; nothing of a workspace leaves the machine.
+        LABEL_STUDIO_SENTRY_DSN="",
+        LABEL_STUDIO_FRONTEND_SENTRY_DSN="",
         PYTHONUNBUFFERED="1",
     )
     command = [_executable(), "start", "--no-browser", "--internal-host", HOST, "--port", str(port)]

@@ -8,6 +8,7 @@ and gives it a status with reasons; only ``valid`` annotations reach consensus.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from annotation.config import ACCEPTABLE, NO, RATIONALE, YES, controls
@@ -84,6 +85,23 @@ def parse_export(payload: Any) -> list[RawAnnotation]:
     return found
 
 
+def canonical_time(value: Any) -> str | None:
+    """A Label Studio timestamp as its API writes it (ISO 8601, UTC as 'Z'), whichever source it came from.
+
+    The database stores naive UTC ('2026-01-02 03:04:05.123456'); the API and exports write
+    '2026-01-02T03:04:05.123456Z'. One form keeps re-pulls idempotent whichever path read them.
+    """
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return str(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
 def _task_id(value: Any) -> int:
     return int(value["id"] if isinstance(value, dict) else value)
 
@@ -98,8 +116,8 @@ def _from_api(annotation: dict[str, Any], task_id: int, source_id: str | None) -
         project_id=int(project) if isinstance(project, int) else None,
         source_id=source_id,
         lead_time=annotation.get("lead_time"),
-        created_at=annotation.get("created_at"),
-        updated_at=annotation.get("updated_at"),
+        created_at=canonical_time(annotation.get("created_at")),
+        updated_at=canonical_time(annotation.get("updated_at")),
     )
 
 
@@ -125,8 +143,8 @@ def _from_min(row: dict[str, Any]) -> RawAnnotation:
         result=result,
         source_id=row.get("source_id"),
         lead_time=row.get("lead_time"),
-        created_at=row.get("created_at"),
-        updated_at=row.get("updated_at"),
+        created_at=canonical_time(row.get("created_at")),
+        updated_at=canonical_time(row.get("updated_at")),
     )
 
 

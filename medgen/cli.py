@@ -186,7 +186,7 @@ def demo(
     from pydantic import ValidationError
 
     from medgen.demo import DemoConfig, run_demo
-    from medgen.errors import MedgenError
+    from medgen.errors import config_error
 
     try:
         config = DemoConfig(
@@ -203,9 +203,7 @@ def demo(
             seed=seed,
         )
     except ValidationError as error:
-        raise MedgenError(
-            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        ) from None
+        raise config_error(error, options=True) from None
     run_demo(config)
 
 

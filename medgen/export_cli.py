@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from medgen.console import WorkspaceOpt, console, progress
-from medgen.errors import MedgenError
+from medgen.errors import MedgenError, config_error
 
 
 def _ratios(text: str) -> dict[str, float]:
@@ -56,9 +56,7 @@ def export_command(
             }
         )
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "--split"
-        raise MedgenError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+        raise config_error(error) from None
     with open_workspace(workspace) as ws, progress() as bar:
         task = bar.add_task(f"exporting {version}", total=None, unit="sources")
         report = export_dataset(

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from medgen.errors import MedgenError
+from medgen.errors import MedgenError, config_error
 from medgen.synthetic import SyntheticOptions
 from schemas.taxonomy import NUM_CANDIDATES
 
@@ -171,10 +171,9 @@ def load_config(path: Path | None = None, **overrides: Any) -> GenerationConfig:
     try:
         return GenerationConfig.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "config"
-        source = f" in {path}" if path is not None else ""
-        raise MedgenError(f"invalid generation config{source}: {where}: {first['msg']}") from None
+        raise config_error(
+            error, f"invalid generation config{f' in {path}' if path is not None else ''}"
+        ) from None
 
 
 def dump_config(config: GenerationConfig) -> str:

@@ -11,7 +11,7 @@ from rich.progress import TaskID
 from rich.table import Table
 
 from medgen.console import WorkspaceOpt, console, progress
-from medgen.errors import MedgenError
+from medgen.errors import MedgenError, config_error
 
 
 def eval_cli(
@@ -125,11 +125,7 @@ def eval_cli(
             )
         )
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise MedgenError(
-            f"{where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}"
-        ) from None
+        raise config_error(error) from None
 
     with progress() as bar:
         tasks: list[TaskID] = []

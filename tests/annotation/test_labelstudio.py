@@ -223,7 +223,7 @@ def test_each_bad_annotation_is_reported_and_kept_out_of_consensus(ls_workspace,
     )
 
 
-def test_every_export_shape_parses_to_the_same_annotations(ls_workspace, connection):
+def test_every_export_shape_parses_to_the_same_annotations(ls_workspace, connection, ls_root):
     ws = ls_workspace
     add_sources(ws, 3)
     push(ws, connection, PushConfig())
@@ -236,6 +236,22 @@ def test_every_export_shape_parses_to_the_same_annotations(ls_workspace, connect
     api_list = [a.model_dump(mode="json") for t in task_ids for a in connection.client.annotations.list(t)]
     from_api = {a.id: a for a in parse_export(api_list)}
     assert set(from_json) == set(from_min) == set(from_api) and len(from_json) == 3
+    # The fast path for the workspace's own server reads Label Studio's database: the very same annotations.
+    from annotation.pull import fetch_project_db, local_database
+
+    assert local_database(ws, connection) is None  # another workspace's server (--url): the API is used
+    database = ls_root / "host" / "labelstudio" / "data" / "label_studio.sqlite3"
+    from_db = {a.id: a for a in fetch_project_db(database, project_id)}
+    assert set(from_db) == set(from_json)
+    for annotation_id, raw in from_json.items():
+        db = from_db[annotation_id]
+        assert (db.task_id, db.result, db.cancelled, db.created_at, db.updated_at) == (
+            raw.task_id,
+            raw.result,
+            raw.cancelled,
+            raw.created_at,
+            raw.updated_at,
+        )
     from annotation.validation import check
 
     for annotation_id, raw in from_json.items():
