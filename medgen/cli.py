@@ -19,17 +19,12 @@ from training.eval_cli import eval_cli
 
 app = App(help="Build, grow and publish a benchmark for screening AI-generated medicine-product images.")
 sources_app = App(help="Add and list source photos.")
-app.add_typer(sources_app, name="sources")
-app.command("generate")(generate_command)
-app.command("samples")(samples)
-app.command("export")(export_command)
-app.command("publish")(publish_command)
-app.command("eval")(eval_cli)
-app.add_typer(train_app, name="train")
-app.add_typer(annotate_app, name="annotate")
+
+# Panels, in the order data flows: help lists the stages as the pipeline runs them.
+WORKSPACE, STAGES, MAIN, REFERENCE = "Workspace and sources", "Pipeline stages", "Main job", "Reference"
 
 
-@app.command()
+@app.command(rich_help_panel=WORKSPACE)
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder to create the workspace in.")] = Path("."),
 ) -> None:
@@ -41,7 +36,7 @@ def init(
         console.print(f"next: medgen sources add PHOTOS... -w {workspace.root}")
 
 
-@app.command()
+@app.command(rich_help_panel=WORKSPACE)
 def status(
     workspace: WorkspaceOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
@@ -75,7 +70,7 @@ def status(
         console.print(table)
 
 
-@app.command()
+@app.command(rich_help_panel=REFERENCE)
 def schema(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
@@ -158,7 +153,7 @@ def sources_list(
         console.print(table)
 
 
-@app.command()
+@app.command(rich_help_panel=MAIN)
 def demo(
     directory: Annotated[
         Path, typer.Argument(help="Workspace folder for the demo (resumed if it exists).")
@@ -205,6 +200,16 @@ def demo(
     except ValidationError as error:
         raise config_error(error, options=True) from None
     run_demo(config)
+
+
+app.add_typer(sources_app, name="sources", rich_help_panel=WORKSPACE)
+app.command("samples", rich_help_panel=WORKSPACE)(samples)
+app.command("generate", rich_help_panel=STAGES)(generate_command)
+app.add_typer(annotate_app, name="annotate", rich_help_panel=STAGES)
+app.command("export", rich_help_panel=STAGES)(export_command)
+app.command("publish", rich_help_panel=STAGES)(publish_command)
+app.add_typer(train_app, name="train", rich_help_panel=STAGES)
+app.command("eval", rich_help_panel=STAGES)(eval_cli)
 
 
 def main() -> None:
