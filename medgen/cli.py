@@ -70,6 +70,16 @@ def status(
         console.print(table)
 
 
+app.add_typer(sources_app, name="sources", rich_help_panel=WORKSPACE)
+app.command("samples", rich_help_panel=WORKSPACE)(samples)
+app.command("generate", rich_help_panel=STAGES)(generate_command)
+app.add_typer(annotate_app, name="annotate", rich_help_panel=STAGES)
+app.command("export", rich_help_panel=STAGES)(export_command)
+app.command("publish", rich_help_panel=STAGES)(publish_command)
+app.add_typer(train_app, name="train", rich_help_panel=STAGES)
+app.command("eval", rich_help_panel=STAGES)(eval_cli)
+
+
 @app.command(rich_help_panel=REFERENCE)
 def schema(
     output: Annotated[
@@ -200,16 +210,6 @@ def demo(
     except ValidationError as error:
         raise config_error(error, options=True) from None
     run_demo(config)
-
-
-app.add_typer(sources_app, name="sources", rich_help_panel=WORKSPACE)
-app.command("samples", rich_help_panel=WORKSPACE)(samples)
-app.command("generate", rich_help_panel=STAGES)(generate_command)
-app.add_typer(annotate_app, name="annotate", rich_help_panel=STAGES)
-app.command("export", rich_help_panel=STAGES)(export_command)
-app.command("publish", rich_help_panel=STAGES)(publish_command)
-app.add_typer(train_app, name="train", rich_help_panel=STAGES)
-app.command("eval", rich_help_panel=STAGES)(eval_cli)
 
 
 def main() -> None:
