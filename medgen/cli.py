@@ -80,23 +80,6 @@ app.add_typer(train_app, name="train", rich_help_panel=STAGES)
 app.command("eval", rich_help_panel=STAGES)(eval_cli)
 
 
-@app.command(rich_help_panel=REFERENCE)
-def schema(
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
-    ] = None,
-) -> None:
-    """Print the JSON Schema of one benchmark sample."""
-    from schemas import BenchmarkSample
-
-    text = json.dumps(BenchmarkSample.model_json_schema(), indent=2)
-    if output is None:
-        print(text)
-    else:
-        output.write_text(text + "\n")
-        console.print(f"wrote {output}")
-
-
 @sources_app.command("add")
 def sources_add(
     paths: Annotated[
@@ -210,6 +193,23 @@ def demo(
     except ValidationError as error:
         raise config_error(error, options=True) from None
     run_demo(config)
+
+
+@app.command(rich_help_panel=REFERENCE)
+def schema(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of one benchmark sample."""
+    from schemas import BenchmarkSample
+
+    text = json.dumps(BenchmarkSample.model_json_schema(), indent=2)
+    if output is None:
+        print(text)
+    else:
+        output.write_text(text + "\n")
+        console.print(f"wrote {output}")
 
 
 def main() -> None:
