@@ -57,7 +57,7 @@ def load_requests(num_images: int, num_sources: int = 8) -> list[GenerationReque
         source, rgb, mask = loaded[(n // 4) % len(loaded)]
         slot, base_seed = n % 4, n // (4 * len(loaded))
         requests.append(
-            GenerationRequest(source, rgb, mask, slot, candidate_seed(base_seed, source.id, slot))
+            GenerationRequest(source, rgb, mask, slot, candidate_seed(base_seed, source.id, slot), base_seed)
         )
     return requests
 

@@ -31,6 +31,7 @@ class GenerationRequest:
     mask: Image.Image  # L mode, 255 = product
     slot: int
     seed: int
+    base_seed: int = 0  # the run's --seed, for choices a backend makes per source rather than per candidate
 
 
 @dataclass(frozen=True)

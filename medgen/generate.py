@@ -317,7 +317,9 @@ def _requests(
         image, mask = load_source_pixels(workspace, source)
         for slot in slots:
             batch.append(
-                GenerationRequest(source, image, mask, slot, candidate_seed(base_seed, source.id, slot))
+                GenerationRequest(
+                    source, image, mask, slot, candidate_seed(base_seed, source.id, slot), base_seed
+                )
             )
             if len(batch) == batch_size:
                 yield batch

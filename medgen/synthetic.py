@@ -104,15 +104,15 @@ class SyntheticOptions(BaseModel):
         return self
 
 
-def defective_slots(source_id: str, options: SyntheticOptions) -> frozenset[int]:
-    """Slots of a source that get defects: fixed by the source id, so every candidate agrees."""
-    return _defective_slots(source_id, *options.defective_per_source)
+def defective_slots(source_id: str, options: SyntheticOptions, base_seed: int = 0) -> frozenset[int]:
+    """Slots of a source that get defects: fixed by the source id and the run's seed, so every candidate agrees."""
+    return _defective_slots(source_id, base_seed, *options.defective_per_source)
 
 
 @functools.lru_cache(maxsize=4096)
-def _defective_slots(source_id: str, low: int, high: int) -> frozenset[int]:
+def _defective_slots(source_id: str, base_seed: int, low: int, high: int) -> frozenset[int]:
     rng = np.random.default_rng(
-        int(hashlib.sha256(f"synthetic-roles:{source_id}".encode()).hexdigest()[:16], 16)
+        int(hashlib.sha256(f"synthetic-roles:{base_seed}:{source_id}".encode()).hexdigest()[:16], 16)
     )
     count = int(rng.integers(low, high + 1))
     return frozenset(int(s) for s in rng.permutation(NUM_CANDIDATES)[:count])
@@ -122,7 +122,7 @@ def plan_defects(
     request: GenerationRequest, options: SyntheticOptions, has_detail: bool = True
 ) -> dict[str, float]:
     """Defect tag -> strength for one candidate; empty for a clean one."""
-    if request.slot not in defective_slots(request.source.id, options):
+    if request.slot not in defective_slots(request.source.id, options, request.base_seed):
         return {}
     rng = np.random.default_rng([request.seed, 7])
     allowed = [d for d in options.defects if has_detail or d != "text_garbled"]

@@ -246,6 +246,11 @@ def test_roles_give_each_source_clean_and_defective_candidates() -> None:
         assert 1 <= len(defective) <= NUM_CANDIDATES - 1
         assert defective == defective_slots(f"source-{i}", options)
     counts = {len(defective_slots(f"source-{i}", options)) for i in range(200)}
+    # Another run seed redraws which candidates are defective.
+    assert any(
+        defective_slots(f"source-{i}", options, 1) != defective_slots(f"source-{i}", options)
+        for i in range(20)
+    )
     assert counts == {1, 2, 3}
 
 
@@ -261,7 +266,9 @@ def _request(source_id: str, slot: int, product_image, mask, base_seed: int = 0)
         mask_from_alpha=True,
         added_at="2026-01-01T00:00:00Z",
     )
-    return GenerationRequest(source, product_image, mask, slot, candidate_seed(base_seed, source_id, slot))
+    return GenerationRequest(
+        source, product_image, mask, slot, candidate_seed(base_seed, source_id, slot), base_seed
+    )
 
 
 @pytest.fixture(scope="module")
