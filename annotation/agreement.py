@@ -63,17 +63,22 @@ def _alpha(matrix: list[list[float]]) -> float | None:
     return None if value != value else value  # NaN -> None
 
 
-def compute_agreement(workspace: Workspace, min_agreement: float = DEFAULT_MIN_AGREEMENT) -> AgreementReport:
-    """Alpha, gold accuracy and consensus from the catalog alone."""
+def _votes(workspace: Workspace) -> dict[tuple[str, str], Any]:
+    """(annotator, source) -> labels of every valid annotation outside adjudication."""
     rows = workspace.catalog.query(
         "SELECT a.source_id, a.annotator, a.labels, a.ls_task_id FROM annotations a "
         "JOIN ls_projects p ON p.ls_project_id = a.ls_project_id WHERE a.status = 'valid' AND p.kind != ? "
         "ORDER BY a.ls_annotation_id",
         (ADJUDICATION,),
     )
-    votes: dict[tuple[str, str], Any] = {}
-    for row in rows:
-        votes[(row["annotator"], row["source_id"])] = labels_from_json(row["labels"])
+    return {(row["annotator"], row["source_id"]): labels_from_json(row["labels"]) for row in rows}
+
+
+def krippendorff_alpha(
+    workspace: Workspace, votes: dict[tuple[str, str], Any] | None = None
+) -> dict[str, float | None]:
+    """Nominal alpha per dimension ('is this candidate defective here?') and for ``acceptable``."""
+    votes = _votes(workspace) if votes is None else votes
     annotators = sorted({a for a, _ in votes})
     sources = sorted({s for _, s in votes})
     nan = float("nan")
@@ -93,7 +98,14 @@ def compute_agreement(workspace: Workspace, min_agreement: float = DEFAULT_MIN_A
                         line.append(float(bool(labels[i].defects_in(part))))
             matrix.append(line)
         alpha[part] = _alpha(matrix)
+    return alpha
 
+
+def compute_agreement(workspace: Workspace, min_agreement: float = DEFAULT_MIN_AGREEMENT) -> AgreementReport:
+    """Alpha, gold accuracy and consensus from the catalog alone."""
+    votes = _votes(workspace)
+    annotators = sorted({a for a, _ in votes})
+    alpha = krippendorff_alpha(workspace, votes)
     gold_sources = {
         r["source_id"]
         for r in workspace.catalog.query("SELECT DISTINCT source_id FROM tasks WHERE is_gold = 1")

@@ -26,6 +26,7 @@ class CardStats:
 
     config: ExportConfig
     simulated: bool = False
+    alpha: dict[str, float | None] = field(default_factory=dict)  # Krippendorff's alpha per dimension
     num_samples: int = 0
     counts: dict[str, Counter[str]] = field(default_factory=dict)
     answer_sizes: dict[str, Counter[int]] = field(default_factory=dict)
@@ -203,6 +204,14 @@ def card_markdown(stats: CardStats, changes: dict[str, int], previous: str | Non
         + (" (synthetic ground truth)" if config.labels == "injected" else " (majority vote)"),
         f"- mean agreement with consensus: {mean_agreement:.3f} (lowest {stats.agreement_min:.3f})",
         f"- {annotators}",
+        *(
+            [
+                "- Krippendorff's alpha (nominal): "
+                + ", ".join(f"{k} {_alpha(v)}" for k, v in stats.alpha.items())
+            ]
+            if stats.alpha
+            else []
+        ),
         "",
         "## Generation models",
         "",
@@ -232,6 +241,10 @@ def card_markdown(stats: CardStats, changes: dict[str, int], previous: str | Non
         lines += [f"- {reason}: {count}" for reason, count in stats.skipped.most_common(10)]
     lines += ["", "Images are embedded without EXIF, GPS or text metadata. Built with medgen.", ""]
     return "\n".join(lines)
+
+
+def _alpha(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def write_card(

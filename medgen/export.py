@@ -125,6 +125,9 @@ class LabelSet:
     missing: dict[str, str] = field(default_factory=dict)
     simulated: bool = False
     origin: str = "consensus"
+    alpha: dict[str, float | None] = field(
+        default_factory=dict
+    )  # Krippendorff's alpha, consensus labels only
 
 
 def injected_labels(candidates: Sequence[Candidate]) -> SourceLabels:
@@ -154,6 +157,7 @@ def load_labels(workspace: Workspace, origin: str) -> LabelSet:
                 missing[source_id] = _reason(error)
         return LabelSet(items=items, missing=missing, origin="injected")
     try:
+        from annotation.agreement import krippendorff_alpha
         from annotation.consensus import consensus_labels
     except ImportError as error:
         raise MedgenError(
@@ -170,7 +174,12 @@ def load_labels(workspace: Workspace, origin: str) -> LabelSet:
     missing = {
         source_id: f"unresolved annotations: {reason}" for source_id, reason in result.unresolved.items()
     }
-    return LabelSet(items=items, missing=missing, simulated=bool(getattr(result, "simulated", False)))
+    return LabelSet(
+        items=items,
+        missing=missing,
+        simulated=bool(getattr(result, "simulated", False)),
+        alpha=krippendorff_alpha(workspace),
+    )
 
 
 # samples ----------------------------------------------------------------------------------------
@@ -601,7 +610,9 @@ def export_dataset(
         row_group_bytes=int(config.row_group_mb * 2**20),
         shard_bytes=int(config.shard_mb * 2**20),
     )
-    stats = CardStats(config=config, simulated=labels.simulated or config.simulated_annotators)
+    stats = CardStats(
+        config=config, simulated=labels.simulated or config.simulated_annotators, alpha=labels.alpha
+    )
     hashes: dict[str, dict[str, str]] = {split: {} for split in SPLITS}
     skipped: dict[str, str] = {}
     try:

@@ -322,6 +322,9 @@ def test_export_from_consensus_labels(workspace: Workspace) -> None:
     card = (report.path / "README.md").read_text()
     assert "Simulated annotators" in card and "mean agreement with consensus: 0.917" in card
     assert "3 annotators: 1 source" in card
+    # By hand over the 8 candidates both sources' annotators saw: Do = 4/20, De = 2*3*17/(20*19), alpha = 0.255;
+    # no one tagged an appearance defect, so there alpha is undefined.
+    assert "placement_layout 0.255" in card and "appearance_deformation n/a" in card
 
 
 def test_export_cli(workspace: Workspace, runner) -> None:
