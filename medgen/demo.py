@@ -84,7 +84,9 @@ class Demo:
             with self.stage(2, f"generate candidates ({c.backend})"):
                 self.generate(workspace)
             with self.stage(3, "annotate in Label Studio (simulated annotators)"):
-                self.annotate(workspace)
+                labelled = self.annotate(workspace)
+            if not labelled:
+                return self.pause(workspace, time.perf_counter() - total_start)
             with self.stage(4, f"export dataset {DEMO_VERSION}"):
                 export_dir = self.export(workspace)
             with self.stage(5, "tiny vision-language model"):
@@ -140,7 +142,8 @@ class Demo:
             f"({report.images_generated} made now, {counts['generation_failures']} failures)"
         )
 
-    def annotate(self, workspace: Workspace) -> None:
+    def annotate(self, workspace: Workspace) -> int:
+        """Serve, push, simulate, pull, agree; returns how many sources have consensus labels."""
         from annotation.agreement import agreement
         from annotation.client import connect
         from annotation.pull import pull
@@ -177,6 +180,26 @@ class Demo:
             f"consensus for {len(result.consensus.items)} sources, {len(result.consensus.unresolved)} sent to adjudication"
         )
         self.artefacts["agreement report"] = str(result.report_path)
+        return len(result.consensus.items)
+
+    def pause(self, workspace: Workspace, elapsed: float) -> dict[str, Any]:
+        """No consensus yet (candidates without known labels): leave Label Studio up for real annotators."""
+        self.config.keep_server = True
+        console.print(
+            "[yellow]waiting for annotations[/]: simulated annotators answer from known labels, and "
+            f"{self.config.backend} candidates have none. Annotate the projects at "
+            f"{self.artefacts.get('Label Studio', 'the Label Studio URL')} (log-in in "
+            f"{workspace.labelstudio_dir / 'credentials.json'}), then rerun "
+            f"`medgen demo {workspace.root}`: it continues from the pull.",
+            highlight=False,
+        )
+        self.summary(elapsed, verb="paused for annotation")
+        return {
+            "total_s": elapsed,
+            "timings": dict(self.timings),
+            "artefacts": self.artefacts,
+            "paused": True,
+        }
 
     def export(self, workspace: Workspace) -> Path:
         from medgen.export import ExportConfig, export_dataset
@@ -277,10 +300,10 @@ class Demo:
         stop(workspace)
         console.print("stopped Label Studio")
 
-    def summary(self, total: float) -> None:
+    def summary(self, total: float, verb: str = "finished") -> None:
         from rich.table import Table
 
-        table = Table(title=f"medgen demo finished in {total / 60:.1f} min")
+        table = Table(title=f"medgen demo {verb} in {total / 60:.1f} min")
         table.add_column("artefact")
         table.add_column("where")
         for name, where in self.artefacts.items():

@@ -82,3 +82,20 @@ def test_notebooks_run_top_to_bottom(demo_workspace, notebook, monkeypatch):
 
 def test_three_notebooks_ship():
     assert {n.stem for n in NOTEBOOKS} == {"explore_dataset", "annotation_agreement", "evaluation_report"}
+
+
+def test_demo_pauses_for_real_annotators_when_nothing_has_labels(tmp_path, monkeypatch):
+    """Diffusers candidates have no known labels: the demo stops before export and keeps Label Studio up."""
+    from medgen.demo import Demo, DemoConfig
+
+    calls: list[str] = []
+    monkeypatch.setattr(Demo, "add_samples", lambda self, ws: calls.append("samples"))
+    monkeypatch.setattr(Demo, "generate", lambda self, ws: calls.append("generate"))
+    monkeypatch.setattr(Demo, "annotate", lambda self, ws: calls.append("annotate") or 0)
+    monkeypatch.setattr(Demo, "export", lambda self, ws: pytest.fail("exported without labels"))
+    stopped: list[object] = []
+    monkeypatch.setattr("annotation.server.running_server", lambda ws: object())
+    monkeypatch.setattr("annotation.server.stop", lambda ws: stopped.append(ws))
+    result = Demo(DemoConfig(directory=tmp_path / "demo", backend="diffusers", model="some/model")).run()
+    assert result["paused"] and calls == ["samples", "generate", "annotate"]
+    assert not stopped, "the server must stay up for the annotators"
