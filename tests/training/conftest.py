@@ -10,16 +10,9 @@ import pytest
 from PIL import Image
 
 from schemas import LETTERS
-from schemas.models import (
-    BenchmarkSample,
-    CandidateLabel,
-    GenerationProvenance,
-    answer_letters,
-    format_answer,
-    sample_id,
-)
-from schemas.prompts import completion_messages, prompt_messages, question_text, rationale_text
-from schemas.taxonomy import QUESTION_DIMENSIONS, TAXONOMY
+from schemas.models import BenchmarkSample, CandidateLabel
+from schemas.taxonomy import TAXONOMY
+from tests.training.eval_data import source_samples
 
 
 @pytest.fixture(scope="session")
@@ -48,33 +41,7 @@ def benchmark_samples(num_sources: int, seed: int = 0) -> list[tuple[BenchmarkSa
             buffer = io.BytesIO()
             Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(buffer, format="PNG")
             images.append(buffer.getvalue())
-        provenance = [
-            GenerationProvenance(backend="synthetic", model_id="synthetic", recipe="background", seed=i)
-            for i in range(4)
-        ]
-        for dimension in QUESTION_DIMENSIONS:
-            answer = format_answer(answer_letters(labels, dimension))
-            if not answer:
-                continue
-            rationale = rationale_text(labels, dimension)
-            sample = BenchmarkSample(
-                id=sample_id(source_id, dimension),
-                source_id=source_id,
-                dimension=dimension,
-                images=[f"{i}.png" for i in range(5)],
-                question=question_text(dimension),
-                answer=answer,
-                defects=[list(label.defects) for label in labels],
-                acceptable=[label.acceptable for label in labels],
-                rationale=rationale,
-                num_annotators=1,
-                agreement=1.0,
-                generation=provenance,
-                dataset_version="v1",
-                prompt=prompt_messages(question_text(dimension)),
-                completion=completion_messages(rationale, answer),
-            )
-            samples.append((sample, images))
+        samples += [(sample, images) for sample in source_samples(source_id, labels, num_annotators=1)]
     return samples
 
 

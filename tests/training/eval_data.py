@@ -7,16 +7,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from schemas.models import (
-    BenchmarkSample,
-    CandidateLabel,
-    GenerationProvenance,
-    answer_letters,
-    format_answer,
-    sample_id,
-)
-from schemas.prompts import completion_messages, prompt_messages, question_text, rationale_text
-from schemas.taxonomy import QUESTION_DIMENSIONS
+from medgen.export import SourceLabels, build_source_samples
+from schemas.models import BenchmarkSample, Candidate, CandidateLabel, GenerationProvenance
 
 API_KEY = "sk-test-0123456789-secret"
 
@@ -56,38 +48,34 @@ def png(colour: tuple[int, int, int]) -> bytes:
     return buffer.getvalue()
 
 
+def source_samples(
+    source_id: str, labels: list[CandidateLabel], num_annotators: int = 3
+) -> list[BenchmarkSample]:
+    """The questions one source makes, built by the export stage's own builder (no copy of its logic)."""
+    candidates = [
+        Candidate(
+            id=f"{source_id}-{slot}",
+            source_id=source_id,
+            slot=slot,
+            image_key=f"images/{slot}.png",
+            provenance=GenerationProvenance(
+                backend="synthetic", model_id="synthetic", recipe="background", seed=slot
+            ),
+        )
+        for slot in range(len(labels))
+    ]
+    images = [f"{i}.png" for i in range(len(labels) + 1)]
+    return build_source_samples(
+        source_id, images, candidates, SourceLabels(tuple(labels), num_annotators, 1.0), "v1"
+    )
+
+
 def sources_samples(sources: dict[str, list[CandidateLabel]]) -> list[tuple[BenchmarkSample, list[bytes]]]:
     """Validated samples (one per dimension with an answer) and five PNGs per source."""
     samples = []
     for index, (source_id, labels) in enumerate(sources.items()):
         images = [png((40 * index % 256, 50 * i, 120)) for i in range(5)]
-        provenance = [
-            GenerationProvenance(backend="synthetic", model_id="synthetic", recipe="background", seed=i)
-            for i in range(4)
-        ]
-        for dimension in QUESTION_DIMENSIONS:
-            answer = format_answer(answer_letters(labels, dimension))
-            if not answer:
-                continue
-            rationale = rationale_text(labels, dimension)
-            sample = BenchmarkSample(
-                id=sample_id(source_id, dimension),
-                source_id=source_id,
-                dimension=dimension,
-                images=[f"{i}.png" for i in range(5)],
-                question=question_text(dimension),
-                answer=answer,
-                defects=[list(label.defects) for label in labels],
-                acceptable=[label.acceptable for label in labels],
-                rationale=rationale,
-                num_annotators=3,
-                agreement=1.0,
-                generation=provenance,
-                dataset_version="v1",
-                prompt=prompt_messages(question_text(dimension)),
-                completion=completion_messages(rationale, answer),
-            )
-            samples.append((sample, images))
+        samples += [(sample, images) for sample in source_samples(source_id, labels)]
     return samples
 
 
