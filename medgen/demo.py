@@ -148,12 +148,14 @@ class Demo:
         from annotation.client import connect
         from annotation.pull import pull
         from annotation.push import PushConfig, push
-        from annotation.server import serve
+        from annotation.server import running_server, serve
         from annotation.simulate import simulate_annotators
 
         c = self.config
-        with console.status("starting Label Studio (the first start migrates its database, ~30 s)"):
-            info = serve(workspace)
+        info = running_server(workspace)  # a paused demo left it up for the annotators
+        if info is None:
+            with console.status("starting Label Studio (the first start migrates its database, ~30 s)"):
+                info = serve(workspace)
         console.print(f"Label Studio at {info.url} (pid {info.pid})")
         self.artefacts["Label Studio"] = info.url
         connection = connect(workspace)
@@ -175,7 +177,7 @@ class Demo:
         )
         result = agreement(workspace, connection)
         alphas = ", ".join(f"{k} {v:.2f}" for k, v in result.alpha.items() if v is not None)
-        console.print(f"Krippendorff's alpha: {alphas}")
+        console.print(f"Krippendorff's alpha: {alphas or 'n/a (fewer than two annotators per item yet)'}")
         console.print(
             f"consensus for {len(result.consensus.items)} sources, {len(result.consensus.unresolved)} sent to adjudication"
         )
@@ -193,7 +195,7 @@ class Demo:
             f"`medgen demo {workspace.root}`: it continues from the pull.",
             highlight=False,
         )
-        self.summary(elapsed, verb="paused for annotation")
+        self.summary(elapsed, paused=True)
         return {
             "total_s": elapsed,
             "timings": dict(self.timings),
@@ -214,7 +216,7 @@ class Demo:
                 train=0.6,
                 validation=0.2,
                 test=0.2,
-                simulated_annotators=True,
+                # No flag: the consensus itself says whether simulated annotators' labels were used.
                 license="cc-by-4.0",
             )
             report = export_dataset(workspace, config)
@@ -300,9 +302,10 @@ class Demo:
         stop(workspace)
         console.print("stopped Label Studio")
 
-    def summary(self, total: float, verb: str = "finished") -> None:
+    def summary(self, total: float, paused: bool = False) -> None:
         from rich.table import Table
 
+        verb = "paused for annotation" if paused else "finished"
         table = Table(title=f"medgen demo {verb} in {total / 60:.1f} min")
         table.add_column("artefact")
         table.add_column("where")
@@ -311,12 +314,20 @@ class Demo:
         console.print(table)
         root = self.artefacts.get("workspace", str(self.config.directory))
         console.print("[bold]next[/]:")
-        for line in (
-            f"medgen status -w {root}",
-            f"medgen annotate serve -w {root}   # open the projects and annotate for real",
-            f"jupyter lab notebooks/   # explore the dataset, agreement and evaluation (MEDGEN_DEMO={root})",
-            f"medgen publish --repo ORG/NAME --version {DEMO_VERSION} --dry-run -w {root}",
-        ):
+        if paused:
+            lines: tuple[str, ...] = (
+                f"medgen annotate status -w {root}   # progress of the annotators",
+                f"medgen demo {root}   # once annotated: pull, agreement, export, train, eval",
+                f"medgen annotate serve --stop -w {root}",
+            )
+        else:
+            lines = (
+                f"medgen status -w {root}",
+                f"medgen annotate serve -w {root}   # open the projects and annotate for real",
+                f"jupyter lab notebooks/   # explore the dataset, agreement and evaluation (MEDGEN_DEMO={root})",
+                f"medgen publish --repo ORG/NAME --version {DEMO_VERSION} --dry-run -w {root}",
+            )
+        for line in lines:
             console.print(f"  {line}", highlight=False)
 
 
