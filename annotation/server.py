@@ -4,6 +4,12 @@ The server keeps its data (SQLite) in ``<workspace>/labelstudio/data``, listens 
 and serves the workspace's images through Label Studio's local-files storage. The admin account
 and its API token are generated once and kept in ``labelstudio/credentials.json`` (mode 0600);
 they are never printed in full.
+
+A new workspace's first start would spend ~25 s (minutes on a busy machine) migrating Label
+Studio's database. medgen migrates one database per Label Studio version into a cache folder
+(``$MEDGEN_CACHE``, else ``$XDG_CACHE_HOME/medgen`` or ``~/.cache/medgen``) and copies it into each
+new workspace. That template holds the schema only: no user, organisation or token, which Label
+Studio creates from the workspace's own credentials at its first start.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +36,14 @@ from medgen.store import atomic_write_text
 from medgen.workspace import Workspace
 
 HOST = "127.0.0.1"
+DATABASE = "label_studio.sqlite3"
+# Django's own migrate command in Label Studio's settings: the schema, nothing else.
+MIGRATE = (
+    "import os, sys, label_studio; sys.path.insert(0, os.path.dirname(label_studio.__file__)); "
+    "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'label_studio.core.settings.label_studio'); "
+    "import django; django.setup(); from django.core.management import call_command; "
+    "call_command('migrate', '--no-color', verbosity=0)"
+)
 SERVER_FILE = "server.json"
 CREDENTIALS_FILE = "credentials.json"
 LOG_FILE = "server.log"
@@ -167,6 +182,46 @@ def running_server(workspace: Workspace) -> ServerInfo | None:
     return None
 
 
+def cache_dir() -> Path:
+    from importlib.metadata import version
+
+    base = os.environ.get("MEDGEN_CACHE") or (
+        Path(os.environ["XDG_CACHE_HOME"]) / "medgen" if os.environ.get("XDG_CACHE_HOME") else None
+    )
+    return Path(base or Path.home() / ".cache" / "medgen") / f"labelstudio-{version('label-studio')}"
+
+
+def migrated_template(env: dict[str, str]) -> Path | None:
+    """A migrated, user-less Label Studio database for this version, built once; None if it cannot be built.
+
+    On None the server migrates its own database as usual: the template only saves time.
+    """
+    target = cache_dir() / DATABASE
+    if target.is_file():
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+        try:
+            build_env = {key: value for key, value in env.items() if not key.startswith("LABEL_STUDIO_USER")}
+            build_env.pop("LABEL_STUDIO_PASSWORD", None)
+            build_env["LABEL_STUDIO_BASE_DATA_DIR"] = str(scratch)
+            subprocess.run(
+                [sys.executable, "-c", MIGRATE],
+                env=build_env,
+                check=True,
+                capture_output=True,
+                stdin=subprocess.DEVNULL,
+                timeout=900,
+            )
+            os.replace(scratch / DATABASE, target)  # atomic: a concurrent builder's copy is the same schema
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return target
+
+
 def serve(
     workspace: Workspace, port: int | None = None, document_root: Path | None = None, timeout: float = 180.0
 ) -> ServerInfo:
@@ -212,6 +267,11 @@ def serve(
         LABEL_STUDIO_FRONTEND_SENTRY_DSN="",
         PYTHONUNBUFFERED="1",
     )
+    database = paths.data / DATABASE
+    if not database.exists():
+        template = migrated_template(env)
+        if template is not None:
+            shutil.copyfile(template, database)
     command = [_executable(), "start", "--no-browser", "--internal-host", HOST, "--port", str(port)]
     with open(paths.log, "ab") as log:
         process = subprocess.Popen(

@@ -97,3 +97,28 @@ def test_serve_once_hide_token_survive_a_dying_server_and_stop(ls_root, runner):
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     ws.close()
+
+
+@pytest.mark.slow
+def test_new_workspaces_start_from_a_migrated_template_without_users(tmp_path, monkeypatch):
+    import sqlite3
+
+    from annotation.server import DATABASE, PASSED_ENV, Paths, migrated_template
+
+    monkeypatch.setenv("MEDGEN_CACHE", str(tmp_path / "cache"))
+    template = migrated_template({key: os.environ[key] for key in PASSED_ENV if key in os.environ})
+    assert template is not None and template.is_relative_to(tmp_path / "cache")
+    with sqlite3.connect(template) as conn:  # the schema only: no account or token is shared
+        assert conn.execute("SELECT COUNT(*) FROM htx_user").fetchone() == (0,)
+        assert conn.execute("SELECT COUNT(*) FROM authtoken_token").fetchone() == (0,)
+    ws = init_workspace(tmp_path / "ws")
+    try:
+        info = serve(ws)  # the workspace's own token is checked against the server before this returns
+        log = Paths(ws.labelstudio_dir).log.read_text()
+        assert "Initializing database" not in log, "started from the template, nothing left to migrate"
+        with sqlite3.connect(ws.labelstudio_dir / "data" / DATABASE) as conn:
+            assert conn.execute("SELECT email FROM htx_user").fetchall() == [(load_credentials(ws).username,)]
+        assert info.url.startswith("http://127.0.0.1:")
+    finally:
+        stop(ws)
+        ws.close()
