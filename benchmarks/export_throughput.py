@@ -41,7 +41,7 @@ def setup(root: Path, num_samples: int) -> None:
     """A workspace with num_samples / 3 sources, each with four candidates drawn from a pool of images."""
     from medgen.samples import draw_sample
     from medgen.workspace import init_workspace
-    from schemas import Candidate, GenerationProvenance, SourceImage
+    from schemas import Candidate, GenerationProvenance
 
     workspace = init_workspace(root)
     rng = np.random.default_rng(0)
@@ -56,7 +56,17 @@ def setup(root: Path, num_samples: int) -> None:
         for i in range(num_sources):
             conn.execute(
                 "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (f"src{i:06d}", f"p{i}.png", keys[i % POOL], keys[i % POOL], 512, 512, "0" * 16, 0, now.isoformat()),
+                (
+                    f"src{i:06d}",
+                    f"p{i}.png",
+                    keys[i % POOL],
+                    keys[i % POOL],
+                    512,
+                    512,
+                    "0" * 16,
+                    0,
+                    now.isoformat(),
+                ),
             )
     candidates = [
         Candidate(
@@ -131,9 +141,13 @@ def measure(mode: str, root: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--samples", type=int, default=1500)
-    parser.add_argument("--rss", type=int, default=0, help="Also export this many samples and compare peak RSS.")
+    parser.add_argument(
+        "--rss", type=int, default=0, help="Also export this many samples and compare peak RSS."
+    )
     parser.add_argument("--child", nargs=2, metavar=("MODE", "WORKSPACE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
