@@ -90,7 +90,7 @@ def sources_add(
         int, typer.Option(help="Max perceptual-hash distance (bits of 64) that counts as a duplicate.")
     ] = 4,
 ) -> None:
-    """Validate, normalise, deduplicate and add source photos."""
+    """Validate, normalise, deduplicate and add source photos (exit 1 when any file was rejected)."""
     from medgen.sources import add_sources
     from medgen.workspace import open_workspace
 
@@ -111,6 +111,8 @@ def sources_add(
     console.print(
         f"added {s['added']}, duplicate {s['duplicate']}, rejected {s['rejected']}; report: {report.report_path}"
     )
+    if s["rejected"]:
+        raise typer.Exit(1)  # the batch went on; the exit code tells scripts that some files were not taken
 
 
 @sources_app.command("list")
@@ -179,7 +181,7 @@ def demo(
     try:
         config = DemoConfig(
             directory=directory,
-            num_sources=sources,
+            sources=sources,
             annotators=[name.strip() for name in annotators.split(",") if name.strip()],
             overlap=overlap,
             noise=noise,

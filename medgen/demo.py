@@ -27,7 +27,7 @@ class DemoConfig(BaseModel):
     """What the demo builds; defaults finish in a few minutes on 2 CPU cores."""
 
     directory: Path = Field(description="Workspace folder (created, or resumed if it is a workspace).")
-    num_sources: int = Field(default=24, ge=4, le=500, description="Sample product photos to draw.")
+    sources: int = Field(default=24, ge=4, le=500, description="Sample product photos to draw.")
     annotators: list[str] = Field(
         default_factory=lambda: ["ann1", "ann2", "ann3"],
         description="Simulated annotators, one project each.",
@@ -111,7 +111,7 @@ class Demo:
         from medgen.sources import add_sources
 
         photos = workspace.root / "sample-photos"
-        paths = write_samples(photos, self.config.num_sources, seed=self.config.seed)
+        paths = write_samples(photos, self.config.sources, seed=self.config.seed)
         report = add_sources(workspace, paths)
         s = report.summary()
         console.print(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -139,7 +140,10 @@ def load_config(
     check_keys(overrides, config_class, "override")
     values.update(overrides)
     try:
-        return config_class(**values)
+        with warnings.catch_warnings():
+            # TRL's defaults set `gradient_checkpointing`, which transformers 5 renames: not the user's doing.
+            warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
+            return config_class(**values)
     except (TypeError, ValueError) as error:
         raise MedgenError(f"recipe {path}: {str(error).splitlines()[0]}") from None
 
