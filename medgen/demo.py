@@ -324,7 +324,7 @@ class Demo:
             lines = (
                 f"medgen status -w {root}",
                 f"medgen annotate serve -w {root}   # open the projects and annotate for real",
-                f"jupyter lab notebooks/   # explore the dataset, agreement and evaluation (MEDGEN_DEMO={root})",
+                f"MEDGEN_DEMO={root} jupyter lab notebooks/   # dataset, agreement, evaluation (pip install jupyterlab)",
                 f"medgen publish --repo ORG/NAME --version {DEMO_VERSION} --dry-run -w {root}",
             )
         for line in lines:
