@@ -381,8 +381,14 @@ def run_eval(
     models: list[ModelResult] = []
     predictions: list[Prediction] = []
 
-    def add(result: ModelResult, preds: list[Prediction]) -> None:
-        models.append(result)
+    def add(
+        name: str, kind: Any, details: dict[str, Any], preds: list[Prediction], extra: Any = None
+    ) -> None:
+        """Score ``preds`` and record them as one row of the report (``extra`` amends the scores)."""
+        scores = score_predictions(preds, config.bootstrap, config.seed)
+        if extra is not None:
+            extra(scores)
+        models.append(ModelResult(name=name, kind=kind, details=details, scores=scores))
         predictions.extend(preds)
 
     name = config.model_name()
@@ -408,25 +414,16 @@ def run_eval(
         cache = cache_path(output_dir, name, {**details, "max_new_tokens": config.max_new_tokens})
         progress(f"scoring {name}", len(questions), 0)
         raw = generate_cached(questions, model.generate, cache, on_done=lambda k: progress("", None, k))
-        preds = [score_text(name, q, raw[q.id]) for q in questions]
-        add(
-            ModelResult(
-                name=name,
-                kind=kind,
-                details=details,
-                scores=score_predictions(preds, config.bootstrap, config.seed),
-            ),
-            preds,
-        )
+        add(name, kind, details, [score_text(name, q, raw[q.id]) for q in questions])
 
     for baseline in config.baselines:
         if baseline == "random":
-            preds = baselines.random_predictions(questions, seed=config.seed)
-            scores = score_predictions(preds, config.bootstrap, config.seed)
-            baselines.add_random_expectations(scores, questions)
             add(
-                ModelResult(name="random", kind="random", details=baselines.RANDOM_DETAILS, scores=scores),
-                preds,
+                "random",
+                "random",
+                baselines.RANDOM_DETAILS,
+                baselines.random_predictions(questions, seed=config.seed),
+                extra=lambda scores: baselines.add_random_expectations(scores, questions),
             )
         elif baseline == "majority":
             answers, learned_from = baselines.majority_source(
@@ -434,29 +431,12 @@ def run_eval(
             )
             table = baselines.majority_answers(answers)
             preds = baselines.majority_predictions(questions, table)
-            details = {"learned_from": learned_from, "answers": table}
-            add(
-                ModelResult(
-                    name="majority",
-                    kind="majority",
-                    details=details,
-                    scores=score_predictions(preds, config.bootstrap, config.seed),
-                ),
-                preds,
-            )
+            add("majority", "majority", {"learned_from": learned_from, "answers": table}, preds)
         elif baseline == "human":
             if config.workspace is None:
                 raise MedgenError("the human baseline needs the annotations: add --workspace DIR")
             preds, details = baselines.human_predictions(questions, config.workspace)
-            add(
-                ModelResult(
-                    name="human",
-                    kind="human",
-                    details=details,
-                    scores=score_predictions(preds, config.bootstrap, config.seed),
-                ),
-                preds,
-            )
+            add("human", "human", details, preds)
 
     counts = {d: sum(q.dimension == d for q in questions) for d in QUESTION_DIMENSIONS}
     results = EvalResults(
