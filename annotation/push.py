@@ -21,9 +21,9 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from annotation.client import Connection, api_error
 from annotation.config import SOURCE_KEY, label_result, labeling_config
 from annotation.consensus import ADJUDICATION
-from medgen.catalog import now
 from medgen.errors import MedgenError
 from medgen.workspace import Workspace
+from medgen.workspace.catalog import now
 from schemas import LETTERS, NUM_CANDIDATES, Candidate, CandidateLabel
 
 ANNOTATOR = "annotator"  # ls_projects.kind of an annotator's queue

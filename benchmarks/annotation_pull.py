@@ -24,8 +24,8 @@ from annotation.pull import local_database, pull
 from annotation.push import ANNOTATOR, PushConfig, _task_payload, ensure_project, known_labels, plan
 from annotation.server import serve, stop
 from annotation.simulate import Noise, noisy_label
-from medgen.catalog import now
 from medgen.workspace import init_workspace
+from medgen.workspace.catalog import now
 from tests.annotation.conftest import add_sources, seed_labelstudio
 
 ANNOTATORS = ["ann1", "ann2", "ann3"]

@@ -39,7 +39,7 @@ POOL = 48
 
 def setup(root: Path, num_samples: int) -> None:
     """A workspace with num_samples / 3 sources, each with four candidates drawn from a pool of images."""
-    from medgen.samples import draw_sample
+    from medgen.sources.samples import draw_sample
     from medgen.workspace import init_workspace
     from schemas import Candidate, GenerationProvenance
 
@@ -85,7 +85,7 @@ def setup(root: Path, num_samples: int) -> None:
 
 
 def run_export(root: Path) -> dict[str, float]:
-    from medgen.export import ExportConfig, export_dataset
+    from medgen.export.dataset import ExportConfig, export_dataset
     from medgen.workspace import open_workspace
 
     with open_workspace(root) as workspace:

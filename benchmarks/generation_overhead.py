@@ -1,6 +1,6 @@
 """Orchestration overhead of ``medgen generate`` over a bare diffusers loop. Bar: wall-time ratio <= 1.05.
 
-Both sides load the same tiny random-weight inpainting pipeline (``medgen.tiny_pipeline``) on CPU
+Both sides load the same tiny random-weight inpainting pipeline (``medgen.generation.tiny_pipeline``) on CPU
 and make the same pipeline calls (same inputs, prompts, seeds, batches of 4, ``background``
 recipe), then paste the product back and save PNGs. medgen adds what makes it a product: planning
 from the catalog, the checkpoint hash, content-addressed atomic writes, shard manifests, the
@@ -25,13 +25,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medgen.backend import candidate_seed  # noqa: E402
-from medgen.diffusers_backend import working_size  # noqa: E402
-from medgen.generate import generate  # noqa: E402
-from medgen.generation_config import GenerationConfig  # noqa: E402
-from medgen.samples import write_samples  # noqa: E402
-from medgen.sources import add_sources  # noqa: E402
-from medgen.tiny_pipeline import build_tiny_pipeline  # noqa: E402
+from medgen.generation.backends.base import candidate_seed  # noqa: E402
+from medgen.generation.backends.diffusers_backend import working_size  # noqa: E402
+from medgen.generation.config import GenerationConfig  # noqa: E402
+from medgen.generation.generate import generate  # noqa: E402
+from medgen.generation.tiny_pipeline import build_tiny_pipeline  # noqa: E402
+from medgen.sources.ingest import add_sources  # noqa: E402
+from medgen.sources.samples import write_samples  # noqa: E402
 from medgen.workspace import Workspace, init_workspace  # noqa: E402
 
 BAR = 1.05

@@ -1,6 +1,6 @@
 """Synthetic backend throughput: 512x512 candidates per second. Bar: >= 40 images/s on 2 CPU cores.
 
-Sources are the bundled samples (``medgen.samples``), ingested the way ``medgen sources add`` does
+Sources are the bundled samples (``medgen.sources.samples``), ingested the way ``medgen sources add`` does
 (normalised RGB + alpha or OpenCV mask). Requests cycle through sources and the four slots with
 per-candidate seeds, in batches of 4 as ``medgen generate`` sends them, so roughly half the
 candidates carry defects. Baseline, in the same run: plain PIL resize + paste of the product (via
@@ -23,11 +23,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medgen.backend import GenerationRequest, candidate_seed  # noqa: E402
-from medgen.samples import write_samples  # noqa: E402
-from medgen.sources import load_and_normalise, product_mask  # noqa: E402
-from medgen.store import png_bytes  # noqa: E402
-from medgen.synthetic import SyntheticBackend, SyntheticOptions  # noqa: E402
+from medgen.generation.backends.base import GenerationRequest, candidate_seed  # noqa: E402
+from medgen.generation.backends.synthetic import SyntheticBackend, SyntheticOptions  # noqa: E402
+from medgen.sources.ingest import load_and_normalise, product_mask  # noqa: E402
+from medgen.sources.samples import write_samples  # noqa: E402
+from medgen.workspace.store import png_bytes  # noqa: E402
 from schemas import SourceImage  # noqa: E402
 
 BAR = 40.0

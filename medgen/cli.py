@@ -11,11 +11,11 @@ from rich.table import Table
 
 from annotation.cli import annotate_app
 from medgen.console import App, WorkspaceOpt, console, progress
-from medgen.export_cli import export_command, publish_command
-from medgen.generate_cli import generate_command
-from medgen.samples_cli import samples
+from medgen.export.cli import export_command, publish_command
+from medgen.generation.cli import generate_command
+from medgen.sources.cli import samples
 from training.cli import train_app
-from training.eval_cli import eval_cli
+from training.evaluation.cli import eval_cli
 
 app = App(help="Build, grow and publish a benchmark for screening AI-generated medicine-product images.")
 sources_app = App(help="Add and list source photos.")
@@ -91,7 +91,7 @@ def sources_add(
     ] = 4,
 ) -> None:
     """Validate, normalise, deduplicate and add source photos (exit 1 when any file was rejected)."""
-    from medgen.sources import add_sources
+    from medgen.sources.ingest import add_sources
     from medgen.workspace import open_workspace
 
     with open_workspace(workspace) as ws, progress() as bar:

@@ -107,8 +107,8 @@ class Demo:
     # stages ------------------------------------------------------------------------------------
 
     def add_samples(self, workspace: Workspace) -> None:
-        from medgen.samples import write_samples
-        from medgen.sources import add_sources
+        from medgen.sources.ingest import add_sources
+        from medgen.sources.samples import write_samples
 
         photos = workspace.root / "sample-photos"
         paths = write_samples(photos, self.config.sources, seed=self.config.seed)
@@ -121,8 +121,8 @@ class Demo:
         self.artefacts["sample photos"] = str(photos)
 
     def generate(self, workspace: Workspace) -> None:
-        from medgen.generate import generate
-        from medgen.generation_config import GenerationConfig
+        from medgen.generation.config import GenerationConfig
+        from medgen.generation.generate import generate
 
         c = self.config
         values: dict[str, Any] = {"backend": c.backend, "seed": c.seed}
@@ -204,7 +204,7 @@ class Demo:
         }
 
     def export(self, workspace: Workspace) -> Path:
-        from medgen.export import ExportConfig, export_dataset
+        from medgen.export.dataset import ExportConfig, export_dataset
 
         target = workspace.exports_dir / DEMO_VERSION
         if target.is_dir():
@@ -269,8 +269,8 @@ class Demo:
         return output
 
     def evaluate(self, workspace: Workspace, export_dir: Path, model_dir: Path) -> None:
-        from training.eval_report import markdown, title_of
-        from training.evaluation import EvalConfig, run_eval
+        from training.evaluation.evaluate import EvalConfig, run_eval
+        from training.evaluation.report import markdown, title_of
 
         output_dir = workspace.root / "eval" / DEMO_VERSION
         config = EvalConfig(

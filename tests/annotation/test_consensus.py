@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from annotation.consensus import ADJUDICATION, consensus_labels, labels_to_json, majority_vote
-from medgen.catalog import now
+from medgen.workspace.catalog import now
 from schemas import CandidateLabel
 
 OK = CandidateLabel(acceptable=True)

@@ -1,0 +1,264 @@
+"""The dataset card of an export: YAML metadata for the Hub, statistics, and a figure of a few samples."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from schemas import BenchmarkSample
+from schemas.taxonomy import LETTERS, QUESTION_DIMENSIONS
+
+if TYPE_CHECKING:
+    import datasets
+
+    from medgen.export.dataset import ExportConfig
+
+FIGURE = "samples.png"
+FIGURE_SAMPLES = 3
+
+
+@dataclass
+class CardStats:
+    """Statistics gathered while samples stream past; constant memory apart from a few figure samples."""
+
+    config: ExportConfig
+    simulated: bool = False
+    alpha: dict[str, float | None] = field(default_factory=dict)  # Krippendorff's alpha per dimension
+    num_samples: int = 0
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+    answer_sizes: dict[str, Counter[int]] = field(default_factory=dict)
+    sources: Counter[str] = field(default_factory=Counter)
+    agreement_sum: float = 0.0
+    agreement_min: float = 1.0
+    annotators: Counter[int] = field(default_factory=Counter)
+    models: Counter[str] = field(default_factory=Counter)
+    recipes: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    figure: list[tuple[str, str, list[bytes]]] = field(default_factory=list)
+    _last_source: str = ""
+
+    def add(self, split: str, sample: BenchmarkSample, images: list[bytes]) -> None:
+        self.num_samples += 1
+        self.counts.setdefault(split, Counter())[sample.dimension] += 1
+        self.answer_sizes.setdefault(sample.dimension, Counter())[len(sample.answer.split(","))] += 1
+        if sample.source_id != self._last_source:
+            self._last_source = sample.source_id
+            self.sources[split] += 1
+            self.agreement_sum += sample.agreement
+            self.agreement_min = min(self.agreement_min, sample.agreement)
+            self.annotators[sample.num_annotators] += 1
+            for provenance in sample.generation:
+                revision = f"@{provenance.model_revision[:12]}" if provenance.model_revision else ""
+                self.models[f"{provenance.backend}: {provenance.model_id}{revision}"] += 1
+                self.recipes[provenance.recipe] += 1
+            if len(self.figure) < FIGURE_SAMPLES:  # the first question of the first few sources
+                self.figure.append((sample.dimension, sample.answer, list(images)))
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] += 1
+
+    def counts_by_split(self) -> dict[str, dict[str, int]]:
+        from medgen.export.dataset import SPLITS
+
+        return {split: dict(sorted(self.counts[split].items())) for split in SPLITS if split in self.counts}
+
+
+def _figure_png(samples: list[tuple[str, str, list[bytes]]]) -> bytes:
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+    from PIL import Image
+
+    rows = max(1, len(samples))
+    fig = Figure(figsize=(2.2 * (1 + len(LETTERS)), 2.5 * rows))
+    axes = fig.subplots(rows, 1 + len(LETTERS), squeeze=False)
+    for row, (dimension, answer, images) in enumerate(samples):
+        for col, data in enumerate(images):
+            with Image.open(io.BytesIO(data)) as image:
+                image.thumbnail((192, 192))
+                axes[row][col].imshow(image.convert("RGB"))
+            axes[row][col].set_title("source" if col == 0 else LETTERS[col - 1], fontsize=9)
+        axes[row][0].set_ylabel(f"{dimension}\nanswer {answer}", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    return buffer.getvalue()
+
+
+def _size_category(n: int) -> str:
+    for limit, name in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+    ):
+        if n < limit:
+            return name
+    return "n>1M"
+
+
+def _metadata(stats: CardStats, features: datasets.Features, shards: dict[str, list[Path]]) -> str:
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCardData
+
+    card_data = DatasetCardData(
+        license=stats.config.license,
+        task_categories=["visual-question-answering", "image-text-to-text"],
+        language=["en"],
+        tags=["medical", "e-commerce", "image-generation", "aesthetics", "multiple-choice", "medgen"],
+        pretty_name=stats.config.pretty_name,
+        size_categories=[_size_category(stats.num_samples)],
+        configs=[
+            {
+                "config_name": "default",
+                "data_files": [{"split": split, "path": f"data/{split}-*"} for split in shards],
+            }
+        ],
+    )
+    splits = SplitDict()
+    for split, paths in shards.items():
+        splits.add(
+            SplitInfo(
+                name=split,
+                num_bytes=sum(p.stat().st_size for p in paths),
+                num_examples=sum(stats.counts[split].values()),
+            )
+        )
+    info = DatasetInfo(features=features, splits=splits)
+    DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
+    return card_data.to_yaml()
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def card_markdown(stats: CardStats, changes: dict[str, int], previous: str | None, skipped: int) -> str:
+    """The card's body: what the dataset is, its statistics and provenance."""
+    config = stats.config
+    num_sources = sum(stats.sources.values())
+    splits = list(stats.counts_by_split())
+    lines = [f"# {config.pretty_name} ({config.version})", ""]
+    if stats.simulated:
+        lines += [
+            "> **Simulated annotators.** The labels of this version come from simulated annotators, not from "
+            "people: use it to test pipelines, not to measure models.",
+            "",
+        ]
+    if config.labels == "injected":
+        lines += [
+            "> **Synthetic ground truth.** Labels are the defects the synthetic generator injected on purpose, "
+            "not human annotations.",
+            "",
+        ]
+    lines += [
+        "Screening AI-generated medicine-product images (after arXiv 2505.23265). Each sample shows the original "
+        "product photo and four images generated from it (A-D), and asks which generated images are unreasonable "
+        "along one dimension, or which are acceptable to publish (`overall`). The answer is the sorted, "
+        "comma-joined set of letters (`A,C`).",
+        "",
+        "![samples](" + FIGURE + ")",
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "",
+        'ds = load_dataset("ORG/NAME", revision="' + config.version + '")  # or a local export folder',
+        'ds["train"][0]["images"]  # 5 PIL images: source, A, B, C, D',
+        "```",
+        "",
+        "The `prompt` / `completion` columns are TRL conversational turns (one image placeholder per image), so "
+        "`trl sft` and `trl grpo` train on this dataset as it is.",
+        "",
+        f"## Samples per split and dimension ({stats.num_samples} samples, {num_sources} sources)",
+        "",
+    ]
+    rows = [[d, *(stats.counts[s].get(d, 0) for s in splits)] for d in QUESTION_DIMENSIONS]
+    rows.append(["**total**", *(sum(stats.counts[s].values()) for s in splits)])
+    rows.append(["sources", *(stats.sources[s] for s in splits)])
+    lines += _table(["dimension", *splits], rows)
+    lines += ["", "## Answer size (letters per answer)", ""]
+    sizes = range(1, len(LETTERS) + 1)
+    lines += _table(
+        ["dimension", *(str(k) for k in sizes)],
+        [[d, *(stats.answer_sizes.get(d, Counter()).get(k, 0) for k in sizes)] for d in QUESTION_DIMENSIONS],
+    )
+    mean_agreement = stats.agreement_sum / num_sources if num_sources else 0.0
+    annotators = ", ".join(
+        f"{n} annotators: {count} source{'s' if count != 1 else ''}"
+        for n, count in sorted(stats.annotators.items())
+    )
+    lines += [
+        "",
+        "## Labels and agreement",
+        "",
+        f"- labels: {config.labels}"
+        + (" (synthetic ground truth)" if config.labels == "injected" else " (majority vote)"),
+        f"- mean agreement with consensus: {mean_agreement:.3f} (lowest {stats.agreement_min:.3f})",
+        f"- {annotators}",
+        *(
+            [
+                "- Krippendorff's alpha (nominal): "
+                + ", ".join(f"{k} {_alpha(v)}" for k, v in stats.alpha.items())
+            ]
+            if stats.alpha
+            else []
+        ),
+        "",
+        "## Generation models",
+        "",
+    ]
+    lines += _table(
+        ["backend: model", "candidates"], [[name, count] for name, count in stats.models.most_common()]
+    )
+    lines += [
+        "",
+        "Recipes: " + ", ".join(f"{name} ({count})" for name, count in stats.recipes.most_common()),
+        "",
+    ]
+    lines += ["## Version", ""]
+    ratios = ", ".join(f"{name} {ratio:g}" for name, ratio in config.ratios.items())
+    lines.append(
+        f"Splits are assigned per source from a hash of its id ({ratios}): adding sources never moves a sample."
+    )
+    if previous:
+        lines.append(
+            f"Changes since {previous}: {changes['added']} added, {changes['removed']} removed, "
+            f"{changes['changed']} changed (see `changelog.md`)."
+        )
+    else:
+        lines.append("First version.")
+    if skipped:
+        lines += ["", f"{skipped} source(s) made no sample:"]
+        lines += [f"- {reason}: {count}" for reason, count in stats.skipped.most_common(10)]
+    lines += ["", "Images are embedded without EXIF, GPS or text metadata. Built with medgen.", ""]
+    return "\n".join(lines)
+
+
+def _alpha(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def write_card(
+    folder: Path,
+    stats: CardStats,
+    features: datasets.Features,
+    shards: dict[str, list[Path]],
+    changes: dict[str, int],
+    previous: str | None,
+    skipped: int,
+) -> Path:
+    """Write ``README.md`` (YAML metadata + body) and the figure into the export folder."""
+    (folder / FIGURE).write_bytes(_figure_png(stats.figure))
+    text = f"---\n{_metadata(stats, features, shards)}\n---\n\n{card_markdown(stats, changes, previous, skipped)}"
+    path = folder / "README.md"
+    path.write_text(text)
+    return path

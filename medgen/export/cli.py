@@ -1,0 +1,127 @@
+"""`medgen export` and `medgen publish`: thin commands over ``medgen.export.dataset`` and ``medgen.export.publish``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from medgen.console import WorkspaceOpt, console, progress
+from medgen.errors import MedgenError, config_error
+
+
+def _ratios(text: str) -> dict[str, float]:
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3:
+        raise MedgenError(
+            f"--split {text!r} must be three comma-separated ratios train,validation,test, e.g. 0.8,0.1,0.1"
+        )
+    return dict(zip(("train", "validation", "test"), values, strict=True))
+
+
+def export_command(
+    version: Annotated[str, typer.Option("--version", "-v", help="New version name, e.g. v1.1 (immutable).")],
+    labels: Annotated[
+        str,
+        typer.Option(help="'consensus' (annotations' majority vote) or 'injected' (synthetic ground truth)."),
+    ] = "consensus",
+    split: Annotated[
+        str, typer.Option("--split", help="Ratios train,validation,test per source.")
+    ] = "0.8,0.1,0.1",
+    license: Annotated[str, typer.Option("--license", help="License id for the dataset card.")] = "other",
+    simulated_annotators: Annotated[
+        bool, typer.Option("--simulated-annotators", help="Say in the card that annotators were simulated.")
+    ] = False,
+    row_group_rows: Annotated[int, typer.Option(help="Max rows per Parquet row group.")] = 100,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Build, validate and write a versioned Hugging Face dataset (Parquet + card) under exports/VERSION."""
+    from pydantic import ValidationError
+
+    from medgen.export.dataset import ExportConfig, export_dataset
+    from medgen.workspace import open_workspace
+
+    try:
+        config = ExportConfig.model_validate(
+            {
+                "version": version,
+                "labels": labels,
+                "license": license,
+                "simulated_annotators": simulated_annotators,
+                "row_group_rows": row_group_rows,
+                **_ratios(split),
+            }
+        )
+    except ValidationError as error:
+        raise config_error(error) from None
+    with open_workspace(workspace) as ws, progress() as bar:
+        task = bar.add_task(f"exporting {version}", total=None, unit="sources")
+        report = export_dataset(
+            ws,
+            config,
+            on_start=lambda total: bar.update(task, total=total),
+            on_progress=lambda samples: bar.advance(task),
+        )
+    counts = ", ".join(f"{name} {sum(c.values())}" for name, c in report.counts.items())
+    console.print(
+        f"exported {report.version}: {report.num_samples} samples ({counts}) to {report.path}",
+        highlight=False,
+    )
+    if report.previous:
+        c = report.changes
+        console.print(
+            f"since {report.previous}: {c['added']} added, {c['removed']} removed, {c['changed']} changed; "
+            f"see {report.path / 'changelog.md'}",
+            highlight=False,
+        )
+    if report.skipped:
+        console.print(
+            f"[yellow]{len(report.skipped)} source(s) made no sample[/]; reasons in {report.report_path}",
+            highlight=False,
+        )
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def publish_command(
+    repo: Annotated[str, typer.Option("--repo", help="Hub dataset repo ORG/NAME (created when missing).")],
+    version: Annotated[
+        str, typer.Option("--version", "-v", help="Export version to publish; becomes the tag.")
+    ],
+    private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be uploaded and tagged; upload nothing.")
+    ] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Push exports/VERSION to the Hugging Face Hub and tag it VERSION (token: HF_TOKEN or `hf auth login`)."""
+    from medgen.export.publish import publish_export
+    from medgen.workspace import open_workspace
+
+    with open_workspace(workspace) as ws:
+        plan = publish_export(ws, repo, version, private=private, dry_run=dry_run)
+    for note in plan.notes:
+        console.print(f"[yellow]note[/]: {note}", highlight=False)
+    if dry_run:
+        for name, size in plan.files:
+            console.print(f"  {name}  {_size(size)}", highlight=False)
+        where = {None: "unchecked", True: "existing", False: "new private" if private else "new public"}[
+            plan.repo_exists
+        ]
+        console.print(
+            f"dry run: would upload {len(plan.files)} files ({_size(plan.total_bytes)}) from {plan.folder} "
+            f"to dataset {repo} ({where} repo) and create tag {version}",
+            highlight=False,
+        )
+        return
+    console.print(f"published {version} to {plan.url} (commit {plan.commit})", highlight=False)

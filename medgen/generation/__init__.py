@@ -1,0 +1,1 @@
+"""Generation: four candidates per source, planned, sharded across ranks and stored in the catalog."""

@@ -1,0 +1,1 @@
+"""Generation backends: diffusers checkpoints, and the model-free synthetic compositor."""

@@ -1,0 +1,578 @@
+"""Generation orchestration, shared by every backend: plan, shard, generate, store, merge.
+
+One run::
+
+    plan      every (source, slot) without a candidate, sources sorted by id (--sources, --limit)
+    shard     source i goes to rank i % world_size (torchrun / accelerate launch; 1 rank otherwise)
+    generate  backend.generate(batch) -> images; a failing source is recorded and the run goes on
+    store     image files first (atomic, content-addressed), then a line in runs/<run>/rank-<r>.jsonl
+    merge     rank 0 inserts the manifests' rows into the catalog: INSERT OR IGNORE on (source, slot)
+
+Crash safety (kill -9 at any point): a manifest line is written only after its file exists, and
+a catalog row only after its manifest line, so no row ever lacks its file. Before writing a file
+the rank logs its key as ``pending``; every run starts by merging the manifests of dead runs
+(their writer's file lock is free) and removing their pending files that no row references. A
+rerun then makes exactly what is still missing: every source ends with N candidates, none twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from PIL import Image
+from pydantic import BaseModel
+
+from medgen.errors import MedgenError
+from medgen.generation.backends.base import Backend, GeneratedImage, GenerationRequest, candidate_seed
+from medgen.generation.config import GenerationConfig, dump_config
+from medgen.workspace import Workspace
+from medgen.workspace.catalog import now
+from medgen.workspace.store import atomic_write_text, png_bytes
+from schemas import Candidate, SourceImage
+from schemas.taxonomy import NUM_CANDIDATES
+
+ProgressFn = Callable[[int, int], None]
+"""Called as ``on_progress(images_done, images_total)`` for this rank."""
+
+
+class GenerationAborted(MedgenError):
+    """A backend error that no later source can avoid (out of memory, broken pipeline): the run stops."""
+
+
+# ------------------------------------------------------------------------------------- ranks --
+
+
+@dataclass(frozen=True)
+class Ranks:
+    rank: int
+    world_size: int
+    local_rank: int
+    state: Any = None  # accelerate.PartialState when world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.state is not None:
+            self.state.wait_for_everyone()
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank."""
+        if self.state is None:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        return broadcast_object_list([value], from_process=0)[0]
+
+
+@functools.cache
+def ranks() -> Ranks:
+    """This process's rank: from accelerate when launched by torchrun / accelerate launch, else 0 of 1."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Ranks(0, 1, 0)
+    import torch
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    return Ranks(state.process_index, state.num_processes, state.local_process_index, state)
+
+
+# ---------------------------------------------------------------------------------- manifests --
+
+
+def manifest_path(workspace: Workspace, run_id: str, rank: int) -> Path:
+    return workspace.runs_dir / run_id / f"rank-{rank}.jsonl"
+
+
+def _merged_marker(manifest: Path) -> Path:
+    return manifest.with_suffix(".merged")
+
+
+def read_manifest(path: Path) -> tuple[list[Candidate], list[dict[str, str]], set[str]]:
+    """Candidates, failures and pending keys of one manifest; a torn last line (crash) is skipped."""
+    candidates, failures, pending = [], [], set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if entry["kind"] == "candidate":
+            candidates.append(Candidate.model_validate(entry["candidate"]))
+        elif entry["kind"] == "failure":
+            failures.append(entry)
+        elif entry["kind"] == "pending":
+            pending.add(entry["key"])
+    return candidates, failures, pending
+
+
+def merge_manifest(workspace: Workspace, path: Path) -> tuple[int, list[dict[str, str]]]:
+    """Insert one manifest's candidates (those whose file exists) and failures; idempotent. Returns (rows added, failures)."""
+    run_id = path.parent.name
+    candidates, failures, _ = read_manifest(path)
+    added = workspace.catalog.add_candidates(
+        [c for c in candidates if workspace.store.exists(c.image_key)], run_id
+    )
+    with workspace.catalog.transaction() as conn:
+        for failure in failures:
+            conn.execute(
+                "INSERT INTO generation_failures SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM generation_failures"
+                " WHERE run_id = ? AND source_id = ? AND at = ?)",
+                (
+                    run_id,
+                    failure["source_id"],
+                    failure["error"],
+                    failure["at"],
+                    run_id,
+                    failure["source_id"],
+                    failure["at"],
+                ),
+            )
+    return added, failures
+
+
+def _writer_alive(path: Path) -> bool:
+    """True while the process writing ``path`` holds its lock (the OS frees it when the process dies)."""
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def recover_interrupted(workspace: Workspace) -> tuple[int, int]:
+    """Merge the manifests of dead runs and delete their orphan files. Returns (rows recovered, files removed)."""
+    leftovers = [
+        path
+        for path in sorted(workspace.runs_dir.glob("*/rank-*.jsonl"))
+        if not _merged_marker(path).exists() and not _writer_alive(path)
+    ]
+    recovered, pending = 0, set()
+    for path in leftovers:
+        recovered += merge_manifest(workspace, path)[0]
+        pending |= read_manifest(path)[2]
+    referenced = workspace.catalog.referenced_keys()
+    removed = 0
+    for key in sorted(pending - referenced):
+        if workspace.store.exists(key):
+            workspace.store.path(key).unlink()
+            removed += 1
+    for path in leftovers:
+        run_id = path.parent.name
+        with workspace.catalog.transaction() as conn:
+            conn.execute(
+                "UPDATE generation_runs SET status = 'interrupted', finished_at = ? WHERE id = ? AND status = 'running'",
+                (now(), run_id),
+            )
+        _merged_marker(path).touch()
+    return recovered, removed
+
+
+def remove_orphan_files(workspace: Workspace) -> int:
+    """Delete every store file no catalog row references, and temp files. Returns how many.
+
+    Only safe while no other medgen command (in any process) writes to the workspace: a file
+    written a moment before its row would be taken for an orphan. Refuses to run under several ranks.
+    """
+    if ranks().world_size > 1:
+        raise MedgenError(
+            "removing orphan files is a single-process operation: run it without torchrun/accelerate"
+        )
+    referenced = workspace.catalog.referenced_keys()
+    removed = workspace.store.clean_temp()
+    for key in list(workspace.store.keys()):
+        if key not in referenced:
+            workspace.store.path(key).unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+class _ManifestWriter:
+    """Append-only JSON lines, locked for the writer's lifetime, flushed per line and fsynced per batch."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.handle: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 (held for the whole run)
+        fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.lock = threading.Lock()
+
+    def write(self, **entry: Any) -> None:
+        line = json.dumps(entry) + "\n"
+        with self.lock:  # the store thread writes candidates, the main thread failures
+            self.handle.write(line)
+            self.handle.flush()
+
+    def sync(self) -> None:
+        os.fsync(self.handle.fileno())
+
+    def close(self) -> None:
+        self.sync()
+        self.handle.close()  # closing releases the lock
+
+
+# -------------------------------------------------------------------------------------- plan --
+
+
+@dataclass
+class GenerationReport:
+    """What one rank's run did; rank 0's also counts the merge and lists every rank's failures."""
+
+    run_id: str
+    rank: int = 0
+    world_size: int = 1
+    sources_planned: int = 0
+    images_planned: int = 0
+    images_generated: int = 0
+    rows_merged: int = 0
+    rows_recovered: int = 0
+    orphans_removed: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (source id, one-line error)
+    seconds: float = 0.0
+    report_path: Path | None = None
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images_generated / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "sources_planned": self.sources_planned,
+            "images_planned": self.images_planned,
+            "images_generated": self.images_generated,
+            "rows_merged": self.rows_merged,
+            "rows_recovered": self.rows_recovered,
+            "orphans_removed": self.orphans_removed,
+            "failures": len(self.failures),
+            "seconds": round(self.seconds, 3),
+            "images_per_s": round(self.images_per_s, 3),
+        }
+
+
+def resolve_sources(sources: list[SourceImage], wanted: list[str]) -> list[SourceImage]:
+    """Sources named by id, unique id prefix (>= 6 characters) or original file name."""
+    chosen: dict[str, SourceImage] = {}
+    for name in wanted:
+        matches = [s for s in sources if s.id == name or s.original_name == name]
+        if not matches and len(name) >= 6:
+            matches = [s for s in sources if s.id.startswith(name)]
+        if not matches:
+            raise MedgenError(
+                f"--sources: no source with id, id prefix or file name {name!r} (see `medgen sources list`)"
+            )
+        if len({s.id for s in matches}) > 1:
+            raise MedgenError(f"--sources: {name!r} matches {len(matches)} sources: give more of the id")
+        chosen[matches[0].id] = matches[0]
+    return [chosen[key] for key in sorted(chosen)]
+
+
+def plan(
+    workspace: Workspace,
+    candidates: int = NUM_CANDIDATES,
+    source_ids: list[str] | None = None,
+    limit: int | None = None,
+) -> list[tuple[SourceImage, list[int]]]:
+    """Every source (sorted by id) with its missing slots; the same answer on every rank."""
+    if not 1 <= candidates <= NUM_CANDIDATES:
+        raise MedgenError(f"--candidates must be between 1 and {NUM_CANDIDATES}, got {candidates}")
+    if limit is not None and limit < 1:
+        raise MedgenError(f"--limit must be at least 1, got {limit}")
+    sources = sorted(workspace.catalog.sources(), key=lambda s: s.id)
+    if not sources:
+        raise MedgenError("the workspace has no sources yet: add photos with `medgen sources add PATH...`")
+    if source_ids:
+        sources = resolve_sources(sources, source_ids)
+    filled = workspace.catalog.candidate_slots()
+    todo = [(s, [slot for slot in range(candidates) if slot not in filled.get(s.id, set())]) for s in sources]
+    todo = [(s, slots) for s, slots in todo if slots]
+    return todo[:limit] if limit is not None else todo
+
+
+# ---------------------------------------------------------------------------------------- run --
+
+
+def _requests(
+    workspace: Workspace, shard: list[tuple[SourceImage, list[int]]], base_seed: int, batch_size: int
+) -> Iterator[list[GenerationRequest]]:
+    """Batches of requests, loading each source's pixels only when its batch comes."""
+    batch: list[GenerationRequest] = []
+    for source, slots in shard:
+        image, mask = load_source_pixels(workspace, source)
+        for slot in slots:
+            batch.append(
+                GenerationRequest(
+                    source, image, mask, slot, candidate_seed(base_seed, source.id, slot), base_seed
+                )
+            )
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or "(no message)"
+    return f"{type(error).__name__}: {text}"[:500]
+
+
+def _generate_isolating(
+    backend: Backend, batch: list[GenerationRequest], on_failure: Callable[[str, BaseException], None]
+) -> list[GeneratedImage]:
+    """Run one batch; when it fails, retry source by source so only the failing sources are lost."""
+    try:
+        return _checked(backend, batch)
+    except GenerationAborted:
+        raise
+    except Exception as error:
+        by_source: dict[str, list[GenerationRequest]] = {}
+        for request in batch:
+            by_source.setdefault(request.source.id, []).append(request)
+        if len(by_source) == 1:
+            on_failure(batch[0].source.id, error)
+            return []
+    results: list[GeneratedImage] = []
+    for source_id, requests in by_source.items():
+        try:
+            results.extend(_checked(backend, requests))
+        except GenerationAborted:
+            raise
+        except Exception as error:
+            on_failure(source_id, error)
+    return results
+
+
+def _checked(backend: Backend, requests: list[GenerationRequest]) -> list[GeneratedImage]:
+    results = backend.generate(requests)
+    if len(results) != len(requests):
+        raise GenerationAborted(
+            f"backend {backend.name!r} returned {len(results)} images for {len(requests)} requests"
+        )
+    return results
+
+
+def _config_json(backend: Backend, config: BaseModel | dict[str, Any] | None, **run: Any) -> str:
+    body = config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config or {})
+    return json.dumps({"backend": backend.name, **body, "run": run}, sort_keys=True)
+
+
+def run_generation(
+    workspace: Workspace,
+    backend: Backend,
+    *,
+    candidates: int = NUM_CANDIDATES,
+    base_seed: int = 0,
+    source_ids: list[str] | None = None,
+    limit: int | None = None,
+    batch_size: int = 4,
+    on_progress: ProgressFn | None = None,
+    config: BaseModel | dict[str, Any] | None = None,
+) -> GenerationReport:
+    """Make the missing candidates of this rank's shard and merge every rank's rows into the catalog.
+
+    Args:
+        workspace: the workspace to read sources from and write candidates to.
+        backend: turns ``GenerationRequest`` batches into images (``diffusers`` or ``synthetic``).
+        candidates: candidates per source (slots ``0..candidates-1``).
+        base_seed: seed every candidate's seed derives from (``candidate_seed``).
+        source_ids: only these sources (ids, id prefixes or file names).
+        limit: at most this many sources (of those still missing candidates), across all ranks.
+        batch_size: requests per ``backend.generate`` call.
+        on_progress: ``(done, total)`` images of this rank.
+        config: the resolved config to record with the run (a pydantic model or a dict).
+    """
+    if batch_size < 1:
+        raise MedgenError(f"--batch-size must be at least 1, got {batch_size}")
+    dist = ranks()
+    started = time.perf_counter()
+    report = GenerationReport(run_id="", rank=dist.rank, world_size=dist.world_size)
+    plan(workspace, candidates, source_ids, limit)  # bad arguments fail here, on every rank alike
+    if dist.is_main:
+        report.rows_recovered, report.orphans_removed = recover_interrupted(workspace)
+    run_id = dist.broadcast(datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6])
+    report.run_id = run_id
+    if dist.is_main:
+        run_dir = workspace.runs_dir / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        body = _config_json(backend, config, candidates=candidates, base_seed=base_seed, source_ids=source_ids, limit=limit,
+                            batch_size=batch_size, world_size=dist.world_size)  # fmt: skip
+        atomic_write_text(run_dir / "config.json", json.dumps(json.loads(body), indent=2) + "\n")
+        # Reproducible from this file alone: `medgen generate --config runs/<id>/config.yaml`.
+        if isinstance(config, GenerationConfig):
+            atomic_write_text(run_dir / "config.yaml", dump_config(config))
+        with workspace.catalog.transaction() as conn:
+            conn.execute("INSERT INTO generation_runs (id, backend, config, started_at) VALUES (?, ?, ?, ?)",
+                         (run_id, backend.name, body, now()))  # fmt: skip
+    # Rank 0 plans after recovering and sends the plan: every rank shards the same list, and the
+    # other ranks (maybe on other nodes) never need the catalog's current state.
+    todo = dist.broadcast(plan(workspace, candidates, source_ids, limit) if dist.is_main else None)
+    shard = [entry for i, entry in enumerate(todo) if i % dist.world_size == dist.rank]
+    report.sources_planned = len(shard)
+    report.images_planned = total = sum(len(slots) for _, slots in shard)
+
+    manifest = _ManifestWriter(manifest_path(workspace, run_id, dist.rank))
+
+    def on_failure(source_id: str, error: BaseException) -> None:
+        message = _one_line(error)
+        report.failures.append((source_id, message))
+        manifest.write(
+            kind="failure", source_id=source_id, error=message, at=datetime.now(timezone.utc).isoformat()
+        )
+
+    done = 0
+    if on_progress:
+        on_progress(0, total)
+    try:
+        # A writer thread stores batch k (PNG encode, fsync'd files, manifest lines) while the backend
+        # makes batch k + 1; at most one batch waits, and leaving the block waits for it.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medgen-store") as writer:
+            stored: Future[None] | None = None
+            for batch in _requests(workspace, shard, base_seed, batch_size):
+                results = _generate_isolating(backend, batch, on_failure)
+                if stored is not None:
+                    stored.result()
+                stored = writer.submit(_store, workspace, manifest, results)
+                report.images_generated += len(results)
+                done += len(batch)
+                if on_progress:
+                    on_progress(done, total)
+            if stored is not None:
+                stored.result()
+    except BaseException as error:
+        manifest.close()
+        report.seconds = time.perf_counter() - started
+        if dist.is_main:  # keep what was made; other ranks' manifests are merged by the next run
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+            _finish(workspace, report, [manifest.path], status)
+        raise
+    manifest.close()
+    report.seconds = time.perf_counter() - started
+    dist.barrier()
+    if dist.is_main:
+        paths = [manifest_path(workspace, run_id, r) for r in range(dist.world_size)]
+        _finish(workspace, report, [p for p in paths if p.exists()], "finished")
+    dist.barrier()
+    return report
+
+
+def _store(workspace: Workspace, manifest: _ManifestWriter, results: list[GeneratedImage]) -> None:
+    """Files first (announced as pending), then their candidate lines."""
+    encoded = [(result, png_bytes(result.image.convert("RGB"))) for result in results]
+    keys = [workspace.store.key_of(data) for _, data in encoded]
+    for key in keys:
+        manifest.write(kind="pending", key=key)
+    for (result, data), key in zip(encoded, keys, strict=True):
+        workspace.store.put_bytes(data)
+        request = result.request
+        candidate = Candidate(
+            id=f"{request.source.id}-{request.slot}",
+            source_id=request.source.id,
+            slot=request.slot,
+            image_key=key,
+            provenance=result.provenance,
+            injected_defects=result.injected_defects,
+        )
+        manifest.write(kind="candidate", candidate=candidate.model_dump(mode="json"))
+    manifest.sync()
+
+
+def _finish(workspace: Workspace, report: GenerationReport, manifests: list[Path], status: str) -> None:
+    """Merge manifests into the catalog, close the run row, write the run report (rank 0 only)."""
+    all_failures: list[dict[str, str]] = []
+    for path in manifests:
+        added, failures = merge_manifest(workspace, path)
+        report.rows_merged += added
+        all_failures += failures
+        _merged_marker(path).touch()
+    report.failures = [(f["source_id"], f["error"]) for f in all_failures]  # rank 0 reports the whole run
+    if status == "finished" and all_failures:
+        status = "finished_with_failures"
+    with workspace.catalog.transaction() as conn:
+        conn.execute(
+            "UPDATE generation_runs SET status = ?, finished_at = ? WHERE id = ?",
+            (status, now(), report.run_id),
+        )
+    path = workspace.reports_dir / f"generate-{report.run_id}.json"
+    body = {
+        "summary": report.summary(),
+        "status": status,
+        "failures": [{"source_id": f["source_id"], "error": f["error"]} for f in all_failures],
+    }
+    atomic_write_text(path, json.dumps(body, indent=2) + "\n")
+    report.report_path = path
+
+
+def load_source_pixels(workspace: Workspace, source: SourceImage) -> tuple[Image.Image, Image.Image]:
+    """A source's RGB image and L-mode product mask (255 = product)."""
+    return workspace.store.open(source.image_key).convert("RGB"), workspace.store.open(
+        source.mask_key
+    ).convert("L")
+
+
+# ---------------------------------------------------------------------------------- from config --
+
+
+def load_backend(config: GenerationConfig) -> Backend:
+    """The backend ``config`` names, ready to generate (for diffusers: the model loaded on this rank's device)."""
+    if config.backend == "synthetic":
+        from medgen.generation.backends.synthetic import SyntheticBackend
+
+        return SyntheticBackend(config.synthetic)
+    from medgen.generation.backends.diffusers_backend import DiffusersBackend
+
+    return DiffusersBackend(config)
+
+
+def generate(
+    workspace: Workspace,
+    config: GenerationConfig,
+    *,
+    source_ids: list[str] | None = None,
+    limit: int | None = None,
+    on_progress: ProgressFn | None = None,
+) -> GenerationReport:
+    """``medgen generate``: recover dead runs, then, only if candidates are missing, load the backend and run."""
+    dist = ranks()
+    plan(workspace, config.candidates, source_ids, limit)  # bad arguments fail before any model loads
+    recovered = removed = 0
+    if dist.is_main:
+        recovered, removed = recover_interrupted(workspace)
+    if dist.broadcast(not plan(workspace, config.candidates, source_ids, limit) if dist.is_main else None):
+        return GenerationReport(
+            run_id="",
+            rank=dist.rank,
+            world_size=dist.world_size,
+            rows_recovered=recovered,
+            orphans_removed=removed,
+        )
+    report = run_generation(
+        workspace,
+        load_backend(config),
+        candidates=config.candidates,
+        base_seed=config.seed,
+        source_ids=source_ids,
+        limit=limit,
+        batch_size=config.batch_size,
+        on_progress=on_progress,
+        config=config,
+    )
+    report.rows_recovered += recovered
+    report.orphans_removed += removed
+    return report

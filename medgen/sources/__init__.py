@@ -1,0 +1,1 @@
+"""Sources: validate, normalise and deduplicate product photos; draw procedural samples."""

@@ -1,0 +1,290 @@
+"""Ingest source photos: validate, normalise to RGB, deduplicate, compute the product mask.
+
+Each file either becomes a source, is reported as a duplicate of an existing source (by content
+or perceptual hash), or is rejected with a one-line reason. One bad file never stops the batch,
+and re-adding the same files adds nothing.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import imagehash
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from medgen.errors import MedgenError
+from medgen.workspace import Workspace
+from medgen.workspace.store import atomic_write_text
+from schemas import SourceImage
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+MIN_SIDE = 64
+"""Smaller images cannot show a product's text and shape, nor feed a diffusion model."""
+MAX_PIXELS = 40_000_000
+"""Larger images are refused as possible decompression bombs (PIL's own limit is ~89 MP)."""
+PHASH_THRESHOLD = 4
+"""Hamming distance at or below which two 64-bit perceptual hashes count as the same photo."""
+
+
+class RejectedFile(Exception):
+    """A file that cannot become a source; the message is the one-line reason."""
+
+
+@dataclass
+class IngestReport:
+    added: list[tuple[str, str]] = field(default_factory=list)  # (file, source id)
+    duplicates: list[tuple[str, str, str]] = field(default_factory=list)  # (file, existing source id, how)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    report_path: Path | None = None
+
+    def summary(self) -> dict[str, int]:
+        return {"added": len(self.added), "duplicate": len(self.duplicates), "rejected": len(self.rejected)}
+
+
+@dataclass
+class NormalisedImage:
+    rgb: Image.Image
+    alpha_mask: Image.Image | None
+
+
+def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Turn files, folders (recursively) and glob patterns into a sorted list of files.
+
+    Returns the files and the arguments that matched nothing, with the reason.
+    """
+    files: list[Path] = []
+    missing: list[tuple[str, str]] = []
+    for raw in paths:
+        text = str(raw)
+        path = Path(text).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                missing.append(
+                    (text, "folder holds no image files (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
+                )
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        elif glob.has_magic(text):
+            matched = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+            if not matched:
+                missing.append((text, "pattern matched no files"))
+            files.extend(matched)
+        else:
+            missing.append((text, "no such file or folder"))
+    unique = list(dict.fromkeys(p.resolve() for p in files))
+    return unique, missing
+
+
+def load_and_normalise(path: Path) -> NormalisedImage:
+    """Fully decode one file and turn it into 8-bit RGB (+ the alpha channel as a mask, if any)."""
+    if path.stat().st_size == 0:
+        raise RejectedFile("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise RejectedFile(
+                        f"{image.width}x{image.height} exceeds {MAX_PIXELS // 1_000_000} MP (possible decompression bomb)"
+                    )
+                image.load()
+                image = ImageOps.exif_transpose(image)
+    except RejectedFile:
+        raise
+    except UnidentifiedImageError:
+        raise RejectedFile("not an image PIL can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise RejectedFile("decompression bomb: pixel count far above its file size allows") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        reason = str(error) or type(error).__name__
+        if "truncated" in reason.lower() or isinstance(error, SyntaxError):
+            raise RejectedFile(f"truncated or corrupt image ({reason})") from None
+        raise RejectedFile(f"cannot decode ({reason})") from None
+    if min(image.size) < MIN_SIDE:
+        raise RejectedFile(f"too small: {image.width}x{image.height}, need at least {MIN_SIDE}px per side")
+    return normalise(image)
+
+
+def normalise(image: Image.Image) -> NormalisedImage:
+    """Palette, CMYK, 16/32-bit, greyscale and alpha modes to RGB; alpha becomes the product mask."""
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        high = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / high * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    elif image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        span = max(array.max() - array.min(), 1e-9)
+        image = Image.fromarray(((array - array.min()) / span * 255.0).astype(np.uint8), mode="L")
+    if image.mode in ("LA", "PA", "La", "RGBa"):
+        image = image.convert("RGBA")
+    alpha_mask = None
+    if image.mode == "RGBA":
+        alpha = np.asarray(image.getchannel("A"))
+        if alpha.min() < 250:  # an alpha channel that is fully opaque carries no mask
+            alpha_mask = Image.fromarray(np.where(alpha >= 128, 255, 0).astype(np.uint8), mode="L")
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        image = background
+    elif image.mode != "RGB":
+        image = image.convert("RGB")
+    return NormalisedImage(rgb=image, alpha_mask=alpha_mask)
+
+
+def product_mask(rgb: Image.Image) -> Image.Image:
+    """Estimate the product region of a photo (255 = product) with OpenCV.
+
+    The background colour is modelled from the image border; pixels far from it, cleaned by
+    morphology and hole filling, form the product. GrabCut on a centred rectangle is the fallback
+    when that gives an implausible mask (busy backgrounds).
+    """
+    full_w, full_h = rgb.size
+    scale = 256 / max(full_w, full_h)
+    small = np.asarray(
+        rgb.resize((max(1, round(full_w * scale)), max(1, round(full_h * scale))), Image.BILINEAR)
+    )
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
+    border = np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])
+    distance = np.linalg.norm(lab - np.median(border, axis=0), axis=2)
+    distance = cv2.GaussianBlur(distance, (3, 3), 0)
+    threshold = max(
+        18.0, float(np.percentile(np.linalg.norm(border - np.median(border, axis=0), axis=1), 95)) * 1.5
+    )
+    mask = (distance > threshold).astype(np.uint8) * 255
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel, iterations=2)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
+    mask = _keep_large_components(mask)
+    mask = _fill_holes(mask)
+    share = mask.mean() / 255
+    if not 0.02 <= share <= 0.9:
+        mask = _grabcut(small)
+    resized = cv2.resize(mask, (full_w, full_h), interpolation=cv2.INTER_LINEAR)
+    return Image.fromarray(np.where(resized >= 128, 255, 0).astype(np.uint8), mode="L")
+
+
+def _keep_large_components(mask: np.ndarray) -> np.ndarray:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        return mask
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = [i + 1 for i, area in enumerate(areas) if area >= max(0.01 * mask.size, 0.1 * areas.max())]
+    return np.isin(labels, keep).astype(np.uint8) * 255
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    padded = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    flood = padded.copy()
+    cv2.floodFill(flood, None, (0, 0), 255)
+    holes = cv2.bitwise_not(flood)[1:-1, 1:-1]
+    return cv2.bitwise_or(mask, holes)
+
+
+def _grabcut(small: np.ndarray) -> np.ndarray:
+    h, w = small.shape[:2]
+    rect = (int(w * 0.15), int(h * 0.15), int(w * 0.7), int(h * 0.7))
+    mask = np.zeros((h, w), np.uint8)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.grabCut(cv2.cvtColor(small, cv2.COLOR_RGB2BGR), mask, rect, bgd, fgd, 3, cv2.GC_INIT_WITH_RECT)
+    result = np.where((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
+    if result.mean() / 255 < 0.02:  # nothing found: the centred rectangle is the best guess left
+        result[rect[1] : rect[1] + rect[3], rect[0] : rect[0] + rect[2]] = 255
+    return result
+
+
+def content_id(rgb: Image.Image) -> str:
+    """sha256 over size and pixels: equal pixels are the same source, whatever the file format."""
+    digest = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
+    digest.update(rgb.tobytes())
+    return digest.hexdigest()
+
+
+def add_sources(
+    workspace: Workspace,
+    paths: Iterable[str | Path],
+    phash_threshold: int = PHASH_THRESHOLD,
+    on_progress: Callable[[str], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Add every image under ``paths`` to the workspace; see the module docstring."""
+    files, missing = expand_paths(paths)
+    report = IngestReport(rejected=list(missing))
+    catalog, store = workspace.catalog, workspace.store
+    known_ids = {row["id"] for row in catalog.query("SELECT id FROM sources")}
+    known_phashes = [
+        (row["id"], imagehash.hex_to_hash(row["phash"]))
+        for row in catalog.query("SELECT id, phash FROM sources")
+    ]
+    if on_start:
+        on_start(len(files))
+    for path in files:
+        name = str(path)
+        try:
+            image = load_and_normalise(path)
+            source_id = content_id(image.rgb)
+            if source_id in known_ids:
+                report.duplicates.append((name, source_id, "identical pixels"))
+                continue
+            phash = imagehash.phash(image.rgb)
+            near = next(((sid, h) for sid, h in known_phashes if phash - h <= phash_threshold), None)
+            if near is not None:
+                report.duplicates.append((name, near[0], f"perceptual hash within {phash - near[1]} bits"))
+                continue
+            mask = image.alpha_mask if image.alpha_mask is not None else product_mask(image.rgb)
+            # Files first, then the row: a crash in between leaves a file the rerun reuses, never a dangling row.
+            source = SourceImage(
+                id=source_id,
+                original_name=path.name,
+                image_key=store.put_image(image.rgb),
+                mask_key=store.put_image(mask),
+                width=image.rgb.width,
+                height=image.rgb.height,
+                phash=str(phash),
+                mask_from_alpha=image.alpha_mask is not None,
+                added_at=datetime.now(timezone.utc),
+            )
+            catalog.add_source(source)
+            known_ids.add(source_id)
+            known_phashes.append((source_id, phash))
+            report.added.append((name, source_id))
+        except RejectedFile as reason:
+            report.rejected.append((name, str(reason)))
+        except MemoryError:
+            report.rejected.append((name, "ran out of memory while decoding"))
+        finally:
+            if on_progress:
+                on_progress(name)
+    report.report_path = write_report(workspace, report)
+    return report
+
+
+def write_report(workspace: Workspace, report: IngestReport) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    path = workspace.reports_dir / f"sources-add-{stamp}.json"
+    body = {
+        "summary": report.summary(),
+        "added": [{"file": f, "source_id": s} for f, s in report.added],
+        "duplicates": [{"file": f, "duplicate_of": s, "how": how} for f, s, how in report.duplicates],
+        "rejected": [{"file": f, "reason": r} for f, r in report.rejected],
+    }
+    atomic_write_text(path, json.dumps(body, indent=2) + "\n")
+    return path
+
+
+def require_sources(workspace: Workspace) -> list[SourceImage]:
+    sources = workspace.catalog.sources()
+    if not sources:
+        raise MedgenError("the workspace has no sources yet: add photos with `medgen sources add PATH...`")
+    return sources

@@ -1,0 +1,268 @@
+"""The workspace's SQLite catalog: a versioned schema, migrated forward on open.
+
+Rows that point at files are inserted only after those files exist (see ``medgen.workspace.store``), inside
+a transaction, so a crash at any point leaves no row without its file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from medgen.errors import MedgenError
+from schemas import Candidate, GenerationProvenance, SourceImage
+
+# Each entry migrates the schema from version i to i + 1. Append only; never edit a shipped one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE sources (
+        id TEXT PRIMARY KEY,
+        original_name TEXT NOT NULL,
+        image_key TEXT NOT NULL,
+        mask_key TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        phash TEXT NOT NULL,
+        mask_from_alpha INTEGER NOT NULL,
+        added_at TEXT NOT NULL
+    );
+    CREATE TABLE generation_runs (
+        id TEXT PRIMARY KEY,
+        backend TEXT NOT NULL,
+        config TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL DEFAULT 'running'
+    );
+    CREATE TABLE candidates (
+        id TEXT PRIMARY KEY,
+        source_id TEXT NOT NULL REFERENCES sources(id),
+        slot INTEGER NOT NULL,
+        image_key TEXT NOT NULL,
+        provenance TEXT NOT NULL,
+        injected_defects TEXT,
+        run_id TEXT,
+        created_at TEXT NOT NULL,
+        UNIQUE (source_id, slot)
+    );
+    CREATE TABLE generation_failures (
+        run_id TEXT,
+        source_id TEXT NOT NULL,
+        error TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE TABLE ls_projects (
+        ls_project_id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        annotator TEXT,
+        title TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE tasks (
+        ls_task_id INTEGER PRIMARY KEY,
+        ls_project_id INTEGER NOT NULL REFERENCES ls_projects(ls_project_id),
+        source_id TEXT NOT NULL REFERENCES sources(id),
+        annotator TEXT,
+        is_gold INTEGER NOT NULL DEFAULT 0,
+        pushed_at TEXT NOT NULL,
+        UNIQUE (ls_project_id, source_id)
+    );
+    CREATE TABLE annotations (
+        ls_annotation_id INTEGER PRIMARY KEY,
+        ls_task_id INTEGER NOT NULL,
+        ls_project_id INTEGER NOT NULL,
+        annotator TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reasons TEXT NOT NULL DEFAULT '[]',
+        labels TEXT,
+        lead_time_s REAL,
+        created_at TEXT,
+        updated_at TEXT,
+        pulled_at TEXT NOT NULL
+    );
+    CREATE TABLE exports (
+        version TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        num_samples INTEGER NOT NULL,
+        summary TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX candidates_by_source ON candidates(source_id);
+    CREATE INDEX tasks_by_source ON tasks(source_id);
+    CREATE INDEX annotations_by_source ON annotations(source_id);
+    """,
+    # 2: annotation push plan (which annotator gets which source), written before any import so a
+    # crashed multi-project push resumes with the same assignment.
+    """
+    CREATE TABLE task_plan (
+        source_id TEXT NOT NULL REFERENCES sources(id),
+        annotator TEXT NOT NULL,
+        is_gold INTEGER NOT NULL DEFAULT 0,
+        rank TEXT NOT NULL,
+        planned_at TEXT NOT NULL,
+        PRIMARY KEY (source_id, annotator)
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Catalog:
+    """Thin, explicit access to the catalog. Other stages may run their own SQL via ``transaction``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.execute("PRAGMA busy_timeout=60000")
+        self._migrate()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @property
+    def version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.version
+        if version > SCHEMA_VERSION:
+            raise MedgenError(
+                f"{self.path} has catalog schema v{version}, newer than this medgen (v{SCHEMA_VERSION}): upgrade medgen"
+            )
+        for index in range(version, SCHEMA_VERSION):
+            with self.transaction() as conn:
+                for statement in MIGRATIONS[index].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {index + 1}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def count(self, table: str, where: str = "", params: tuple[Any, ...] = ()) -> int:
+        sql = f"SELECT COUNT(*) FROM {table}" + (f" WHERE {where}" if where else "")
+        return int(self.conn.execute(sql, params).fetchone()[0])
+
+    # sources -----------------------------------------------------------------------------------
+
+    def add_source(self, source: SourceImage) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    source.id,
+                    source.original_name,
+                    source.image_key,
+                    source.mask_key,
+                    source.width,
+                    source.height,
+                    source.phash,
+                    int(source.mask_from_alpha),
+                    source.added_at.isoformat(),
+                ),
+            )
+
+    def source(self, source_id: str) -> SourceImage | None:
+        rows = self.query("SELECT * FROM sources WHERE id = ?", (source_id,))
+        return _source(rows[0]) if rows else None
+
+    def sources(self) -> list[SourceImage]:
+        return [_source(row) for row in self.query("SELECT * FROM sources ORDER BY added_at, id")]
+
+    # candidates --------------------------------------------------------------------------------
+
+    def add_candidates(self, candidates: list[Candidate], run_id: str | None = None) -> int:
+        """Insert candidates whose files exist; existing (source, slot) pairs are kept. Returns rows added."""
+        added = 0
+        with self.transaction() as conn:
+            for candidate in candidates:
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO candidates VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        candidate.id,
+                        candidate.source_id,
+                        candidate.slot,
+                        candidate.image_key,
+                        candidate.provenance.model_dump_json(),
+                        None
+                        if candidate.injected_defects is None
+                        else json.dumps(candidate.injected_defects),
+                        run_id,
+                        now(),
+                    ),
+                )
+                added += cursor.rowcount
+        return added
+
+    def candidates(self, source_id: str | None = None) -> list[Candidate]:
+        if source_id is None:
+            rows = self.query("SELECT * FROM candidates ORDER BY source_id, slot")
+        else:
+            rows = self.query("SELECT * FROM candidates WHERE source_id = ? ORDER BY slot", (source_id,))
+        return [_candidate(row) for row in rows]
+
+    def candidate_slots(self) -> dict[str, set[int]]:
+        """Slots already filled, per source."""
+        slots: dict[str, set[int]] = {}
+        for row in self.query("SELECT source_id, slot FROM candidates"):
+            slots.setdefault(row["source_id"], set()).add(row["slot"])
+        return slots
+
+    def referenced_keys(self) -> set[str]:
+        """Every store key a catalog row points at."""
+        keys: set[str] = set()
+        for row in self.query("SELECT image_key, mask_key FROM sources"):
+            keys.update((row["image_key"], row["mask_key"]))
+        keys.update(row["image_key"] for row in self.query("SELECT image_key FROM candidates"))
+        return keys
+
+
+def _source(row: sqlite3.Row) -> SourceImage:
+    return SourceImage(
+        id=row["id"],
+        original_name=row["original_name"],
+        image_key=row["image_key"],
+        mask_key=row["mask_key"],
+        width=row["width"],
+        height=row["height"],
+        phash=row["phash"],
+        mask_from_alpha=bool(row["mask_from_alpha"]),
+        added_at=datetime.fromisoformat(row["added_at"]),
+    )
+
+
+def _candidate(row: sqlite3.Row) -> Candidate:
+    return Candidate(
+        id=row["id"],
+        source_id=row["source_id"],
+        slot=row["slot"],
+        image_key=row["image_key"],
+        provenance=GenerationProvenance.model_validate_json(row["provenance"]),
+        injected_defects=None if row["injected_defects"] is None else json.loads(row["injected_defects"]),
+    )

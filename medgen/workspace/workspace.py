@@ -1,0 +1,106 @@
+"""A medgen workspace: one folder with the catalog, the image store and every stage's outputs.
+
+Layout::
+
+    DIR/workspace.json      marker + format version
+    DIR/catalog.sqlite      sources, candidates, runs, Label Studio tasks, annotations, exports
+    DIR/images/             content-addressed image store (PNG)
+    DIR/reports/            rejection, generation and annotation reports
+    DIR/runs/               generation shard manifests
+    DIR/labelstudio/        Label Studio's data dir (annotate serve)
+    DIR/exports/<version>/  exported dataset versions
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from medgen.errors import MedgenError
+from medgen.workspace.catalog import Catalog
+from medgen.workspace.store import ImageStore, atomic_write_text
+
+MARKER = "workspace.json"
+ENV_VAR = "MEDGEN_WORKSPACE"
+
+
+@dataclass
+class Workspace:
+    root: Path
+    catalog: Catalog
+    store: ImageStore
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "exports"
+
+    @property
+    def labelstudio_dir(self) -> Path:
+        return self.root / "labelstudio"
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def counts(self) -> dict[str, int]:
+        """Counts per stage, as ``medgen status`` shows them."""
+        c = self.catalog
+        return {
+            "sources": c.count("sources"),
+            "candidates": c.count("candidates"),
+            "sources_complete": int(
+                c.conn.execute(
+                    "SELECT COUNT(*) FROM (SELECT source_id FROM candidates GROUP BY source_id HAVING COUNT(*) >= 4)"
+                ).fetchone()[0]
+            ),
+            "generation_failures": c.count("generation_failures"),
+            "ls_projects": c.count("ls_projects"),
+            "tasks": c.count("tasks"),
+            "annotations": c.count("annotations"),
+            "annotations_valid": c.count("annotations", "status = 'valid'"),
+            "annotations_rejected": c.count("annotations", "status != 'valid'"),
+            "exports": c.count("exports"),
+        }
+
+
+def init_workspace(root: Path) -> Workspace:
+    """Create a workspace in ``root`` (or open it if it already is one)."""
+    root = root.expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise MedgenError(f"{root} exists and is not a folder")
+    if (root / MARKER).exists():
+        return open_workspace(root)
+    if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
+        raise MedgenError(f"{root} is not empty and is not a medgen workspace: choose an empty or new folder")
+    for sub in ("images", "reports", "runs", "exports"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    catalog = Catalog(root / "catalog.sqlite")
+    marker = {"format": 1, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    atomic_write_text(root / MARKER, json.dumps(marker, indent=2) + "\n")
+    return Workspace(root=root, catalog=catalog, store=ImageStore(root))
+
+
+def open_workspace(root: Path | None = None) -> Workspace:
+    """Open the workspace at ``root``, ``$MEDGEN_WORKSPACE`` or the current folder."""
+    if root is None:
+        root = Path(os.environ.get(ENV_VAR) or ".")
+    root = root.expanduser().resolve()
+    if not (root / MARKER).is_file():
+        raise MedgenError(f"{root} is not a medgen workspace (no {MARKER}): run `medgen init {root}` first")
+    return Workspace(root=root, catalog=Catalog(root / "catalog.sqlite"), store=ImageStore(root))

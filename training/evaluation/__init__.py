@@ -1,0 +1,1 @@
+"""Evaluation: exact match per dimension, DPA, baselines and the report."""

@@ -1,0 +1,513 @@
+"""Score models on a split of an exported dataset: what `medgen eval` runs.
+
+Metrics, per question dimension and over all questions (the paper's "overall"):
+
+- exact-match accuracy: the predicted letter set equals the gold set;
+- mean DPA score with lambda = 1 (``training.rewards.dpa_score``): partial credit at full weight;
+- format-compliance rate (``training.rewards.format_reward``), for models that write text;
+- answer-parse failures: outputs with no readable ``<answer>letters</answer>``;
+- the number of questions per cell and a seeded bootstrap 95% confidence interval.
+
+Models: a transformers checkpoint (local folder or Hub id), any OpenAI-compatible chat endpoint
+(``training.evaluation.endpoint``), and the baselines of ``training.evaluation.baselines``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from medgen.errors import MedgenError
+from medgen.workspace.store import atomic_write_text
+from schemas.models import format_answer
+from schemas.taxonomy import QUESTION_DIMENSIONS
+from training.rewards import dpa_score, format_reward, parse_answer, parse_gold
+
+ALL = "all"
+"""Key of the cell over every question (the paper's "overall" column). Not ``overall``: that is the
+dimension of the 'which candidates are acceptable to publish?' question."""
+
+CELLS: tuple[str, ...] = (*QUESTION_DIMENSIONS, ALL)
+
+BaselineName = Literal["random", "majority", "human"]
+DEFAULT_BASELINES: tuple[BaselineName, ...] = ("random", "majority")
+
+
+class EvalConfig(BaseModel):
+    """Everything one `medgen eval` run needs; saved in results.json so the run can be reproduced."""
+
+    dataset: str = Field(description="Exported dataset: a local export folder or a Hub dataset id.")
+    split: str = Field(default="test", description="Split to score.")
+    revision: str | None = Field(
+        default=None, description="Hub revision (tag, e.g. v1.0, or commit) of the dataset."
+    )
+    model: str | None = Field(
+        default=None,
+        description="Checkpoint to score (local folder or Hub id); with --endpoint, the model name the server knows.",
+    )
+    model_revision: str | None = Field(default=None, description="Hub revision of the checkpoint.")
+    endpoint: str | None = Field(
+        default=None, description="Base URL of an OpenAI-compatible API, e.g. http://host:8000/v1."
+    )
+    name: str | None = Field(
+        default=None, description="Row name of the scored model in the report (default: derived)."
+    )
+    baselines: list[BaselineName] = Field(
+        default_factory=lambda: list(DEFAULT_BASELINES), description="Built-in baselines to score alongside."
+    )
+    workspace: Path | None = Field(
+        default=None, description="Workspace whose annotations give the human baseline."
+    )
+    max_new_tokens: int = Field(default=512, gt=0, description="Generation budget per answer.")
+    image_max_pixels: int | None = Field(
+        default=None,
+        description="Resize images to at most this many pixels (checkpoint; None: processor default).",
+    )
+    temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy decoding (the default).")
+    batch_size: int = Field(default=4, gt=0, description="Questions per generate() call (checkpoint models).")
+    device: str | None = Field(
+        default=None, description="torch device for checkpoints (default: cuda if available)."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="Checkpoint dtype."
+    )
+    concurrency: int = Field(default=4, gt=0, description="Requests in flight at once (endpoint models).")
+    max_retries: int = Field(
+        default=4, ge=0, description="Retries with exponential backoff per request (endpoint)."
+    )
+    timeout_s: float = Field(
+        default=120.0, gt=0, description="Seconds per request before it is retried (endpoint)."
+    )
+    seed: int = Field(default=0, description="Seed of the random baseline and of the bootstrap.")
+    bootstrap: int = Field(default=1000, ge=0, description="Bootstrap resamples for the 95% CI (0 = no CI).")
+    limit: int | None = Field(
+        default=None, gt=0, description="Score only the first N questions of the split."
+    )
+    output_dir: Path = Field(
+        description="Folder for results.json, results.md, results.png, predictions.jsonl."
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_base(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        if not re.match(r"^https?://", url):
+            raise ValueError(
+                f"--endpoint must be an http(s) URL such as http://localhost:8000/v1, got {url!r}"
+            )
+        # Accept the full chat-completions URL too: the client appends the route itself.
+        return re.sub(r"/chat/completions/?$", "", url.rstrip("/"))
+
+    @model_validator(mode="after")
+    def _one_model(self) -> EvalConfig:
+        if self.endpoint and not self.model:
+            raise ValueError("--endpoint needs the model name to request: add --model NAME (e.g. gpt-4o)")
+        if not (self.model or self.baselines):
+            raise ValueError(
+                "nothing to score: give --model, --endpoint with --model, or at least one baseline"
+            )
+        return self
+
+    def model_name(self) -> str | None:
+        """Row name of the scored model."""
+        if self.name:
+            return self.name
+        if self.model and not self.endpoint and Path(self.model).exists():
+            return Path(self.model).resolve().name
+        return self.model
+
+
+@dataclass
+class Question:
+    """One benchmark question as evaluation sees it."""
+
+    id: str
+    source_id: str
+    dimension: str
+    answer: str
+    prompt: list[dict[str, Any]]
+    images: list[Any]
+
+
+@dataclass
+class Prediction:
+    """One model's answer to one question, scored. ``raw`` is None for baselines that give letters only."""
+
+    model: str
+    id: str
+    dimension: str
+    gold: str
+    raw: str | None
+    parsed: str | None
+    correct: bool
+    dpa: float
+    format_ok: bool | None
+
+
+def score_text(model: str, question: Question, raw: str) -> Prediction:
+    """Score a model's written answer."""
+    letters = parse_answer(raw)
+    prediction = score_letters(model, question.id, question.dimension, question.answer, letters)
+    prediction.raw = raw
+    prediction.format_ok = format_reward([raw])[0] == 1.0
+    return prediction
+
+
+def score_letters(model: str, id: str, dimension: str, gold: str, letters: set[str] | None) -> Prediction:
+    """Score an answer given as a letter set (None = unparseable)."""
+    gold_set = parse_gold(gold)
+    return Prediction(
+        model=model,
+        id=id,
+        dimension=dimension,
+        gold=gold,
+        raw=None,
+        parsed=None if letters is None else format_answer(letters),
+        correct=letters == gold_set,
+        dpa=dpa_score(letters, gold_set, lam=1.0),
+        format_ok=None,
+    )
+
+
+class CellScore(BaseModel):
+    """Scores of one model on one dimension (or on all questions)."""
+
+    n: int = Field(description="Questions scored (for the human baseline: annotator-question pairs).")
+    accuracy: float | None = Field(description="Exact-match accuracy in [0, 1]; None when n = 0.")
+    accuracy_ci95: tuple[float, float] | None = Field(default=None, description="Bootstrap 95% interval.")
+    dpa: float | None = Field(description="Mean DPA score with lambda = 1.")
+    dpa_ci95: tuple[float, float] | None = Field(default=None, description="Bootstrap 95% interval.")
+    format_rate: float | None = Field(
+        default=None, description="Share of well-formatted outputs (text models only)."
+    )
+    parse_failures: int = Field(default=0, description="Outputs with no readable answer.")
+    expected_accuracy: float | None = Field(
+        default=None, description="Analytic expectation (random baseline)."
+    )
+    expected_dpa: float | None = Field(default=None, description="Analytic expectation (random baseline).")
+
+
+class ModelResult(BaseModel):
+    """One row of the report."""
+
+    name: str
+    kind: Literal["checkpoint", "endpoint", "random", "majority", "human"]
+    details: dict[str, Any] = Field(default_factory=dict, description="What was scored and how (no secrets).")
+    scores: dict[str, CellScore] = Field(
+        description="Per question dimension, plus 'all' over every question."
+    )
+
+
+class EvalResults(BaseModel):
+    """The content of results.json."""
+
+    dataset: str
+    split: str
+    revision: str | None = None
+    num_questions: int
+    questions_per_dimension: dict[str, int]
+    models: list[ModelResult]
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+def bootstrap_ci(
+    values: npt.NDArray[np.float64], resamples: int, rng: np.random.Generator
+) -> tuple[float, float] | None:
+    """Percentile 95% interval of the mean of ``values`` over ``resamples`` resamples with replacement."""
+    if resamples == 0 or len(values) == 0:
+        return None
+    index = rng.integers(0, len(values), size=(resamples, len(values)))
+    means = values[index].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def score_cell(predictions: Sequence[Prediction], resamples: int = 1000, seed: int = 0) -> CellScore:
+    """Scores of a set of predictions: accuracy, DPA, format rate, parse failures, n and bootstrap CIs."""
+    n = len(predictions)
+    correct = np.array([p.correct for p in predictions], dtype=float)
+    dpa = np.array([p.dpa for p in predictions], dtype=float)
+    formatted = [p.format_ok for p in predictions if p.format_ok is not None]
+    rng = np.random.default_rng(seed)
+    return CellScore(
+        n=n,
+        accuracy=float(correct.mean()) if n else None,
+        accuracy_ci95=bootstrap_ci(correct, resamples, rng),
+        dpa=float(dpa.mean()) if n else None,
+        dpa_ci95=bootstrap_ci(dpa, resamples, rng),
+        format_rate=float(np.mean(formatted)) if formatted else None,
+        parse_failures=sum(p.parsed is None for p in predictions),
+    )
+
+
+def score_predictions(
+    predictions: Sequence[Prediction], resamples: int = 1000, seed: int = 0
+) -> dict[str, CellScore]:
+    """A cell per question dimension and one over all questions ('all', the paper's overall)."""
+    cells = {
+        dimension: score_cell([p for p in predictions if p.dimension == dimension], resamples, seed)
+        for dimension in QUESTION_DIMENSIONS
+    }
+    cells[ALL] = score_cell(predictions, resamples, seed)
+    return cells
+
+
+# Loading questions --------------------------------------------------------------------------------
+
+
+def questions_from_dataset(dataset: Any, limit: int | None = None) -> list[Question]:
+    """Questions of a ``datasets.Dataset`` with the export's columns (``dimension`` string or ClassLabel)."""
+    required = {"id", "source_id", "dimension", "answer", "prompt", "images"}
+    missing = required - set(dataset.column_names)
+    if missing:
+        raise MedgenError(
+            f"the dataset lacks column(s) {', '.join(sorted(missing))}: evaluate a split written by `medgen export`"
+        )
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    feature = dataset.features["dimension"]
+    to_name: Callable[[Any], str] = feature.int2str if hasattr(feature, "int2str") else str
+    questions = []
+    for row in dataset:
+        dimension = to_name(row["dimension"])
+        if dimension not in QUESTION_DIMENSIONS:
+            raise MedgenError(f"question {row['id']} has unknown dimension {dimension!r}")
+        questions.append(
+            Question(
+                id=row["id"],
+                source_id=row["source_id"],
+                dimension=dimension,
+                answer=row["answer"],
+                prompt=row["prompt"],
+                images=row["images"],
+            )
+        )
+    return questions
+
+
+def answers_from_dataset(dataset: Any) -> list[tuple[str, str]]:
+    """(dimension, answer) of every row, without decoding images: what the majority baseline learns from."""
+    feature = dataset.features["dimension"]
+    to_name: Callable[[Any], str] = feature.int2str if hasattr(feature, "int2str") else str
+    columns = dataset.select_columns(["dimension", "answer"])
+    return [(to_name(d), a) for d, a in zip(columns["dimension"], columns["answer"], strict=True)]
+
+
+# Model outputs, cached so an interrupted run resumes where it stopped -----------------------------
+
+
+def cache_path(output_dir: Path, name: str, settings: dict[str, Any]) -> Path:
+    """Raw-output cache of one model under one set of generation settings."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
+    return output_dir / "raw" / f"{slug}-{digest}.jsonl"
+
+
+def read_cache(path: Path) -> dict[str, str]:
+    done: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash: that question is simply asked again
+            done[record["id"]] = record["raw"]
+    return done
+
+
+def generate_cached(
+    questions: Sequence[Question],
+    generate: Callable[[Sequence[Question]], Iterable[tuple[Question, str]]],
+    cache: Path,
+    on_done: Callable[[int], None] | None = None,
+) -> dict[str, str]:
+    """Raw outputs for ``questions``: read from ``cache``, the rest generated and appended as they arrive."""
+    done = read_cache(cache)
+    todo = [q for q in questions if q.id not in done]
+    if on_done:
+        on_done(len(questions) - len(todo))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with cache.open("a") as file:
+        for question, raw in generate(todo):
+            done[question.id] = raw
+            file.write(json.dumps({"id": question.id, "raw": raw}) + "\n")
+            file.flush()
+            if on_done:
+                on_done(1)
+    return done
+
+
+# The run ------------------------------------------------------------------------------------------
+
+
+def run_eval(
+    config: EvalConfig, on_progress: Callable[[str, int | None, int], None] | None = None
+) -> EvalResults:
+    """Score the configured model and baselines on the split; write every output file; return the results.
+
+    ``on_progress(description, total, advance)`` reports progress (a ``total`` starts a new task).
+    """
+    from training.evaluation import baselines
+    from training.evaluation.endpoint import EndpointClient, EndpointConfig
+    from training.evaluation.report import write_predictions, write_report
+
+    def progress(description: str, total: int | None, advance: int) -> None:
+        if on_progress:
+            on_progress(description, total, advance)
+
+    from training.data import load_split
+
+    try:
+        data = load_split(config.dataset, config.split, config.revision)
+    except (ConnectionError, OSError, ValueError) as error:  # the Hub unreachable, no such dataset or split
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise MedgenError(f"cannot load split {config.split!r} of {config.dataset}: {reason}") from None
+    questions = questions_from_dataset(data, config.limit)
+    if not questions:
+        raise MedgenError(f"split {config.split!r} of {config.dataset} has no questions to score")
+    output_dir = config.output_dir
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    models: list[ModelResult] = []
+    predictions: list[Prediction] = []
+
+    def add(
+        name: str, kind: Any, details: dict[str, Any], preds: list[Prediction], extra: Any = None
+    ) -> None:
+        """Score ``preds`` and record them as one row of the report (``extra`` amends the scores)."""
+        scores = score_predictions(preds, config.bootstrap, config.seed)
+        if extra is not None:
+            extra(scores)
+        models.append(ModelResult(name=name, kind=kind, details=details, scores=scores))
+        predictions.extend(preds)
+
+    name = config.model_name()
+    if name is not None:
+        if not config.endpoint:
+            model: CheckpointModel | EndpointClient = CheckpointModel(config)
+            kind: Literal["checkpoint", "endpoint"] = "checkpoint"
+            details = model.details()
+        else:
+            model = EndpointClient(
+                EndpointConfig(
+                    url=config.endpoint or "",
+                    model=config.model or "",
+                    max_tokens=config.max_new_tokens,
+                    temperature=config.temperature,
+                    concurrency=config.concurrency,
+                    max_retries=config.max_retries,
+                    timeout_s=config.timeout_s,
+                )
+            )
+            kind = "endpoint"
+            details = model.details()
+        cache = cache_path(output_dir, name, {**details, "max_new_tokens": config.max_new_tokens})
+        progress(f"scoring {name}", len(questions), 0)
+        raw = generate_cached(questions, model.generate, cache, on_done=lambda k: progress("", None, k))
+        add(name, kind, details, [score_text(name, q, raw[q.id]) for q in questions])
+
+    for baseline in config.baselines:
+        if baseline == "random":
+            add(
+                "random",
+                "random",
+                baselines.RANDOM_DETAILS,
+                baselines.random_predictions(questions, seed=config.seed),
+                extra=lambda scores: baselines.add_random_expectations(scores, questions),
+            )
+        elif baseline == "majority":
+            answers, learned_from = baselines.majority_source(
+                config.dataset, config.split, config.revision, data
+            )
+            table = baselines.majority_answers(answers)
+            preds = baselines.majority_predictions(questions, table)
+            add("majority", "majority", {"learned_from": learned_from, "answers": table}, preds)
+        elif baseline == "human":
+            if config.workspace is None:
+                raise MedgenError("the human baseline needs the annotations: add --workspace DIR")
+            preds, details = baselines.human_predictions(questions, config.workspace)
+            add("human", "human", details, preds)
+
+    counts = {d: sum(q.dimension == d for q in questions) for d in QUESTION_DIMENSIONS}
+    results = EvalResults(
+        dataset=config.dataset,
+        split=config.split,
+        revision=config.revision,
+        num_questions=len(questions),
+        questions_per_dimension=counts,
+        models=models,
+        config=config.model_dump(mode="json"),
+    )
+    write_predictions(predictions, output_dir / "predictions.jsonl")
+    write_report(results, output_dir)
+    atomic_write_text(output_dir / "eval_config.json", config.model_dump_json(indent=2) + "\n")
+    return results
+
+
+def prediction_record(prediction: Prediction) -> dict[str, Any]:
+    return asdict(prediction)
+
+
+class CheckpointModel:
+    """A transformers vision-language checkpoint (Qwen2.5-VL class, or a LoRA adapter folder), answering in batches."""
+
+    def __init__(self, config: EvalConfig):
+        import torch
+
+        from training.config import MedgenArguments
+        from training.model import check_vlm, load_model, load_processor
+
+        self.config = config
+        source = config.model or ""
+        check_vlm(source, config.model_revision)
+        arguments = MedgenArguments(
+            model_name_or_path=source,
+            model_revision=config.model_revision,
+            dtype=config.dtype,
+            freeze_vision_tower=False,
+            image_max_pixels=config.image_max_pixels,
+        )
+        self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.processor = load_processor(arguments)
+        self.model = load_model(arguments).to(self.device).eval()
+
+    def details(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "checkpoint": c.model,
+            "revision": c.model_revision,
+            "class": type(self.model).__name__,
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "decoding": "greedy" if c.temperature == 0 else f"sampling, temperature {c.temperature:g}",
+            "max_new_tokens": c.max_new_tokens,
+            "image_max_pixels": c.image_max_pixels,
+        }
+
+    def generate(self, questions: Sequence[Question]) -> Iterable[tuple[Question, str]]:
+        """(question, answer text) per question, ``batch_size`` questions per ``generate()`` call."""
+        import torch
+
+        from training.prompts import decode_completions, generation_inputs
+
+        c = self.config
+        sampling = (
+            {"do_sample": True, "temperature": c.temperature} if c.temperature > 0 else {"do_sample": False}
+        )
+        for start in range(0, len(questions), c.batch_size):
+            batch = questions[start : start + c.batch_size]
+            rows = [{"prompt": q.prompt, "images": q.images} for q in batch]
+            inputs = generation_inputs(self.processor, rows).to(self.device)
+            with torch.inference_mode():
+                output = self.model.generate(**inputs, max_new_tokens=c.max_new_tokens, **sampling)
+            answers = decode_completions(self.processor, output, inputs["input_ids"].shape[1])
+            yield from zip(batch, answers, strict=True)
