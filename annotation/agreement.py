@@ -30,9 +30,9 @@ from annotation.push import (
     known_labels,
     recover_tasks,
 )
+from medgen.files import atomic_write_text
 from medgen.workspace import Workspace
 from medgen.workspace.catalog import now
-from medgen.workspace.store import atomic_write_text
 from schemas import LETTERS, TAXONOMY
 
 REPORT = "agreement.json"

@@ -20,9 +20,9 @@ from annotation.client import Connection
 from annotation.consensus import labels_to_json
 from annotation.validation import DELETED, VALID, RawAnnotation, canonical_time, check, parse_export
 from medgen.errors import MedgenError
+from medgen.files import atomic_write_text
 from medgen.workspace import Workspace
 from medgen.workspace.catalog import now
-from medgen.workspace.store import atomic_write_text
 
 REPORT = "annotation_pull.json"
 

@@ -32,8 +32,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from medgen.errors import MedgenError
+from medgen.files import atomic_write_text
 from medgen.workspace import Workspace
-from medgen.workspace.store import atomic_write_text
 
 HOST = "127.0.0.1"
 DATABASE = "label_studio.sqlite3"

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from medgen.errors import MedgenError
-from medgen.workspace.store import atomic_write_text
+from medgen.files import atomic_write_text
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 RESOLVED_CONFIG_NAME = "train_config.yaml"

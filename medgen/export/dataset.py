@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from medgen.errors import MedgenError
+from medgen.files import atomic_write_text
 from medgen.workspace.catalog import now
-from medgen.workspace.store import atomic_write_text
 from schemas import BenchmarkSample, Candidate, CandidateLabel, GenerationProvenance
 from schemas.models import answer_letters, format_answer, sample_id
 from schemas.prompts import completion_messages, prompt_messages, question_text, rationale_text

@@ -35,11 +35,12 @@ from PIL import Image
 from pydantic import BaseModel
 
 from medgen.errors import MedgenError
+from medgen.files import atomic_write_text
 from medgen.generation.backends.base import Backend, GeneratedImage, GenerationRequest, candidate_seed
 from medgen.generation.config import GenerationConfig, dump_config
 from medgen.workspace import Workspace
 from medgen.workspace.catalog import now
-from medgen.workspace.store import atomic_write_text, png_bytes
+from medgen.workspace.store import png_bytes
 from schemas import Candidate, SourceImage
 from schemas.taxonomy import NUM_CANDIDATES
 

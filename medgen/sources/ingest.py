@@ -22,8 +22,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from medgen.errors import MedgenError
+from medgen.files import atomic_write_text
 from medgen.workspace import Workspace
-from medgen.workspace.store import atomic_write_text
 from schemas import SourceImage
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}

@@ -1,7 +1,7 @@
-"""Content-addressed image store and atomic file writes.
+"""Content-addressed image store.
 
-A file is written to a temporary name in its final folder, flushed to disk, then renamed: a
-crash leaves either the whole file or nothing (plus a ``.tmp-*`` file that ``clean_temp`` removes).
+Files are written with ``medgen.files.atomic_write_bytes``: a crash leaves either the whole file or
+nothing (plus a ``.tmp-*`` file that ``clean_temp`` removes).
 Keys are workspace-relative paths ``images/<2 hex>/<sha256>.<ext>``, so Label Studio's
 local-files serving and exports can use them as they are.
 """
@@ -10,30 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image
 
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file, or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+from medgen.files import atomic_write_bytes
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -20,8 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from medgen.errors import MedgenError
+from medgen.files import atomic_write_text
 from medgen.workspace.catalog import Catalog
-from medgen.workspace.store import ImageStore, atomic_write_text
+from medgen.workspace.store import ImageStore
 
 MARKER = "workspace.json"
 ENV_VAR = "MEDGEN_WORKSPACE"

@@ -27,7 +27,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from medgen.errors import MedgenError
-from medgen.workspace.store import atomic_write_text
+from medgen.files import atomic_write_text
 from schemas.models import format_answer
 from schemas.taxonomy import QUESTION_DIMENSIONS
 from training.rewards import dpa_score, format_reward, parse_answer, parse_gold

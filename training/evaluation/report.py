@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medgen.errors import MedgenError
-from medgen.workspace.store import atomic_write_bytes, atomic_write_text
+from medgen.files import atomic_write_bytes, atomic_write_text
 from schemas.taxonomy import OVERALL, TAXONOMY
 from training.evaluation.evaluate import ALL, EvalResults, ModelResult, Prediction, prediction_record
 

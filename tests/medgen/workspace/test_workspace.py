@@ -4,9 +4,10 @@ import pytest
 from PIL import Image
 
 from medgen.errors import MedgenError
+from medgen.files import atomic_write_text
 from medgen.workspace import init_workspace, open_workspace
 from medgen.workspace.catalog import SCHEMA_VERSION, Catalog
-from medgen.workspace.store import ImageStore, atomic_write_text
+from medgen.workspace.store import ImageStore
 
 
 def test_init_creates_layout_and_reopens(tmp_path):
