@@ -72,7 +72,8 @@ def generate_command(
     the sources; rank 0 merges them into the catalog.
     """
     from medgen.generation.config import load_config
-    from medgen.generation.generate import generate, ranks, remove_orphan_files
+    from medgen.generation.distributed import ranks
+    from medgen.generation.generate import generate, remove_orphan_files
     from medgen.workspace import open_workspace
 
     settings = load_config(

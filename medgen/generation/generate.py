@@ -18,7 +18,6 @@ rerun then makes exactly what is still missing: every source ends with N candida
 from __future__ import annotations
 
 import fcntl
-import functools
 import json
 import os
 import threading
@@ -36,8 +35,15 @@ from pydantic import BaseModel
 
 from medgen.errors import MedgenError
 from medgen.files import atomic_write_text
-from medgen.generation.backends.base import Backend, GeneratedImage, GenerationRequest, candidate_seed
+from medgen.generation.backends.base import (
+    Backend,
+    GeneratedImage,
+    GenerationAborted,
+    GenerationRequest,
+    candidate_seed,
+)
 from medgen.generation.config import GenerationConfig, dump_config
+from medgen.generation.distributed import ranks
 from medgen.workspace import Workspace
 from medgen.workspace.catalog import now
 from medgen.workspace.store import png_bytes
@@ -46,49 +52,6 @@ from schemas.taxonomy import NUM_CANDIDATES
 
 ProgressFn = Callable[[int, int], None]
 """Called as ``on_progress(images_done, images_total)`` for this rank."""
-
-
-class GenerationAborted(MedgenError):
-    """A backend error that no later source can avoid (out of memory, broken pipeline): the run stops."""
-
-
-# ------------------------------------------------------------------------------------- ranks --
-
-
-@dataclass(frozen=True)
-class Ranks:
-    rank: int
-    world_size: int
-    local_rank: int
-    state: Any = None  # accelerate.PartialState when world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.state is not None:
-            self.state.wait_for_everyone()
-
-    def broadcast(self, value: Any) -> Any:
-        """Rank 0's ``value`` on every rank."""
-        if self.state is None:
-            return value
-        from accelerate.utils import broadcast_object_list
-
-        return broadcast_object_list([value], from_process=0)[0]
-
-
-@functools.cache
-def ranks() -> Ranks:
-    """This process's rank: from accelerate when launched by torchrun / accelerate launch, else 0 of 1."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return Ranks(0, 1, 0)
-    import torch
-    from accelerate import PartialState
-
-    state = PartialState(cpu=not torch.cuda.is_available())
-    return Ranks(state.process_index, state.num_processes, state.local_process_index, state)
 
 
 # ---------------------------------------------------------------------------------- manifests --

@@ -13,7 +13,12 @@ from typing import Protocol
 
 from PIL import Image
 
+from medgen.errors import MedgenError
 from schemas import GenerationProvenance, SourceImage
+
+
+class GenerationAborted(MedgenError):
+    """A backend error that no later source can avoid (out of memory, broken pipeline): the run stops."""
 
 
 def candidate_seed(base_seed: int, source_id: str, slot: int) -> int:

@@ -33,9 +33,9 @@ import numpy as np
 from PIL import Image
 
 from medgen.errors import MedgenError
-from medgen.generation.backends.base import GeneratedImage, GenerationRequest
+from medgen.generation.backends.base import GeneratedImage, GenerationAborted, GenerationRequest
 from medgen.generation.config import GenerationConfig, aspect_ratio
-from medgen.generation.generate import GenerationAborted, ranks
+from medgen.generation.distributed import ranks
 from schemas import GenerationProvenance
 
 MULTIPLE = 16
