@@ -85,7 +85,8 @@ def setup(root: Path, num_samples: int) -> None:
 
 
 def run_export(root: Path) -> dict[str, float]:
-    from medgen.export.dataset import ExportConfig, export_dataset
+    from medgen.export.config import ExportConfig
+    from medgen.export.dataset import export_dataset
     from medgen.workspace import open_workspace
 
     with open_workspace(root) as workspace:

@@ -204,7 +204,8 @@ class Demo:
         }
 
     def export(self, workspace: Workspace) -> Path:
-        from medgen.export.dataset import ExportConfig, export_dataset
+        from medgen.export.config import ExportConfig
+        from medgen.export.dataset import export_dataset
 
         target = workspace.exports_dir / DEMO_VERSION
         if target.is_dir():

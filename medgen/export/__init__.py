@@ -1,5 +1,5 @@
 """Export: samples from the catalog to a validated Parquet dataset with a card; publish to the Hub."""
 
-from medgen.export.dataset import load_export
+from medgen.export.load import load_export
 
 __all__ = ["load_export"]

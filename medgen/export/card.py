@@ -8,13 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medgen.export.config import SPLITS, ExportConfig
 from schemas import BenchmarkSample
 from schemas.taxonomy import LETTERS, QUESTION_DIMENSIONS
 
 if TYPE_CHECKING:
     import datasets
-
-    from medgen.export.dataset import ExportConfig
 
 FIGURE = "samples.png"
 FIGURE_SAMPLES = 3
@@ -61,8 +60,6 @@ class CardStats:
         self.skipped[reason] += 1
 
     def counts_by_split(self) -> dict[str, dict[str, int]]:
-        from medgen.export.dataset import SPLITS
-
         return {split: dict(sorted(self.counts[split].items())) for split in SPLITS if split in self.counts}
 
 

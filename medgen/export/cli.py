@@ -41,7 +41,8 @@ def export_command(
     """Build, validate and write a versioned Hugging Face dataset (Parquet + card) under exports/VERSION."""
     from pydantic import ValidationError
 
-    from medgen.export.dataset import ExportConfig, export_dataset
+    from medgen.export.config import ExportConfig
+    from medgen.export.dataset import export_dataset
     from medgen.workspace import open_workspace
 
     try:

@@ -49,7 +49,7 @@ def write_export(folder: Path, splits: dict[str, int], drop: tuple[str, ...] = (
     """An export folder (data/<split>-*.parquet with the export's features) of ``splits[name]`` sources each."""
     import datasets
 
-    from medgen.export.dataset import dataset_features, sample_row
+    from medgen.export.parquet import dataset_features, sample_row
 
     (folder / "data").mkdir(parents=True, exist_ok=True)
     for seed, (split, num_sources) in enumerate(splits.items()):

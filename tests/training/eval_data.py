@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from medgen.export.dataset import SourceLabels, build_source_samples
+from medgen.export.samples import SourceLabels, build_source_samples
 from schemas.models import BenchmarkSample, Candidate, CandidateLabel, GenerationProvenance
 
 API_KEY = "sk-test-0123456789-secret"
@@ -83,7 +83,7 @@ def write_eval_export(folder: Path, splits: dict[str, dict[str, list[CandidateLa
     """An export folder in the export stage's layout and features (data/<split>-*.parquet)."""
     import datasets
 
-    from medgen.export.dataset import dataset_features, sample_row
+    from medgen.export.parquet import dataset_features, sample_row
 
     (folder / "data").mkdir(parents=True, exist_ok=True)
     for split, sources in splits.items():

@@ -14,16 +14,16 @@ from PIL import Image
 
 from medgen.cli import app
 from medgen.errors import MedgenError
-from medgen.export.dataset import (
-    ExportConfig,
+from medgen.export.config import ExportConfig
+from medgen.export.dataset import export_dataset
+from medgen.export.load import load_export
+from medgen.export.parquet import clean_image_bytes
+from medgen.export.samples import (
     SampleError,
     SourceLabels,
     assign_split,
     build_source_samples,
-    clean_image_bytes,
-    export_dataset,
     injected_labels,
-    load_export,
 )
 from medgen.workspace import Workspace
 from schemas import BenchmarkSample, Candidate, CandidateLabel, GenerationProvenance, SourceImage

@@ -17,7 +17,8 @@ from huggingface_hub.errors import RepositoryNotFoundError
 
 from medgen.cli import app
 from medgen.errors import MedgenError
-from medgen.export.dataset import ExportConfig, export_dataset
+from medgen.export.config import ExportConfig
+from medgen.export.dataset import export_dataset
 from medgen.export.publish import publish_export
 from medgen.workspace import Workspace
 from tests.medgen.export.test_export import populate

@@ -1,0 +1,192 @@
+"""Samples from labels: one multiple-choice question per defective dimension, plus ``overall``; splits.
+
+``build_source_samples`` is a pure function of one source's candidates and labels; the labels come
+from the annotators' consensus or from the synthetic backend's injected defects (``load_labels``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from medgen.errors import MedgenError
+from medgen.export.config import SPLITS
+from schemas import BenchmarkSample, Candidate, CandidateLabel
+from schemas.models import answer_letters, format_answer, sample_id
+from schemas.prompts import completion_messages, prompt_messages, question_text, rationale_text
+from schemas.taxonomy import LETTERS, NUM_CANDIDATES, QUESTION_DIMENSIONS
+
+if TYPE_CHECKING:
+    from medgen.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class SourceLabels:
+    """The four candidates' labels for one source, with how they were obtained."""
+
+    labels: tuple[CandidateLabel, ...]
+    num_annotators: int = 0
+    agreement: float = 1.0
+
+
+@dataclass
+class LabelSet:
+    """Labels per source, sources that have none (with the reason), and where the labels came from."""
+
+    items: dict[str, SourceLabels]
+    missing: dict[str, str] = field(default_factory=dict)
+    simulated: bool = False
+    origin: str = "consensus"
+    alpha: dict[str, float | None] = field(
+        default_factory=dict
+    )  # Krippendorff's alpha, consensus labels only
+
+
+def injected_labels(candidates: Sequence[Candidate]) -> SourceLabels:
+    """Ground-truth labels from the synthetic backend's injected defects (``[]`` = acceptable)."""
+    unknown = [c.letter for c in candidates if c.injected_defects is None]
+    if unknown:
+        raise SampleError(f"candidate(s) {','.join(unknown)} have no injected ground truth (not synthetic)")
+    labels = tuple(
+        CandidateLabel(defects=tuple(c.injected_defects or ()), acceptable=not c.injected_defects)
+        for c in sorted(candidates, key=lambda c: c.slot)
+    )
+    return SourceLabels(labels=labels, num_annotators=0, agreement=1.0)
+
+
+def load_labels(workspace: Workspace, origin: str) -> LabelSet:
+    """Labels for every labelled source of the workspace, from consensus annotations or injected defects."""
+    if origin == "injected":
+        items: dict[str, SourceLabels] = {}
+        missing: dict[str, str] = {}
+        by_source: dict[str, list[Candidate]] = {}
+        for candidate in workspace.catalog.candidates():
+            by_source.setdefault(candidate.source_id, []).append(candidate)
+        for source_id, candidates in by_source.items():
+            try:
+                items[source_id] = injected_labels(candidates)
+            except (SampleError, ValidationError) as error:
+                missing[source_id] = _reason(error)
+        return LabelSet(items=items, missing=missing, origin="injected")
+    try:
+        from annotation.agreement import krippendorff_alpha
+        from annotation.consensus import consensus_labels
+    except ImportError as error:
+        raise MedgenError(
+            f"--labels consensus needs the annotation stage (annotation.consensus: {error}); "
+            "for synthetic candidates use --labels injected"
+        ) from None
+    result = consensus_labels(workspace)
+    items = {
+        source_id: SourceLabels(
+            labels=tuple(c.labels), num_annotators=int(c.num_annotators), agreement=float(c.agreement)
+        )
+        for source_id, c in result.items.items()
+    }
+    missing = {
+        source_id: f"unresolved annotations: {reason}" for source_id, reason in result.unresolved.items()
+    }
+    return LabelSet(
+        items=items,
+        missing=missing,
+        simulated=bool(getattr(result, "simulated", False)),
+        alpha=krippendorff_alpha(workspace),
+    )
+
+
+class SampleError(ValueError):
+    """A source cannot make a valid sample; the message says why."""
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        return f"invalid sample: {first['msg']}"
+    return str(error)
+
+
+def build_source_samples(
+    source_id: str,
+    images: Sequence[str],
+    candidates: Sequence[Candidate],
+    labels: SourceLabels,
+    dataset_version: str,
+) -> list[BenchmarkSample]:
+    """Every question one source makes, validated: one per defective dimension, plus ``overall``.
+
+    Args:
+        source_id: The source's id.
+        images: Paths of [source, A, B, C, D].
+        candidates: The source's four candidates (any order; slots 0-3).
+        labels: One label per candidate, in letter order.
+        dataset_version: Written into every sample.
+
+    Raises:
+        SampleError: the source cannot make a valid sample (the message says why).
+    """
+    slots = sorted(c.slot for c in candidates)
+    if slots != list(range(NUM_CANDIDATES)):
+        have = ",".join(LETTERS[s] for s in slots) or "none"
+        raise SampleError(f"needs {NUM_CANDIDATES} candidates A-D, has {have}")
+    if len(labels.labels) != NUM_CANDIDATES:
+        raise SampleError(f"needs {NUM_CANDIDATES} candidate labels, has {len(labels.labels)}")
+    if len(images) != NUM_CANDIDATES + 1:
+        raise SampleError(f"needs {NUM_CANDIDATES + 1} images (source, A-D), has {len(images)}")
+    ordered = sorted(candidates, key=lambda c: c.slot)
+    generation = [c.provenance for c in ordered]
+    samples = []
+    for dimension in QUESTION_DIMENSIONS:
+        letters = answer_letters(labels.labels, dimension)
+        if not letters:
+            continue
+        answer = format_answer(letters)
+        rationale = rationale_text(labels.labels, dimension)
+        question = question_text(dimension)
+        try:
+            samples.append(
+                BenchmarkSample(
+                    id=sample_id(source_id, dimension),
+                    source_id=source_id,
+                    dimension=dimension,
+                    images=list(images),
+                    question=question,
+                    answer=answer,
+                    defects=[list(label.defects) for label in labels.labels],
+                    acceptable=[label.acceptable for label in labels.labels],
+                    rationale=rationale,
+                    num_annotators=labels.num_annotators,
+                    agreement=labels.agreement,
+                    generation=generation,
+                    dataset_version=dataset_version,
+                    prompt=prompt_messages(question),
+                    completion=completion_messages(rationale, answer),
+                )
+            )
+        except ValidationError as error:
+            raise SampleError(f"{dimension}: {_reason(error)}") from None
+    if not samples:
+        raise SampleError("no question: no candidate is defective or acceptable")
+    return samples
+
+
+def assign_split(source_id: str, ratios: dict[str, float]) -> str:
+    """The split of a source: a fixed point in [0, 1) from a hash of its id, cut by the ratios.
+
+    A source's split depends only on its id and the ratios, so adding sources never moves one.
+    """
+    point = int.from_bytes(hashlib.sha256(f"medgen-split/{source_id}".encode()).digest()[:8], "big") / 2**64
+    cumulative = 0.0
+    chosen = None
+    for split in SPLITS:
+        if ratios[split] <= 0:
+            continue
+        chosen = split
+        cumulative += ratios[split]
+        if point < cumulative:
+            return split
+    assert chosen is not None, "ratios must not all be zero"
+    return chosen
