@@ -21,7 +21,14 @@ import numpy as np
 from medgen.errors import MedgenError
 from schemas.models import CandidateLabel, answer_letters, format_answer
 from schemas.taxonomy import LETTERS, QUESTION_DIMENSIONS
-from training.evaluation.evaluate import ALL, CellScore, Prediction, Question, score_letters
+from training.evaluation.metrics import (
+    ALL,
+    CellScore,
+    Prediction,
+    Question,
+    answers_from_dataset,
+    score_letters,
+)
 from training.rewards import dpa_score, parse_gold
 
 ANSWER_SETS: tuple[frozenset[str], ...] = tuple(
@@ -88,7 +95,6 @@ def majority_source(
 ) -> tuple[list[tuple[str, str]], str]:
     """Answers the majority baseline learns from and where they come from: the train split, else ``evaluated``."""
     from training.data import load_split
-    from training.evaluation.evaluate import answers_from_dataset
 
     if split != "train":
         try:

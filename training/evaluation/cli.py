@@ -76,7 +76,8 @@ def eval_cli(
 
     Writes results.json, results.md, results.png and predictions.jsonl to --output-dir. Reruns resume: answers already generated are read back from --output-dir/raw/.
     """
-    from training.evaluation.evaluate import ALL, EvalConfig, run_eval
+    from training.evaluation.evaluate import EvalConfig, run_eval
+    from training.evaluation.metrics import ALL
     from training.evaluation.report import compare_runs
 
     if compare:

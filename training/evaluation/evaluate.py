@@ -1,15 +1,9 @@
 """Score models on a split of an exported dataset: what `medgen eval` runs.
 
-Metrics, per question dimension and over all questions (the paper's "overall"):
-
-- exact-match accuracy: the predicted letter set equals the gold set;
-- mean DPA score with lambda = 1 (``training.rewards.dpa_score``): partial credit at full weight;
-- format-compliance rate (``training.rewards.format_reward``), for models that write text;
-- answer-parse failures: outputs with no readable ``<answer>letters</answer>``;
-- the number of questions per cell and a seeded bootstrap 95% confidence interval.
-
 Models: a transformers checkpoint (local folder or Hub id), any OpenAI-compatible chat endpoint
-(``training.evaluation.endpoint``), and the baselines of ``training.evaluation.baselines``.
+(``training.evaluation.endpoint``), and the baselines of ``training.evaluation.baselines``; each is
+scored by ``training.evaluation.metrics`` and reported by ``training.evaluation.report``. Raw model
+outputs are cached under ``<output-dir>/raw/`` so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -18,25 +12,25 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-import numpy.typing as npt
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from medgen.errors import MedgenError
 from medgen.files import atomic_write_text
-from schemas.models import format_answer
 from schemas.taxonomy import QUESTION_DIMENSIONS
-from training.rewards import dpa_score, format_reward, parse_answer, parse_gold
-
-ALL = "all"
-"""Key of the cell over every question (the paper's "overall" column). Not ``overall``: that is the
-dimension of the 'which candidates are acceptable to publish?' question."""
-
-CELLS: tuple[str, ...] = (*QUESTION_DIMENSIONS, ALL)
+from training.evaluation import baselines
+from training.evaluation.metrics import (
+    EvalResults,
+    ModelResult,
+    Prediction,
+    Question,
+    questions_from_dataset,
+    score_predictions,
+    score_text,
+)
+from training.evaluation.report import write_predictions, write_report
 
 BaselineName = Literal["random", "majority", "human"]
 DEFAULT_BASELINES: tuple[BaselineName, ...] = ("random", "majority")
@@ -127,182 +121,6 @@ class EvalConfig(BaseModel):
         return self.model
 
 
-@dataclass
-class Question:
-    """One benchmark question as evaluation sees it."""
-
-    id: str
-    source_id: str
-    dimension: str
-    answer: str
-    prompt: list[dict[str, Any]]
-    images: list[Any]
-
-
-@dataclass
-class Prediction:
-    """One model's answer to one question, scored. ``raw`` is None for baselines that give letters only."""
-
-    model: str
-    id: str
-    dimension: str
-    gold: str
-    raw: str | None
-    parsed: str | None
-    correct: bool
-    dpa: float
-    format_ok: bool | None
-
-
-def score_text(model: str, question: Question, raw: str) -> Prediction:
-    """Score a model's written answer."""
-    letters = parse_answer(raw)
-    prediction = score_letters(model, question.id, question.dimension, question.answer, letters)
-    prediction.raw = raw
-    prediction.format_ok = format_reward([raw])[0] == 1.0
-    return prediction
-
-
-def score_letters(model: str, id: str, dimension: str, gold: str, letters: set[str] | None) -> Prediction:
-    """Score an answer given as a letter set (None = unparseable)."""
-    gold_set = parse_gold(gold)
-    return Prediction(
-        model=model,
-        id=id,
-        dimension=dimension,
-        gold=gold,
-        raw=None,
-        parsed=None if letters is None else format_answer(letters),
-        correct=letters == gold_set,
-        dpa=dpa_score(letters, gold_set, lam=1.0),
-        format_ok=None,
-    )
-
-
-class CellScore(BaseModel):
-    """Scores of one model on one dimension (or on all questions)."""
-
-    n: int = Field(description="Questions scored (for the human baseline: annotator-question pairs).")
-    accuracy: float | None = Field(description="Exact-match accuracy in [0, 1]; None when n = 0.")
-    accuracy_ci95: tuple[float, float] | None = Field(default=None, description="Bootstrap 95% interval.")
-    dpa: float | None = Field(description="Mean DPA score with lambda = 1.")
-    dpa_ci95: tuple[float, float] | None = Field(default=None, description="Bootstrap 95% interval.")
-    format_rate: float | None = Field(
-        default=None, description="Share of well-formatted outputs (text models only)."
-    )
-    parse_failures: int = Field(default=0, description="Outputs with no readable answer.")
-    expected_accuracy: float | None = Field(
-        default=None, description="Analytic expectation (random baseline)."
-    )
-    expected_dpa: float | None = Field(default=None, description="Analytic expectation (random baseline).")
-
-
-class ModelResult(BaseModel):
-    """One row of the report."""
-
-    name: str
-    kind: Literal["checkpoint", "endpoint", "random", "majority", "human"]
-    details: dict[str, Any] = Field(default_factory=dict, description="What was scored and how (no secrets).")
-    scores: dict[str, CellScore] = Field(
-        description="Per question dimension, plus 'all' over every question."
-    )
-
-
-class EvalResults(BaseModel):
-    """The content of results.json."""
-
-    dataset: str
-    split: str
-    revision: str | None = None
-    num_questions: int
-    questions_per_dimension: dict[str, int]
-    models: list[ModelResult]
-    config: dict[str, Any] = Field(default_factory=dict)
-
-
-def bootstrap_ci(
-    values: npt.NDArray[np.float64], resamples: int, rng: np.random.Generator
-) -> tuple[float, float] | None:
-    """Percentile 95% interval of the mean of ``values`` over ``resamples`` resamples with replacement."""
-    if resamples == 0 or len(values) == 0:
-        return None
-    index = rng.integers(0, len(values), size=(resamples, len(values)))
-    means = values[index].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
-
-
-def score_cell(predictions: Sequence[Prediction], resamples: int = 1000, seed: int = 0) -> CellScore:
-    """Scores of a set of predictions: accuracy, DPA, format rate, parse failures, n and bootstrap CIs."""
-    n = len(predictions)
-    correct = np.array([p.correct for p in predictions], dtype=float)
-    dpa = np.array([p.dpa for p in predictions], dtype=float)
-    formatted = [p.format_ok for p in predictions if p.format_ok is not None]
-    rng = np.random.default_rng(seed)
-    return CellScore(
-        n=n,
-        accuracy=float(correct.mean()) if n else None,
-        accuracy_ci95=bootstrap_ci(correct, resamples, rng),
-        dpa=float(dpa.mean()) if n else None,
-        dpa_ci95=bootstrap_ci(dpa, resamples, rng),
-        format_rate=float(np.mean(formatted)) if formatted else None,
-        parse_failures=sum(p.parsed is None for p in predictions),
-    )
-
-
-def score_predictions(
-    predictions: Sequence[Prediction], resamples: int = 1000, seed: int = 0
-) -> dict[str, CellScore]:
-    """A cell per question dimension and one over all questions ('all', the paper's overall)."""
-    cells = {
-        dimension: score_cell([p for p in predictions if p.dimension == dimension], resamples, seed)
-        for dimension in QUESTION_DIMENSIONS
-    }
-    cells[ALL] = score_cell(predictions, resamples, seed)
-    return cells
-
-
-# Loading questions --------------------------------------------------------------------------------
-
-
-def questions_from_dataset(dataset: Any, limit: int | None = None) -> list[Question]:
-    """Questions of a ``datasets.Dataset`` with the export's columns (``dimension`` string or ClassLabel)."""
-    required = {"id", "source_id", "dimension", "answer", "prompt", "images"}
-    missing = required - set(dataset.column_names)
-    if missing:
-        raise MedgenError(
-            f"the dataset lacks column(s) {', '.join(sorted(missing))}: evaluate a split written by `medgen export`"
-        )
-    if limit is not None:
-        dataset = dataset.select(range(min(limit, len(dataset))))
-    feature = dataset.features["dimension"]
-    to_name: Callable[[Any], str] = feature.int2str if hasattr(feature, "int2str") else str
-    questions = []
-    for row in dataset:
-        dimension = to_name(row["dimension"])
-        if dimension not in QUESTION_DIMENSIONS:
-            raise MedgenError(f"question {row['id']} has unknown dimension {dimension!r}")
-        questions.append(
-            Question(
-                id=row["id"],
-                source_id=row["source_id"],
-                dimension=dimension,
-                answer=row["answer"],
-                prompt=row["prompt"],
-                images=row["images"],
-            )
-        )
-    return questions
-
-
-def answers_from_dataset(dataset: Any) -> list[tuple[str, str]]:
-    """(dimension, answer) of every row, without decoding images: what the majority baseline learns from."""
-    feature = dataset.features["dimension"]
-    to_name: Callable[[Any], str] = feature.int2str if hasattr(feature, "int2str") else str
-    columns = dataset.select_columns(["dimension", "answer"])
-    return [(to_name(d), a) for d, a in zip(columns["dimension"], columns["answer"], strict=True)]
-
-
 # Model outputs, cached so an interrupted run resumes where it stopped -----------------------------
 
 
@@ -357,9 +175,7 @@ def run_eval(
 
     ``on_progress(description, total, advance)`` reports progress (a ``total`` starts a new task).
     """
-    from training.evaluation import baselines
     from training.evaluation.endpoint import EndpointClient, EndpointConfig
-    from training.evaluation.report import write_predictions, write_report
 
     def progress(description: str, total: int | None, advance: int) -> None:
         if on_progress:
@@ -452,10 +268,6 @@ def run_eval(
     write_report(results, output_dir)
     atomic_write_text(output_dir / "eval_config.json", config.model_dump_json(indent=2) + "\n")
     return results
-
-
-def prediction_record(prediction: Prediction) -> dict[str, Any]:
-    return asdict(prediction)
 
 
 class CheckpointModel:

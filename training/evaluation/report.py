@@ -14,7 +14,7 @@ from pathlib import Path
 from medgen.errors import MedgenError
 from medgen.files import atomic_write_bytes, atomic_write_text
 from schemas.taxonomy import OVERALL, TAXONOMY
-from training.evaluation.evaluate import ALL, EvalResults, ModelResult, Prediction, prediction_record
+from training.evaluation.metrics import ALL, EvalResults, ModelResult, Prediction, prediction_record
 
 COLUMN_LABELS: dict[str, str] = {
     **{d.id: d.label for d in TAXONOMY.dimensions},

@@ -22,7 +22,7 @@ from training.evaluation.baselines import (
     random_predictions,
 )
 from training.evaluation.endpoint import EndpointClient, EndpointConfig, chat_messages
-from training.evaluation.evaluate import (
+from training.evaluation.metrics import (
     ALL,
     Question,
     bootstrap_ci,
