@@ -35,6 +35,7 @@ class Consensus:
     num_annotators: int
     agreement: float  # mean share of annotators whose label equals the consensus, 0..1
     adjudicated: bool
+    votes: dict[str, tuple[CandidateLabel, ...]] = field(default_factory=dict)  # annotator -> their labels
 
 
 @dataclass
@@ -133,7 +134,9 @@ def consensus_labels(
         if source_id in adjudicated:
             labels = adjudicated[source_id]
             agreement = agreement_with(ballots, labels) if ballots else 1.0
-            result.items[source_id] = Consensus(source_id, labels, len(ballots), agreement, True)
+            result.items[source_id] = Consensus(
+                source_id, labels, len(ballots), agreement, True, dict(by_annotator)
+            )
             continue
         if not ballots:
             result.unresolved[source_id] = f"no valid annotation ({rejected[source_id]} rejected)"
@@ -147,5 +150,7 @@ def consensus_labels(
         if labels_or_none is None:
             result.unresolved[source_id] = reason
         else:
-            result.items[source_id] = Consensus(source_id, labels_or_none, len(ballots), agreement, False)
+            result.items[source_id] = Consensus(
+                source_id, labels_or_none, len(ballots), agreement, False, dict(by_annotator)
+            )
     return result

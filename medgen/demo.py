@@ -279,7 +279,6 @@ class Demo:
             split="test",
             model=str(model_dir),
             name="tiny-vlm (demo: random init, a few steps)",
-            workspace=workspace.root,
             baselines=["random", "majority", "human"],
             max_new_tokens=48,
             image_max_pixels=50176,

@@ -2,6 +2,7 @@
 
 from schemas.models import (
     Annotation,
+    AnnotatorAnswer,
     BenchmarkSample,
     Candidate,
     CandidateLabel,
@@ -28,6 +29,7 @@ __all__ = [
     "QUESTION_DIMENSIONS",
     "TAXONOMY",
     "Annotation",
+    "AnnotatorAnswer",
     "BenchmarkSample",
     "Candidate",
     "CandidateLabel",

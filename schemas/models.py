@@ -145,6 +145,21 @@ def answer_letters(labels: tuple[CandidateLabel, ...] | list[CandidateLabel], di
     return [LETTERS[i] for i, label in enumerate(labels) if label.defects_in(dimension)]
 
 
+class AnnotatorAnswer(BaseModel):
+    """One annotator's own answer to one question, as exported (the human baseline's input)."""
+
+    annotator: str = Field(description="The annotator's medgen name.")
+    answer: str = Field(description="Their letters for this question, sorted and comma-joined; '' for none.")
+
+    @field_validator("answer")
+    @classmethod
+    def _canonical(cls, answer: str) -> str:
+        letters = [letter for letter in answer.split(",") if letter]
+        if format_answer(letters) != answer:
+            raise ValueError(f"answer {answer!r} must be sorted, unique letters joined by commas, e.g. 'A,C'")
+        return answer
+
+
 class BenchmarkSample(BaseModel):
     """One row of the exported dataset (``images`` holds file paths until the writer embeds them)."""
 
@@ -160,6 +175,10 @@ class BenchmarkSample(BaseModel):
     rationale: str = Field(description="Reference chain of thought.")
     num_annotators: int = Field(ge=0)
     agreement: float = Field(ge=0.0, le=1.0, description="Mean share of annotators agreeing with consensus.")
+    votes: list[AnnotatorAnswer] = Field(
+        default_factory=list,
+        description="Each annotator's own answer to this question (adjudications left out), sorted by name.",
+    )
     generation: list[GenerationProvenance]
     dataset_version: str
     prompt: list[dict[str, Any]] = Field(description="Conversational user turn (TRL prompt).")

@@ -100,6 +100,7 @@ def dataset_features() -> datasets.Features:
             "rationale": Value("string"),
             "num_annotators": Value("int32"),
             "agreement": Value("float64"),
+            "votes": List({"annotator": Value("string"), "answer": Value("string")}),
             "generation": List(_generation_features()),
             "dataset_version": Value("string"),
             "prompt": message,

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from medgen.errors import MedgenError
 from medgen.export.config import SPLITS
-from schemas import BenchmarkSample, Candidate, CandidateLabel
+from schemas import AnnotatorAnswer, BenchmarkSample, Candidate, CandidateLabel
 from schemas.models import answer_letters, format_answer, sample_id
 from schemas.prompts import completion_messages, prompt_messages, question_text, rationale_text
 from schemas.taxonomy import LETTERS, NUM_CANDIDATES, QUESTION_DIMENSIONS
@@ -31,6 +31,7 @@ class SourceLabels:
     labels: tuple[CandidateLabel, ...]
     num_annotators: int = 0
     agreement: float = 1.0
+    votes: dict[str, tuple[CandidateLabel, ...]] = field(default_factory=dict)  # annotator -> their labels
 
 
 @dataclass
@@ -83,7 +84,10 @@ def load_labels(workspace: Workspace, origin: str) -> LabelSet:
     result = consensus_labels(workspace)
     items = {
         source_id: SourceLabels(
-            labels=tuple(c.labels), num_annotators=int(c.num_annotators), agreement=float(c.agreement)
+            labels=tuple(c.labels),
+            num_annotators=int(c.num_annotators),
+            agreement=float(c.agreement),
+            votes=dict(c.votes),
         )
         for source_id, c in result.items.items()
     }
@@ -160,6 +164,10 @@ def build_source_samples(
                     rationale=rationale,
                     num_annotators=labels.num_annotators,
                     agreement=labels.agreement,
+                    votes=[
+                        AnnotatorAnswer(annotator=name, answer=format_answer(answer_letters(vote, dimension)))
+                        for name, vote in sorted(labels.votes.items())
+                    ],
                     generation=generation,
                     dataset_version=dataset_version,
                     prompt=prompt_messages(question),

@@ -49,7 +49,10 @@ def png(colour: tuple[int, int, int]) -> bytes:
 
 
 def source_samples(
-    source_id: str, labels: list[CandidateLabel], num_annotators: int = 3
+    source_id: str,
+    labels: list[CandidateLabel],
+    num_annotators: int = 3,
+    votes: dict[str, list[CandidateLabel]] | None = None,
 ) -> list[BenchmarkSample]:
     """The questions one source makes, built by the export stage's own builder (no copy of its logic)."""
     candidates = [
@@ -66,20 +69,35 @@ def source_samples(
     ]
     images = [f"{i}.png" for i in range(len(labels) + 1)]
     return build_source_samples(
-        source_id, images, candidates, SourceLabels(tuple(labels), num_annotators, 1.0), "v1"
+        source_id,
+        images,
+        candidates,
+        SourceLabels(
+            tuple(labels), num_annotators, 1.0, {name: tuple(vote) for name, vote in (votes or {}).items()}
+        ),
+        "v1",
     )
 
 
-def sources_samples(sources: dict[str, list[CandidateLabel]]) -> list[tuple[BenchmarkSample, list[bytes]]]:
+Votes = dict[str, dict[str, list[CandidateLabel]]]
+"""source id -> annotator -> that annotator's labels."""
+
+
+def sources_samples(
+    sources: dict[str, list[CandidateLabel]], votes: Votes | None = None
+) -> list[tuple[BenchmarkSample, list[bytes]]]:
     """Validated samples (one per dimension with an answer) and five PNGs per source."""
     samples = []
     for index, (source_id, labels) in enumerate(sources.items()):
         images = [png((40 * index % 256, 50 * i, 120)) for i in range(5)]
-        samples += [(sample, images) for sample in source_samples(source_id, labels)]
+        built = source_samples(source_id, labels, votes=(votes or {}).get(source_id))
+        samples += [(sample, images) for sample in built]
     return samples
 
 
-def write_eval_export(folder: Path, splits: dict[str, dict[str, list[CandidateLabel]]]) -> Path:
+def write_eval_export(
+    folder: Path, splits: dict[str, dict[str, list[CandidateLabel]]], votes: Votes | None = None
+) -> Path:
     """An export folder in the export stage's layout and features (data/<split>-*.parquet)."""
     import datasets
 
@@ -87,7 +105,7 @@ def write_eval_export(folder: Path, splits: dict[str, dict[str, list[CandidateLa
 
     (folder / "data").mkdir(parents=True, exist_ok=True)
     for split, sources in splits.items():
-        rows = [sample_row(sample, images) for sample, images in sources_samples(sources)]
+        rows = [sample_row(sample, images) for sample, images in sources_samples(sources, votes)]
         datasets.Dataset.from_list(rows, features=dataset_features()).to_parquet(
             folder / "data" / f"{split}-00000-of-00001.parquet"
         )

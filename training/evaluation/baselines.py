@@ -4,8 +4,8 @@
   accuracy is exactly 1/15 per question; the expected DPA is computed exactly too.
 - majority: per dimension, the most frequent answer of the train split (of the evaluated split when
   the export has no train split; the report says which).
-- human: how often one annotator's answer equals the consensus answer, over every (annotator,
-  question) pair, from the workspace's valid annotations.
+- human: how often one annotator's answer equals the exported (consensus) answer, over every
+  (annotator, question) pair, from the annotator votes the export carries.
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from medgen.errors import MedgenError
-from schemas.models import CandidateLabel, answer_letters, format_answer
 from schemas.taxonomy import LETTERS, QUESTION_DIMENSIONS
 from training.evaluation.metrics import (
     ALL,
@@ -106,64 +104,34 @@ def majority_source(
     return answers_from_dataset(evaluated), f"evaluated split ({split}): no separate train split"
 
 
-def annotator_votes(workspace: Any) -> dict[str, dict[str, tuple[CandidateLabel, ...]]]:
-    """source id -> annotator -> labels of their latest valid annotation (adjudications left out)."""
-    from annotation.consensus import ADJUDICATION, labels_from_json
+def human_predictions(questions: Sequence[Question]) -> tuple[list[Prediction], dict[str, Any]]:
+    """One prediction per (annotator, question): the annotator's own exported answer against the exported answer.
 
-    rows = workspace.catalog.query(
-        "SELECT a.source_id, a.annotator, a.labels FROM annotations a "
-        "LEFT JOIN ls_projects p ON p.ls_project_id = a.ls_project_id "
-        "WHERE a.status = 'valid' AND a.labels IS NOT NULL AND COALESCE(p.kind, '') != ? "
-        "ORDER BY a.source_id, a.ls_annotation_id",
-        (ADJUDICATION,),
-    )
-    votes: dict[str, dict[str, tuple[CandidateLabel, ...]]] = {}
-    for row in rows:
-        votes.setdefault(row["source_id"], {})[row["annotator"]] = labels_from_json(row["labels"])
-    return votes
-
-
-def has_annotations(workspace: Path) -> bool:
-    """Whether the workspace holds any valid annotation (so a human baseline can be computed)."""
-    from medgen.workspace import open_workspace
-
-    with open_workspace(workspace) as ws:
-        return ws.catalog.count("annotations", "status = 'valid'") > 0
-
-
-def human_predictions(
-    questions: Sequence[Question], workspace: Path
-) -> tuple[list[Prediction], dict[str, Any]]:
-    """One prediction per (annotator, question): the annotator's own answer against the consensus answer.
-
-    The consensus is the annotation stage's (``annotation.consensus.consensus_labels``); questions whose
-    source has no consensus (unresolved ties, no valid annotation) are left out and counted.
+    The exported answer is the annotation stage's consensus, so each annotator's own vote is part of
+    the reference. Questions without votes (injected labels, adjudicated without votes) are left out
+    and counted.
     """
-    from annotation.consensus import consensus_labels
-    from medgen.workspace import open_workspace
-
-    with open_workspace(workspace) as ws:
-        consensus = consensus_labels(ws)
-        votes = annotator_votes(ws)
     predictions = []
     covered = 0
+    annotators: set[str] = set()
     for q in questions:
-        agreed = consensus.items.get(q.source_id)
-        if agreed is None or not votes.get(q.source_id):
+        if not q.votes:
             continue
         covered += 1
-        gold = format_answer(answer_letters(agreed.labels, q.dimension))
-        for annotator, labels in sorted(votes[q.source_id].items()):
-            letters = set(answer_letters(labels, q.dimension))
-            predictions.append(score_letters(f"human:{annotator}", q.id, q.dimension, gold, letters))
+        for vote in sorted(q.votes, key=lambda v: v["annotator"]):
+            annotators.add(vote["annotator"])
+            letters = {letter for letter in vote["answer"].split(",") if letter}
+            predictions.append(
+                score_letters(f"human:{vote['annotator']}", q.id, q.dimension, q.answer, letters)
+            )
     if not predictions:
         raise MedgenError(
-            f"no annotation consensus in {workspace} covers a question of this split: run `medgen annotate pull` "
-            "(and resolve ties) or drop the human baseline"
+            "no question of this split carries annotator votes: the human baseline needs an export made from "
+            "annotations (medgen export --labels consensus), or drop it (--baselines random,majority)"
         )
     details = {
-        "reference": "consensus answer (majority vote, the annotator's own vote included)",
-        "annotators": len({a for by in votes.values() for a in by}),
+        "reference": "exported answer (majority vote, the annotator's own vote included)",
+        "annotators": len(annotators),
         "questions_covered": covered,
         "questions_total": len(questions),
     }

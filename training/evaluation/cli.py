@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from rich.progress import TaskID
 from rich.table import Table
 
-from medgen.console import WorkspaceOpt, console, progress
+from medgen.console import console, progress
 from medgen.errors import MedgenError, config_error
 
 
@@ -44,11 +44,10 @@ def eval_cli(
         str | None,
         typer.Option(
             help="Comma-separated baselines: random, majority, human; 'none' for none. "
-            "Default: random,majority (+ human with --workspace).",
+            "Default: random,majority (+ human when the export carries annotator votes).",
             show_default=False,
         ),
     ] = None,
-    workspace: WorkspaceOpt = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer at most.")] = 512,
     temperature: Annotated[float, typer.Option(help="0 = greedy decoding.")] = 0.0,
     image_max_pixels: Annotated[
@@ -90,13 +89,8 @@ def eval_cli(
         raise MedgenError(
             "give exactly one dataset (export folder or Hub id), or --compare with results.json files"
         )
-    if baselines is None:
-        from training.evaluation.baselines import has_annotations
-
-        chosen = ["random", "majority"] + (
-            ["human"] if workspace is not None and has_annotations(workspace) else []
-        )
-    else:
+    chosen = None
+    if baselines is not None:
         chosen = [] if baselines.strip() == "none" else [b.strip() for b in baselines.split(",") if b.strip()]
     try:
         config = EvalConfig.model_validate(
@@ -109,7 +103,6 @@ def eval_cli(
                 endpoint=endpoint,
                 name=name,
                 baselines=chosen,
-                workspace=workspace,
                 max_new_tokens=max_new_tokens,
                 temperature=temperature,
                 image_max_pixels=image_max_pixels,

@@ -55,11 +55,10 @@ class EvalConfig(BaseModel):
     name: str | None = Field(
         default=None, description="Row name of the scored model in the report (default: derived)."
     )
-    baselines: list[BaselineName] = Field(
-        default_factory=lambda: list(DEFAULT_BASELINES), description="Built-in baselines to score alongside."
-    )
-    workspace: Path | None = Field(
-        default=None, description="Workspace whose annotations give the human baseline."
+    baselines: list[BaselineName] | None = Field(
+        default=None,
+        description="Built-in baselines to score alongside (None: random and majority, plus human when the "
+        "split carries annotator votes).",
     )
     max_new_tokens: int = Field(default=512, gt=0, description="Generation budget per answer.")
     image_max_pixels: int | None = Field(
@@ -106,7 +105,7 @@ class EvalConfig(BaseModel):
     def _one_model(self) -> EvalConfig:
         if self.endpoint and not self.model:
             raise ValueError("--endpoint needs the model name to request: add --model NAME (e.g. gpt-4o)")
-        if not (self.model or self.baselines):
+        if not self.model and self.baselines == []:
             raise ValueError(
                 "nothing to score: give --model, --endpoint with --model, or at least one baseline"
             )
@@ -232,7 +231,10 @@ def run_eval(
         raw = generate_cached(questions, model.generate, cache, on_done=lambda k: progress("", None, k))
         add(name, kind, details, [score_text(name, q, raw[q.id]) for q in questions])
 
-    for baseline in config.baselines:
+    wanted = config.baselines
+    if wanted is None:
+        wanted = [*DEFAULT_BASELINES, *(["human"] if any(q.votes for q in questions) else [])]
+    for baseline in wanted:
         if baseline == "random":
             add(
                 "random",
@@ -249,9 +251,7 @@ def run_eval(
             preds = baselines.majority_predictions(questions, table)
             add("majority", "majority", {"learned_from": learned_from, "answers": table}, preds)
         elif baseline == "human":
-            if config.workspace is None:
-                raise MedgenError("the human baseline needs the annotations: add --workspace DIR")
-            preds, details = baselines.human_predictions(questions, config.workspace)
+            preds, details = baselines.human_predictions(questions)
             add("human", "human", details, preds)
 
     counts = {d: sum(q.dimension == d for q in questions) for d in QUESTION_DIMENSIONS}

@@ -12,7 +12,7 @@ Metrics, per question dimension and over all questions (the paper's "overall"):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -41,6 +41,7 @@ class Question:
     answer: str
     prompt: list[dict[str, Any]]
     images: list[Any]
+    votes: list[dict[str, str]] = field(default_factory=list)  # exported annotators' own answers
 
 
 @dataclass
@@ -194,6 +195,7 @@ def questions_from_dataset(dataset: Any, limit: int | None = None) -> list[Quest
                 answer=row["answer"],
                 prompt=row["prompt"],
                 images=row["images"],
+                votes=list(row.get("votes") or []),  # exports before 0.2 have no votes column
             )
         )
     return questions

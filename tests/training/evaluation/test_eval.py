@@ -127,9 +127,8 @@ def test_majority_answer_per_dimension_with_ties_and_unseen_dimensions() -> None
     )  # unseen: the most frequent answer overall (A 2, B 2 -> A)
 
 
-def test_human_baseline_is_annotator_agreement_with_the_consensus(workspace) -> None:
-    from annotation.consensus import labels_to_json
-    from schemas.models import CandidateLabel
+def test_human_baseline_is_annotator_agreement_with_the_consensus() -> None:
+    from schemas.models import CandidateLabel, answer_letters, format_answer
 
     ok = CandidateLabel(acceptable=True)
     votes = {
@@ -137,25 +136,23 @@ def test_human_baseline_is_annotator_agreement_with_the_consensus(workspace) -> 
         "ann2": [bad("product_warped"), ok, ok, ok],
         "ann3": [bad("product_warped"), bad("floating"), bad("shadow_missing"), ok],
     }
-    # Consensus: A warped, B ok (2 of 3), C shadow missing (2 of 3), D ok.
-    rows = [
-        (i, name, "s1", "valid", labels_to_json(labels)) for i, (name, labels) in enumerate(votes.items())
-    ]
-    rows.append((9, "ann1", "s2", "rejected", None))  # s2 has no usable annotation
-    with workspace.catalog.transaction() as conn:
-        for ls_id, annotator, source, status, labels in rows:
-            conn.execute(
-                "INSERT INTO annotations (ls_annotation_id, ls_task_id, ls_project_id, annotator, source_id, status, "
-                "labels, pulled_at) VALUES (?, ?, 1, ?, ?, ?, ?, '2026-01-01')",
-                (ls_id, ls_id, annotator, source, status, labels),
-            )
+    # Consensus (the exported answer): A warped, B ok (2 of 3), C shadow missing (2 of 3), D ok.
+
+    def voted(id: str, dimension: str, answer: str) -> Question:
+        q = question(id, dimension, answer)
+        q.votes = [
+            {"annotator": name, "answer": format_answer(answer_letters(labels, dimension))}
+            for name, labels in votes.items()
+        ]
+        return q
+
     questions = [
-        question("a", APPEARANCE, "A"),
-        question("l", LIGHTING, "C"),
-        question("o", OVERALL, "B,D"),
-        question("x", APPEARANCE, "B", source_id="s2"),
+        voted("a", APPEARANCE, "A"),
+        voted("l", LIGHTING, "C"),
+        voted("o", OVERALL, "B,D"),
+        question("x", APPEARANCE, "B", source_id="s2"),  # s2 has no usable annotation: no votes exported
     ]
-    predictions, details = human_predictions(questions, workspace.root)
+    predictions, details = human_predictions(questions)
     scores = score_predictions(predictions, resamples=0)
     # appearance 3/3; lighting: ann2 saw no shadow problem 2/3; publishable: only ann1 says exactly B,D 1/3
     assert (scores[APPEARANCE].n, scores[APPEARANCE].accuracy) == (3, 1.0)
@@ -436,23 +433,16 @@ def test_eval_errors_are_one_line(
     assert single.exit_code == 1 and "at least two" in single.output
 
 
-def test_eval_human_baseline_from_a_workspace(runner, workspace, eval_export, tmp_path) -> None:
-    from annotation.consensus import labels_to_json
-    from tests.training.eval_data import OK
+def test_eval_human_baseline_from_the_exported_votes(runner, tmp_path) -> None:
+    from tests.training.eval_data import OK, TRAIN_SOURCES, write_eval_export
 
     t1 = TEST_SOURCES["t1"]  # appearance A, lighting C, publishable B,D
     votes = {"ann1": t1, "ann2": t1, "ann3": [bad("product_warped"), OK, OK, OK]}
-    with workspace.catalog.transaction() as conn:
-        for i, (annotator, labels) in enumerate(votes.items()):
-            conn.execute(
-                "INSERT INTO annotations (ls_annotation_id, ls_task_id, ls_project_id, annotator, source_id, status, "
-                "labels, pulled_at) VALUES (?, ?, 1, ?, 't1', 'valid', ?, '2026-01-01')",
-                (i, i, annotator, labels_to_json(labels)),
-            )
-    out = tmp_path / "human"
-    result = runner.invoke(
-        app, ["eval", str(eval_export), "-w", str(workspace.root), "--bootstrap", "0", "-o", str(out)]
+    export = write_eval_export(
+        tmp_path / "voted", {"train": TRAIN_SOURCES, "test": TEST_SOURCES}, votes={"t1": votes}
     )
+    out = tmp_path / "human"
+    result = runner.invoke(app, ["eval", str(export), "--bootstrap", "0", "-o", str(out)])
     assert result.exit_code == 0, result.output
     human = load_results(out / "results.json").models[-1]
     assert human.name == "human" and human.details["questions_covered"] == 3
