@@ -1,7 +1,9 @@
-"""`medgen export` and `medgen publish`: thin commands over ``medgen.export.dataset`` and ``medgen.export.publish``."""
+"""`medgen export`, `medgen publish` and `medgen schema`: thin commands over ``medgen.export``."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -126,3 +128,19 @@ def publish_command(
         )
         return
     console.print(f"published {version} to {plan.url} (commit {plan.commit})", highlight=False)
+
+
+def schema_command(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of one benchmark sample."""
+    from schemas import BenchmarkSample
+
+    text = json.dumps(BenchmarkSample.model_json_schema(), indent=2)
+    if output is None:
+        print(text)
+    else:
+        output.write_text(text + "\n")
+        console.print(f"wrote {output}")

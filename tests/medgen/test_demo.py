@@ -86,7 +86,7 @@ def test_three_notebooks_ship():
 
 def test_demo_pauses_for_real_annotators_when_nothing_has_labels(tmp_path, monkeypatch):
     """Diffusers candidates have no known labels: the demo stops before export and keeps Label Studio up."""
-    from medgen.demo import Demo, DemoConfig
+    from medgen.demo.demo import Demo, DemoConfig
 
     calls: list[str] = []
     monkeypatch.setattr(Demo, "add_samples", lambda self, ws: calls.append("samples"))

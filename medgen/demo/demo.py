@@ -12,13 +12,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 from medgen.console import console, progress
 from medgen.errors import MedgenError
-from medgen.workspace import Workspace, init_workspace
+
+if TYPE_CHECKING:
+    from medgen.workspace import Workspace
 
 DEMO_VERSION = "v1"
 
@@ -78,6 +80,8 @@ class Demo:
             )
         total_start = time.perf_counter()
         with self.stage(1, "workspace and sample sources"):
+            from medgen.workspace import init_workspace
+
             workspace = init_workspace(c.directory)
             self.add_samples(workspace)
         try:
