@@ -10,7 +10,7 @@ import pytest
 
 from medgen.cli import app
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[3] / "notebooks").glob("*.ipynb"))
 
 
 @pytest.fixture(scope="module")
