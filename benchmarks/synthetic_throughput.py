@@ -24,7 +24,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medgen.generation.backends.base import GenerationRequest, candidate_seed  # noqa: E402
-from medgen.generation.backends.synthetic import SyntheticBackend, SyntheticOptions  # noqa: E402
+from medgen.generation.backends.synthetic import SyntheticBackend  # noqa: E402
+from medgen.generation.config import SyntheticOptions  # noqa: E402
 from medgen.sources.ingest import load_and_normalise, product_mask  # noqa: E402
 from medgen.sources.samples import write_samples  # noqa: E402
 from medgen.workspace.store import png_bytes  # noqa: E402

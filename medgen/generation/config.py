@@ -15,8 +15,70 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from medgen.errors import MedgenError, config_error
-from medgen.generation.backends.synthetic import SyntheticOptions
 from schemas.taxonomy import NUM_CANDIDATES
+
+DEFECT_KINDS: tuple[str, ...] = (
+    "product_warped",
+    "text_garbled",
+    "color_shifted",
+    "shadow_missing",
+    "shadow_direction_wrong",
+    "lighting_inconsistent",
+    "floating",
+    "scale_wrong",
+    "product_cropped",
+    "visible_seam",
+    "repeated_texture",
+)
+"""Taxonomy tags the synthetic backend knows how to inject."""
+
+
+class SyntheticOptions(BaseModel):
+    """Settings of the synthetic backend."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resolution: int = Field(
+        default=512, ge=128, le=2048, description="Width and height of each candidate, pixels."
+    )
+    defective_per_source: tuple[int, int] = Field(
+        default=(1, 3),
+        description="Min and max number of defective candidates among a source's four (the rest are clean).",
+    )
+    max_defects_per_candidate: int = Field(
+        default=2, ge=1, le=4, description="Most defects injected into one defective candidate."
+    )
+    strength: tuple[float, float] = Field(
+        default=(0.6, 1.0), description="Range of defect strength in (0, 1]; higher = more visible."
+    )
+    defects: tuple[str, ...] = Field(default=DEFECT_KINDS, description="Which defect tags may be injected.")
+
+    @field_validator("defects")
+    @classmethod
+    def _known_defects(cls, defects: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [d for d in defects if d not in DEFECT_KINDS]
+        if unknown:
+            raise ValueError(
+                f"the synthetic backend cannot inject {', '.join(unknown)}; choose among {', '.join(DEFECT_KINDS)}"
+            )
+        return tuple(dict.fromkeys(defects))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SyntheticOptions:
+        low, high = self.defective_per_source
+        if not 0 <= low <= high <= NUM_CANDIDATES:
+            raise ValueError(
+                f"defective_per_source must be (min, max) with 0 <= min <= max <= {NUM_CANDIDATES}"
+            )
+        if high > 0 and not self.defects:
+            raise ValueError(
+                "defects is empty: enable at least one defect, or set defective_per_source to [0, 0]"
+            )
+        s_low, s_high = self.strength
+        if not 0 < s_low <= s_high <= 1:
+            raise ValueError("strength must be (min, max) with 0 < min <= max <= 1")
+        return self
+
 
 DEFAULT_MODEL = "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"
 

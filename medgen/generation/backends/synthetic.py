@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from medgen.errors import MedgenError
 from medgen.generation.backends.base import GeneratedImage, GenerationRequest
 from medgen.generation.backends.scenes import draw_layout, render_scene
+from medgen.generation.config import SyntheticOptions
 from schemas import GenerationProvenance
 from schemas.taxonomy import NUM_CANDIDATES, TAXONOMY
 
@@ -34,74 +34,12 @@ VERSION = "1"
 """Bumped whenever the same seed would draw a different image."""
 RECIPE = "composite"
 
-DEFECT_KINDS: tuple[str, ...] = (
-    "product_warped",
-    "text_garbled",
-    "color_shifted",
-    "shadow_missing",
-    "shadow_direction_wrong",
-    "lighting_inconsistent",
-    "floating",
-    "scale_wrong",
-    "product_cropped",
-    "visible_seam",
-    "repeated_texture",
-)
-"""Taxonomy tags this backend knows how to inject."""
-
 _CONFLICTS = ({"shadow_missing", "shadow_direction_wrong"}, {"shadow_missing", "floating"})
 """Pairs that cannot be told apart in one image (a floating product is seen by its shadow)."""
 
 NORMAL_HEIGHT = (0.36, 0.55)
 """Product height as a share of the frame for a plausible scale; ``scale_wrong`` leaves this range."""
 MAX_NORMAL_WIDTH = 0.6
-
-
-class SyntheticOptions(BaseModel):
-    """Settings of the synthetic backend."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    resolution: int = Field(
-        default=512, ge=128, le=2048, description="Width and height of each candidate, pixels."
-    )
-    defective_per_source: tuple[int, int] = Field(
-        default=(1, 3),
-        description="Min and max number of defective candidates among a source's four (the rest are clean).",
-    )
-    max_defects_per_candidate: int = Field(
-        default=2, ge=1, le=4, description="Most defects injected into one defective candidate."
-    )
-    strength: tuple[float, float] = Field(
-        default=(0.6, 1.0), description="Range of defect strength in (0, 1]; higher = more visible."
-    )
-    defects: tuple[str, ...] = Field(default=DEFECT_KINDS, description="Which defect tags may be injected.")
-
-    @field_validator("defects")
-    @classmethod
-    def _known_defects(cls, defects: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [d for d in defects if d not in DEFECT_KINDS]
-        if unknown:
-            raise ValueError(
-                f"the synthetic backend cannot inject {', '.join(unknown)}; choose among {', '.join(DEFECT_KINDS)}"
-            )
-        return tuple(dict.fromkeys(defects))
-
-    @model_validator(mode="after")
-    def _consistent(self) -> SyntheticOptions:
-        low, high = self.defective_per_source
-        if not 0 <= low <= high <= NUM_CANDIDATES:
-            raise ValueError(
-                f"defective_per_source must be (min, max) with 0 <= min <= max <= {NUM_CANDIDATES}"
-            )
-        if high > 0 and not self.defects:
-            raise ValueError(
-                "defects is empty: enable at least one defect, or set defective_per_source to [0, 0]"
-            )
-        s_low, s_high = self.strength
-        if not 0 < s_low <= s_high <= 1:
-            raise ValueError("strength must be (min, max) with 0 < min <= max <= 1")
-        return self
 
 
 def defective_slots(source_id: str, options: SyntheticOptions, base_seed: int = 0) -> frozenset[int]:

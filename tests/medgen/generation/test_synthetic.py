@@ -11,16 +11,15 @@ from pydantic import ValidationError
 
 from medgen.generation.backends.base import GenerationRequest, candidate_seed
 from medgen.generation.backends.synthetic import (
-    DEFECT_KINDS,
     NORMAL_HEIGHT,
     Product,
     SyntheticBackend,
-    SyntheticOptions,
     cut_out,
     defective_slots,
     plan_defects,
     render_candidate,
 )
+from medgen.generation.config import DEFECT_KINDS, SyntheticOptions
 from medgen.sources.ingest import add_sources
 from medgen.sources.samples import draw_sample, write_samples
 from schemas import CandidateLabel, SourceImage
