@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from annotation.accounts import NewLogin
 from annotation.client import Connection
 from annotation.consensus import (
     ADJUDICATION,
@@ -25,6 +26,7 @@ from annotation.consensus import (
 from annotation.push import (
     ADJUDICATOR,
     PushConfig,
+    PushReport,
     adjudication_project,
     import_batches,
     known_labels,
@@ -46,6 +48,7 @@ class AgreementReport:
     annotators: list[str] = field(default_factory=list)
     adjudication_pushed: int = 0
     report_path: Path | None = None
+    logins: list[NewLogin] = field(default_factory=list)  # the adjudicator's, when made now
 
 
 def _alpha(matrix: list[list[float]]) -> float | None:
@@ -139,7 +142,9 @@ def agreement(
     """Compute agreement, write ``reports/agreement.json``, and queue unresolved items for adjudication."""
     report = compute_agreement(workspace, min_agreement)
     if connection is not None and report.consensus.unresolved:
-        project_id = adjudication_project(connection, workspace)
+        pushed = PushReport()
+        connection, project_id = adjudication_project(connection, workspace, pushed)
+        report.logins = pushed.logins
         recover_tasks(connection, workspace, project_id, ADJUDICATOR, set())
         queued = {
             r["source_id"]

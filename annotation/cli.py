@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from medgen.console import App, WorkspaceOpt, console, progress
 
-annotate_app = App(help="Annotate candidates in Label Studio: serve, push, status, pull, agreement.")
+if TYPE_CHECKING:
+    from annotation.accounts import NewLogin
+    from annotation.client import Connection
+    from medgen.workspace import Workspace
+
+annotate_app = App(help="Annotate candidates in Label Studio: serve, users, push, status, pull, agreement.")
+users_app = App(help="Annotators' Label Studio logins: list, add, reset-password.")
+annotate_app.add_typer(users_app, name="users")
 
 UrlOpt = Annotated[
     str | None,
     typer.Option(
         "--url",
-        envvar="LABEL_STUDIO_URL",
-        help="Use this Label Studio instead of the workspace's own (token from $LABEL_STUDIO_API_KEY).",
+        help="Use this Label Studio instead of the workspace's own (token from $LABEL_STUDIO_API_KEY; "
+        "$LABEL_STUDIO_URL is used too, and named in the output).",
         show_default=False,
     ),
 ]
@@ -33,13 +40,56 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _connect(ws: Workspace, url: str | None, document_root: Path | None) -> Connection:
+    """Connect, and say which server when it was not the workspace's own (never a silent $LABEL_STUDIO_URL)."""
+    from annotation.client import connect
+
+    connection = connect(ws, url, document_root)
+    if connection.origin != "the workspace's server":
+        console.print(f"Label Studio at {connection.url} (from {connection.origin})", highlight=False)
+    return connection
+
+
+def _show_logins(logins: list[NewLogin], ws: Workspace) -> None:
+    """New logins, printed once (the file keeps them, 0600); never written to a log."""
+    if not logins:
+        return
+    table = Table(title="new Label Studio logins (shown once; also in labelstudio/credentials.json, 0600)")
+    for column in ("name", "login e-mail", "password"):
+        table.add_column(column)
+    for login in logins:
+        table.add_row(login.name, login.email, login.password)
+    console.print(table)
+    console.print(
+        f"give each person their own line; `medgen annotate users list -w {ws.root}` shows them again",
+        highlight=False,
+    )
+
+
 @annotate_app.command()
 def serve(
     workspace: WorkspaceOpt = None,
-    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default: a free one).")] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on: 127.0.0.1 (this machine only), or 0.0.0.0 for a team.")
+    ] = "127.0.0.1",
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            help="URL annotators open, when a reverse proxy (HTTPS) stands in front.", show_default=False
+        ),
+    ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MEDGEN_LS_DATABASE",
+            help="postgresql://USER:PASSWORD@HOST:PORT/NAME for a team (default: SQLite in the workspace).",
+            show_default=False,
+        ),
+    ] = None,
     stop: Annotated[bool, typer.Option("--stop", help="Stop the workspace's server.")] = False,
 ) -> None:
-    """Start a local Label Studio for this workspace (or stop it with --stop)."""
+    """Start the workspace's Label Studio (or stop it with --stop)."""
     from annotation.server import load_credentials, mask
     from annotation.server import serve as start_server
     from annotation.server import stop as stop_server
@@ -54,16 +104,67 @@ def serve(
             )
             return
         with console.status("starting Label Studio (the first start migrates its database, ~30 s)"):
-            info = start_server(ws, port=port)
+            info = start_server(ws, port=port, host=host, public_url=public_url, database=database)
         creds = load_credentials(ws)
         assert creds is not None
-        console.print(f"Label Studio running at [bold]{info.url}[/] (pid {info.pid})")
+        where = info.public_url or info.url
         console.print(
-            f"log in as {creds.username}; password and API token ({mask(creds.token)}) are in "
+            f"Label Studio running at [bold]{where}[/] (pid {info.pid}, listening on {info.host}:{info.port}, "
+            f"database {info.database})",
+            highlight=False,
+        )
+        console.print(
+            f"admin login {creds.username}; password and API token ({mask(creds.token)}) are in "
             f"{ws.labelstudio_dir / 'credentials.json'} (readable by you only)",
             highlight=False,
         )
-        console.print(f"next: medgen annotate push -w {ws.root}")
+        console.print(f"next: medgen annotate push --annotators ann1,ann2 -w {ws.root}")
+
+
+@users_app.command("list")
+def users_list(workspace: WorkspaceOpt = None) -> None:
+    """Annotators' logins (no passwords: they are in labelstudio/credentials.json)."""
+    from annotation.accounts import list_accounts
+    from medgen.workspace import open_workspace
+
+    with open_workspace(workspace) as ws:
+        accounts = list_accounts(ws)
+    table = Table(title=f"{len(accounts)} Label Studio logins")
+    for column in ("name", "queue", "login e-mail", "user id", "organization"):
+        table.add_column(column)
+    for account in accounts:
+        table.add_row(account.name, account.kind, account.email, str(account.user_id), str(account.org_id))
+    console.print(table)
+
+
+@users_app.command("add")
+def users_add(
+    names: Annotated[list[str], typer.Argument(help="Annotator names (letters, digits, '.', '_', '-').")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Make a login and an organization of their own for each name (before `push` gives them a queue)."""
+    from annotation.accounts import ensure_accounts
+    from annotation.push import ANNOTATOR
+    from medgen.workspace import open_workspace
+
+    with open_workspace(workspace) as ws:
+        logins = ensure_accounts(ws, names, ANNOTATOR)
+        if not logins:
+            console.print("every name already has a login")
+        _show_logins(logins, ws)
+
+
+@users_app.command("reset-password")
+def users_reset_password(
+    name: Annotated[str, typer.Argument(help="Annotator name.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Give NAME a new generated password (shown once); the old one stops working."""
+    from annotation.accounts import reset_password
+    from medgen.workspace import open_workspace
+
+    with open_workspace(workspace) as ws:
+        _show_logins([reset_password(ws, name)], ws)
 
 
 @annotate_app.command()
@@ -87,7 +188,6 @@ def push(
     """Create the projects and import new sources as tasks, in bulk."""
     from pydantic import ValidationError
 
-    from annotation.client import connect
     from annotation.push import PushConfig
     from annotation.push import push as push_tasks
     from medgen.errors import config_error
@@ -105,7 +205,7 @@ def push(
     except ValidationError as error:
         raise config_error(error, options=True) from None
     with open_workspace(workspace) as ws:
-        connection = connect(ws, url, document_root)
+        connection = _connect(ws, url, document_root)
         with progress() as bar:
             task = bar.add_task("importing tasks", total=None, unit="tasks")
             report = push_tasks(
@@ -115,6 +215,14 @@ def push(
                 on_start=lambda total: bar.update(task, total=total),
                 on_batch=lambda n: bar.advance(task, n),
             )
+        _show_logins(report.logins, ws)
+    if not report.blind:
+        console.print(
+            "[yellow]queues are not blind[/]: on this server the annotators share an organization and can open "
+            "each other's projects; per-annotator logins and organizations need the workspace's own server "
+            "(`medgen annotate serve`)",
+            highlight=False,
+        )
     if report.projects_created:
         console.print(f"created projects for: {', '.join(report.projects_created)}")
     if report.recovered:
@@ -128,12 +236,11 @@ def push(
 @annotate_app.command()
 def status(workspace: WorkspaceOpt = None, url: UrlOpt = None, document_root: RootOpt = None) -> None:
     """Progress per project: done, skipped, remaining, mean seconds per task."""
-    from annotation.client import connect
     from annotation.pull import project_status
     from medgen.workspace import open_workspace
 
     with open_workspace(workspace) as ws:
-        rows = project_status(ws, connect(ws, url, document_root))
+        rows = project_status(ws, _connect(ws, url, document_root))
     table = Table(title="annotation progress")
     for column in ("project", "annotator", "tasks", "done", "skipped", "remaining", "mean s/task"):
         table.add_column(column, justify="right" if column not in ("annotator",) else "left")
@@ -163,13 +270,14 @@ def pull(
     ] = None,
 ) -> None:
     """Fetch annotations, validate them, store them (idempotent); report the ones not used."""
-    from annotation.client import connect
     from annotation.pull import pull as pull_annotations
     from medgen.workspace import open_workspace
 
     with open_workspace(workspace) as ws:
-        connection = None if export_file else connect(ws, url, document_root)
+        connection = None if export_file else _connect(ws, url, document_root)
         report = pull_annotations(ws, connection, export_file)
+    for note in report.notes:
+        console.print(f"[yellow]note[/]: {note}", highlight=False)
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(report.statuses.items())) or "none"
     console.print(
         f"annotations: new {report.new}, updated {report.updated}, unchanged {report.unchanged}, "
@@ -200,12 +308,12 @@ def agreement(
 ) -> None:
     """Krippendorff's alpha, gold accuracy per annotator, consensus; unresolved items to adjudication."""
     from annotation.agreement import agreement as compute
-    from annotation.client import connect
     from medgen.workspace import open_workspace
 
     with open_workspace(workspace) as ws:
-        connection = connect(ws, url, document_root) if adjudicate else None
+        connection = _connect(ws, url, document_root) if adjudicate else None
         report = compute(ws, connection, min_agreement)
+        _show_logins(report.logins, ws)
     table = Table(title="Krippendorff's alpha (nominal)")
     table.add_column("dimension")
     table.add_column("alpha", justify="right")

@@ -1,4 +1,9 @@
-"""Connect to Label Studio: the workspace's own server, or any server given by URL + token."""
+"""Connect to Label Studio: the workspace's own server, or any server given by URL + token.
+
+Tokens may be legacy tokens or personal access tokens (JWT refresh tokens, the default of new Label
+Studio organizations): the SDK exchanges a personal access token for short-lived access tokens and
+refreshes them, and medgen's own raw API calls use the SDK's headers, so both kinds work everywhere.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from annotation.server import healthy, load_credentials, running_server
+from annotation.server import Account, healthy, load_credentials, running_server
 from medgen.errors import MedgenError
 from medgen.workspace import Workspace
 
@@ -21,12 +26,30 @@ URL_ENV = "LABEL_STUDIO_URL"
 
 @dataclass
 class Connection:
-    """A live Label Studio: its URL, the SDK client and the root its local-files URLs start from."""
+    """A live Label Studio: its URL, the SDK client and the root its local-files URLs start from.
+
+    ``accounts`` holds the team's logins when this is the workspace's own server; ``origin`` says
+    how the server was chosen (the workspace's server, --url, or $LABEL_STUDIO_URL).
+    """
 
     url: str
     client: LabelStudio
     document_root: Path
     token: str = field(repr=False, default="")
+    accounts: dict[str, Account] = field(repr=False, default_factory=dict)
+    origin: str = "the workspace's server"
+
+    def with_token(self, token: str) -> Connection:
+        """The same server, acting as another user (an annotator's own token, or a queue's service login)."""
+        from label_studio_sdk import LabelStudio
+
+        client = LabelStudio(base_url=self.url, api_key=token, timeout=120)
+        return Connection(self.url, client, self.document_root, token, self.accounts, self.origin)
+
+    def queue(self, name: str) -> Connection:
+        """The connection that manages ``name``'s queue: its organization's service login, else this one."""
+        account = self.accounts.get(name)
+        return self.with_token(account.service_token) if account else self
 
     def get_json(self, path: str, **params: Any) -> Any:
         """GET an API path the SDK does not wrap (exports in every format, config validation)."""
@@ -38,7 +61,10 @@ class Connection:
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         import httpx
 
-        headers = {"Authorization": f"Token {self.token}"}
+        try:
+            headers = self.client._client_wrapper.get_headers()  # refreshes a personal access token
+        except Exception as error:
+            raise api_error(f"{method} {path}", error) from None
         try:
             response = httpx.request(method, f"{self.url}{path}", headers=headers, timeout=300, **kwargs)
         except httpx.HTTPError as error:
@@ -77,7 +103,10 @@ def connect(workspace: Workspace, url: str | None = None, document_root: Path | 
     """
     from label_studio_sdk import LabelStudio
 
-    url = url or os.environ.get(URL_ENV) or None
+    origin = "--url"
+    if url is None and os.environ.get(URL_ENV):
+        url, origin = os.environ[URL_ENV], f"${URL_ENV}"
+    accounts: dict[str, Account] = {}
     if url is None:
         info = running_server(workspace)
         creds = load_credentials(workspace)
@@ -87,6 +116,7 @@ def connect(workspace: Workspace, url: str | None = None, document_root: Path | 
                 f"or use an existing server with --url and the token in ${TOKEN_ENV}"
             )
         url, token, root = info.url, creds.token, Path(info.document_root)
+        accounts, origin = dict(creds.accounts), "the workspace's server"
     else:
         url = url.rstrip("/")
         token = os.environ.get(TOKEN_ENV, "")
@@ -98,7 +128,7 @@ def connect(workspace: Workspace, url: str | None = None, document_root: Path | 
     if not healthy(url, timeout=5):
         raise MedgenError(f"Label Studio at {url} does not answer: is it running? (`medgen annotate serve`)")
     client = LabelStudio(base_url=url, api_key=token, timeout=120)
-    return Connection(url=url, client=client, document_root=root, token=token)
+    return Connection(url, client, root, token, accounts, origin)
 
 
 def api_error(action: str, error: Exception) -> MedgenError:
@@ -107,7 +137,8 @@ def api_error(action: str, error: Exception) -> MedgenError:
     body: Any = getattr(error, "body", None)
     if status in (401, 403):
         return MedgenError(
-            f"{action}: Label Studio refused the API token (HTTP {status}): check ${TOKEN_ENV}"
+            f"{action}: Label Studio refused the API token (HTTP {status}): check ${TOKEN_ENV} "
+            "(a legacy token or a personal access token from Account & Settings)"
         )
     if status is not None:
         return MedgenError(f"{action}: Label Studio answered HTTP {status}: {str(body)[:300]}")

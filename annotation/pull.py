@@ -18,7 +18,17 @@ from typing import Any
 
 from annotation.client import Connection
 from annotation.consensus import labels_to_json
-from annotation.validation import DELETED, VALID, RawAnnotation, canonical_time, check, parse_export
+from annotation.validation import (
+    DELETED,
+    DUPLICATE,
+    FOREIGN,
+    VALID,
+    Checked,
+    RawAnnotation,
+    canonical_time,
+    check,
+    parse_export,
+)
 from medgen.errors import MedgenError
 from medgen.files import atomic_write_text
 from medgen.workspace import Workspace
@@ -36,6 +46,7 @@ class PullReport:
     statuses: Counter[str] = field(default_factory=Counter)  # of the annotations pulled now
     unknown_tasks: list[int] = field(default_factory=list)  # tasks this workspace did not push
     report_path: Path | None = None
+    notes: list[str] = field(default_factory=list)  # fallbacks taken (database unreadable -> API)
 
 
 def fetch_project(connection: Connection, project_id: int) -> list[RawAnnotation]:
@@ -53,22 +64,42 @@ DB_COLUMNS = {
     "lead_time",
     "created_at",
     "updated_at",
+    "completed_by_id",
 }
+SELECT = (
+    "SELECT id, task_id, project_id, result, was_cancelled, lead_time, created_at, updated_at, completed_by_id "
+    "FROM task_completion WHERE project_id = {} ORDER BY id"
+)
+
+Database = Path | str
+"""Label Studio's own database: the SQLite file, or the PostgreSQL URL (from the credentials file)."""
 
 
-def local_database(workspace: Workspace, connection: Connection) -> Path | None:
-    """The SQLite database of the workspace's own server, when ``connection`` talks to it and its schema fits.
+def local_database(workspace: Workspace, connection: Connection) -> Database | None:
+    """The database of the workspace's own server, when ``connection`` talks to it and its schema fits.
 
     Label Studio's export serialises every task through Django REST serializers (about 6 s per 1,500
     tasks on 2 cores, and the server does not run requests in parallel), while the same annotation rows
     read straight from its database take milliseconds. Any other server (``--url``), a database that
-    is missing, or a table without the expected columns falls back to the export API.
+    is missing or unreachable, or a table without the expected columns falls back to the export API.
     """
-    from annotation.server import Paths, running_server
+    from annotation.server import Paths, load_credentials, running_server
 
     info = running_server(workspace)
+    if info is None or info.url.rstrip("/") != connection.url.rstrip("/"):
+        return None
+    creds = load_credentials(workspace)
+    if creds is not None and creds.database:
+        try:
+            with _postgresql(creds.database) as conn:
+                rows = conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = 'task_completion'"
+                ).fetchall()
+        except Exception:  # psycopg.Error: unreachable, refused, no such table
+            return None
+        return creds.database if {row[0] for row in rows} >= DB_COLUMNS else None
     database = Paths(workspace.labelstudio_dir).data / "label_studio.sqlite3"
-    if info is None or info.url.rstrip("/") != connection.url.rstrip("/") or not database.is_file():
+    if not database.is_file():
         return None
     try:
         with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as conn:
@@ -78,27 +109,57 @@ def local_database(workspace: Workspace, connection: Connection) -> Path | None:
     return database if columns >= DB_COLUMNS else None
 
 
-def fetch_project_db(database: Path, project_id: int) -> list[RawAnnotation]:
-    """Every annotation of one project (cancelled ones included) read from Label Studio's database, read-only."""
-    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as conn:
-        rows = conn.execute(
-            "SELECT id, task_id, project_id, result, was_cancelled, lead_time, created_at, updated_at "
-            "FROM task_completion WHERE project_id = ? ORDER BY id",
-            (project_id,),
-        ).fetchall()
+def _postgresql(url: str) -> Any:
+    import psycopg
+
+    from annotation.server import database_settings
+
+    s = database_settings(url)
+    return psycopg.connect(
+        dbname=s["POSTGRE_NAME"],
+        user=s["POSTGRE_USER"],
+        password=s["POSTGRE_PASSWORD"],
+        host=s["POSTGRE_HOST"],
+        port=int(s["POSTGRE_PORT"]),
+        connect_timeout=10,
+        options="-c default_transaction_read_only=on",
+    )
+
+
+def fetch_project_db(database: Database, project_id: int) -> list[RawAnnotation]:
+    """Every annotation of one project (cancelled ones included) read from Label Studio's database, read-only.
+
+    Raises:
+        DatabaseUnavailable: the database is locked, mid-journal or unreachable (the caller uses the API).
+    """
+    try:
+        if isinstance(database, Path):
+            with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as conn:
+                rows = conn.execute(SELECT.format("?"), (project_id,)).fetchall()
+        else:
+            with _postgresql(database) as conn:
+                rows = conn.execute(SELECT.format("%s"), (project_id,)).fetchall()
+    except Exception as error:  # sqlite3.Error, psycopg.Error
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DatabaseUnavailable(f"{type(error).__name__}: {reason}") from None
     return [
         RawAnnotation(
             id=int(row[0]),
             task_id=int(row[1]),
             project_id=int(row[2]),
-            result=list(json.loads(row[3]) or []) if row[3] else [],
+            result=list((json.loads(row[3]) if isinstance(row[3], str) else row[3]) or []),
             cancelled=bool(row[4]),
             lead_time=row[5],
             created_at=canonical_time(row[6]),
             updated_at=canonical_time(row[7]),
+            completed_by=int(row[8]) if row[8] is not None else None,
         )
         for row in rows
     ]
+
+
+class DatabaseUnavailable(Exception):
+    """Label Studio's database could not be read now; the export API answers instead."""
 
 
 def read_export_file(path: Path) -> list[RawAnnotation]:
@@ -121,6 +182,7 @@ def pull(
     for path in export_files or []:
         raws.extend(read_export_file(path))
     complete: list[int] = []
+    notes: list[str] = []
     if connection is not None:
         database = local_database(workspace, connection)
         for row in workspace.catalog.query(
@@ -129,11 +191,55 @@ def pull(
             if on_project is not None:
                 on_project(row["annotator"])
             project_id = int(row["ls_project_id"])
-            raws.extend(
-                fetch_project_db(database, project_id) if database else fetch_project(connection, project_id)
+            fetched = None
+            if database is not None:
+                try:
+                    fetched = fetch_project_db(database, project_id)
+                except DatabaseUnavailable as error:
+                    notes.append(f"Label Studio's database could not be read ({error}); used the export API")
+                    database = None
+            if fetched is None:
+                fetched = fetch_project(connection.queue(row["annotator"]), project_id)
+            raws.extend(fetched)
+            complete.append(project_id)
+    report = store_annotations(workspace, raws, complete_projects=complete)
+    report.notes = notes
+    return report
+
+
+def _attribution(
+    raws: list[RawAnnotation], tasks: dict[int, Any], owners: dict[str, int], emails: dict[int, str]
+) -> dict[int, tuple[str, str]]:
+    """Annotations that must not count although valid: (status, reason) by annotation id.
+
+    - made by someone other than the annotator whose queue holds the task (known owners only);
+    - an earlier annotation by the same person on the same task (the latest one counts).
+    """
+    found: dict[int, tuple[str, str]] = {}
+    latest: dict[tuple[int, int | None], RawAnnotation] = {}
+    for raw in sorted(raws, key=lambda r: r.id):
+        task = tasks.get(raw.task_id)
+        if task is None:
+            continue
+        owner = owners.get(task["annotator"])
+        if owner is not None and raw.completed_by != owner:
+            who = emails.get(raw.completed_by or -1, f"user {raw.completed_by}")
+            found[raw.id] = (
+                FOREIGN,
+                f"made by {who}, not by {task['annotator']}, whose queue holds the task",
             )
-            complete.append(int(row["ls_project_id"]))
-    return store_annotations(workspace, raws, complete_projects=complete)
+            continue
+        if raw.cancelled:
+            continue
+        key = (raw.task_id, raw.completed_by)
+        earlier = latest.get(key)
+        if earlier is not None:
+            found[earlier.id] = (
+                DUPLICATE,
+                f"the same person annotated task {raw.task_id} again (annotation {raw.id} counts)",
+            )
+        latest[key] = raw
+    return found
 
 
 def store_annotations(
@@ -143,6 +249,9 @@ def store_annotations(
 
     ``complete_projects``: projects whose every annotation is in ``raws``; a stored annotation of
     theirs that is missing now was deleted in Label Studio and is marked ``deleted`` (kept, not used).
+    Each annotation is credited to the Label Studio user who made it: one made in a queue by anyone
+    but its annotator is ``foreign``, and an earlier one by the same person on the same task is
+    ``duplicate``; both are reported, neither is used.
     """
     catalog = workspace.catalog
     tasks = {
@@ -152,21 +261,29 @@ def store_annotations(
             "JOIN ls_projects p ON p.ls_project_id = t.ls_project_id"
         )
     }
+    accounts = catalog.query("SELECT name, email, ls_user_id FROM ls_accounts")
+    owners = {r["name"]: int(r["ls_user_id"]) for r in accounts}
+    emails = {int(r["ls_user_id"]): r["email"] for r in accounts}
     seen = {
-        int(r["ls_annotation_id"]): r["updated_at"]
-        for r in catalog.query("SELECT ls_annotation_id, updated_at FROM annotations")
+        int(r["ls_annotation_id"]): (r["updated_at"], r["status"])
+        for r in catalog.query("SELECT ls_annotation_id, updated_at, status FROM annotations")
     }
+    unique = list({raw.id: raw for raw in raws}.values())  # a file and the server may both hold one
+    overruled = _attribution(unique, tasks, owners, emails)
     report = PullReport()
     rows = []
-    for raw in {raw.id: raw for raw in raws}.values():  # a file and the server may both hold one
+    for raw in unique:
         task = tasks.get(raw.task_id)
         if task is None:
             report.unknown_tasks.append(raw.task_id)
             continue
-        if raw.id in seen and seen[raw.id] == raw.updated_at:
+        checked = check(raw)
+        if checked.status == VALID and raw.id in overruled:
+            status, reason = overruled[raw.id]
+            checked = Checked(status, [reason])
+        if raw.id in seen and seen[raw.id] == (raw.updated_at, checked.status):
             report.unchanged += 1
             continue
-        checked = check(raw)
         report.statuses[checked.status] += 1
         if raw.id in seen:
             report.updated += 1
@@ -186,6 +303,7 @@ def store_annotations(
                 raw.created_at,
                 raw.updated_at,
                 now(),
+                raw.completed_by,
             )
         )
     present = {raw.id for raw in raws}
@@ -201,7 +319,10 @@ def store_annotations(
     report.deleted = len(gone)
     with catalog.transaction() as conn:
         conn.executemany(
-            "INSERT OR REPLACE INTO annotations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+            "INSERT OR REPLACE INTO annotations (ls_annotation_id, ls_task_id, ls_project_id, annotator, source_id, "
+            "status, reasons, labels, lead_time_s, created_at, updated_at, pulled_at, completed_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
         )
         conn.executemany(
             "UPDATE annotations SET status = ?, reasons = ?, labels = NULL, pulled_at = ? WHERE ls_annotation_id = ?",
@@ -277,7 +398,11 @@ def project_status(workspace: Workspace, connection: Connection) -> list[Project
                 "SELECT ls_task_id FROM tasks WHERE ls_project_id = ?", (project_id,)
             )
         }
-        raws = [raw for raw in fetch_project(connection, project_id) if raw.task_id in tasks]
+        raws = [
+            raw
+            for raw in fetch_project(connection.queue(row["annotator"]), project_id)
+            if raw.task_id in tasks
+        ]
         done = {raw.task_id for raw in raws if not raw.cancelled}
         skipped = {raw.task_id for raw in raws if raw.cancelled} - done
         times = [raw.lead_time for raw in raws if not raw.cancelled and raw.lead_time is not None]

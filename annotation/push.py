@@ -1,8 +1,10 @@
 """Create the annotation projects and import each complete source as one task, in bulk.
 
 Open-source Label Studio has no overlap assignment or blinding, so medgen makes one project per
-annotator (each sees only its own queue) and sends every task to exactly ``overlap`` of them,
-balancing the queues. Gold tasks (sources whose candidates all carry known injected defects) go to
+annotator and sends every task to exactly ``overlap`` of them, balancing the queues. On the
+workspace's own server each annotator also gets a login of their own and an organization holding
+only their queue (``annotation.accounts``), so each sees only their own tasks; on another server
+(``--url``) the projects share the token's organization and the report says that queues are not blind. Gold tasks (sources whose candidates all carry known injected defects) go to
 every annotator and are scored per annotator by ``annotate agreement``.
 
 Idempotent and resumable: the catalog records each task id right after its batch is imported;
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from annotation.accounts import NewLogin, ensure_accounts
 from annotation.client import Connection, api_error
 from annotation.config import SOURCE_KEY, label_result, labeling_config
 from annotation.consensus import ADJUDICATION
@@ -73,6 +76,8 @@ class PushConfig(BaseModel):
 
 @dataclass
 class PushReport:
+    logins: list[NewLogin] = field(default_factory=list)  # made now: shown once, never logged
+    blind: bool = True  # each annotator sees only their own queue
     projects_created: list[str] = field(default_factory=list)
     imported: dict[str, int] = field(default_factory=dict)  # annotator -> tasks imported now
     recovered: int = 0  # tasks found on the server but missing from the catalog
@@ -101,7 +106,12 @@ def _workspace_tag(workspace: Workspace) -> str:
 def ensure_project(
     connection: Connection, workspace: Workspace, kind: str, annotator: str
 ) -> tuple[int, bool]:
-    """The catalog's project for (kind, annotator), created on the server when missing."""
+    """The catalog's project for (kind, annotator), created on the server when missing.
+
+    ``connection`` is the workspace's connection; the project lives in ``annotator``'s organization
+    when they have an account.
+    """
+    connection = connection.queue(annotator)
     client = connection.client
     rows = workspace.catalog.query(
         "SELECT ls_project_id FROM ls_projects WHERE kind = ? AND annotator = ?", (kind, annotator)
@@ -184,6 +194,7 @@ def recover_tasks(
 ) -> int:
     """Record tasks the server has but the catalog lacks (a crash after import, before the commit)."""
     recorded = workspace.catalog.count("tasks", "ls_project_id = ?", (project_id,))
+    connection = connection.queue(annotator)
     try:
         on_server = connection.client.projects.get(project_id).task_number or 0
     except Exception as error:
@@ -226,6 +237,7 @@ def import_batches(
     on_batch: Callable[[int], None] | None = None,
 ) -> int:
     """Import ``sources`` as tasks of one project, ``batch_size`` per request; record ids per batch."""
+    queue = connection.queue(annotator)
     imported = 0
     for start in range(0, len(sources), config.batch_size):
         batch = sources[start : start + config.batch_size]
@@ -240,9 +252,7 @@ def import_batches(
             for s in batch
         ]
         try:
-            response = connection.client.projects.import_tasks(
-                project_id, request=payload, return_task_ids=True
-            )
+            response = queue.client.projects.import_tasks(project_id, request=payload, return_task_ids=True)
         except Exception as error:
             raise api_error(f"importing tasks for {annotator}", error) from None
         task_ids = list(response.task_ids or [])
@@ -325,6 +335,7 @@ def push(
 ) -> PushReport:
     """Create/reuse one project per annotator and import every planned source not imported yet."""
     report = PushReport()
+    connection = with_accounts(workspace, connection, config.annotators, ANNOTATOR, report)
     projects: dict[str, int] = {}
     for name in config.annotators:
         project_id, created = ensure_project(connection, workspace, ANNOTATOR, name)
@@ -347,5 +358,36 @@ def push(
     return report
 
 
-def adjudication_project(connection: Connection, workspace: Workspace) -> int:
-    return ensure_project(connection, workspace, ADJUDICATION, ADJUDICATOR)[0]
+def with_accounts(
+    workspace: Workspace, connection: Connection, names: list[str], kind: str, report: PushReport
+) -> Connection:
+    """Give each name a login, made now where missing (the workspace's own server only).
+
+    ``connection`` learns the new logins in place, so later calls through it act in each queue's
+    organization. A queue pushed before per-annotator logins existed stays in the admin's organization.
+    """
+    if connection.origin != "the workspace's server":
+        report.blind = False
+        return connection
+    had_queue = {
+        r["annotator"]
+        for r in workspace.catalog.query("SELECT annotator FROM ls_projects WHERE kind = ?", (kind,))
+    }
+    new = [name for name in names if name not in had_queue or name in connection.accounts]
+    report.logins = ensure_accounts(workspace, new, kind)
+    report.blind = len(new) == len(names)
+    if report.logins:
+        from annotation.server import load_credentials
+
+        creds = load_credentials(workspace)
+        assert creds is not None
+        connection.accounts.update(creds.accounts)
+    return connection
+
+
+def adjudication_project(
+    connection: Connection, workspace: Workspace, report: PushReport | None = None
+) -> tuple[Connection, int]:
+    """The adjudicator's project (with its own login on the workspace's server), created when missing."""
+    connection = with_accounts(workspace, connection, [ADJUDICATOR], ADJUDICATION, report or PushReport())
+    return connection, ensure_project(connection, workspace, ADJUDICATION, ADJUDICATOR)[0]

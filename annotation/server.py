@@ -1,9 +1,11 @@
-"""Start, check and stop a local Label Studio server for one workspace.
+"""Start, check and stop the Label Studio server of one workspace.
 
-The server keeps its data (SQLite) in ``<workspace>/labelstudio/data``, listens on loopback only,
-and serves the workspace's images through Label Studio's local-files storage. The admin account
-and its API token are generated once and kept in ``labelstudio/credentials.json`` (mode 0600);
-they are never printed in full.
+The server keeps its data in ``<workspace>/labelstudio/data`` (SQLite, the single-user default) or
+in a PostgreSQL database (``--database postgresql://...``, for a team), listens on loopback unless
+told otherwise (``--host``; behind a reverse proxy, ``--public-url``), and serves the workspace's
+images through Label Studio's local-files storage. The admin account, its API token, the
+annotators' accounts and the database URL are generated or given once and kept in
+``labelstudio/credentials.json`` (mode 0600); they are never printed in full.
 
 A new workspace's first start would spend ~25 s (minutes on a busy machine) migrating Label
 Studio's database. medgen migrates one database per Label Studio version into a cache folder
@@ -28,6 +30,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field
 
@@ -52,22 +55,47 @@ LOG_FILE = "server.log"
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV")
 
 
+class Account(BaseModel):
+    """One person's Label Studio login in their own organization, and medgen's service login there."""
+
+    name: str = Field(description="The annotator's medgen name (also their Label Studio username).")
+    kind: str = Field(description="Kind of the queue: 'annotator' or 'adjudication'.")
+    email: str = Field(description="Login e-mail.")
+    password: str = Field(description="Generated login password.")
+    token: str = Field(description="The person's own API token (simulated annotators use it).")
+    service_email: str = Field(description="medgen's account in the same organization.")
+    service_token: str = Field(description="API token medgen uses for this organization's projects.")
+    user_id: int = Field(description="Label Studio user id of the person.")
+    org_id: int = Field(description="Label Studio organization holding only this person's queue.")
+
+
 class Credentials(BaseModel):
-    """The generated admin account of a workspace's Label Studio."""
+    """The secrets of a workspace's Label Studio (file mode 0600)."""
 
     username: str = Field(description="Admin e-mail used to log in to the web UI.")
     password: str = Field(description="Admin password (generated).")
     token: str = Field(description="Legacy API token (generated), sent as 'Authorization: Token ...'.")
+    database: str | None = Field(
+        default=None, description="postgresql:// URL of the server's database; None for SQLite."
+    )
+    accounts: dict[str, Account] = Field(
+        default_factory=dict, description="Team accounts by medgen name (annotators, adjudicator)."
+    )
 
 
 class ServerInfo(BaseModel):
     """What ``annotate serve`` started: where, which process, which files it serves."""
 
-    url: str
+    url: str = Field(description="Where medgen reaches the server (loopback when it listens everywhere).")
     pid: int
     port: int
     document_root: str = Field(description="Folder local-files URLs are relative to.")
     started_at: float
+    host: str = Field(default=HOST, description="Address the server listens on.")
+    public_url: str | None = Field(default=None, description="URL annotators open (behind a reverse proxy).")
+    database: str = Field(
+        default="sqlite", description="'sqlite', or the PostgreSQL URL without its password."
+    )
 
 
 @dataclass
@@ -111,6 +139,11 @@ def load_credentials(workspace: Workspace) -> Credentials | None:
     return Credentials.model_validate_json(path.read_text()) if path.is_file() else None
 
 
+def save_credentials(workspace: Workspace, creds: Credentials) -> None:
+    """Write the credentials file atomically, readable by its owner only."""
+    _write_private(Paths(workspace.labelstudio_dir).credentials, creds.model_dump_json(indent=2))
+
+
 def _credentials(workspace: Workspace) -> Credentials:
     existing = load_credentials(workspace)
     if existing is not None:
@@ -118,8 +151,73 @@ def _credentials(workspace: Workspace) -> Credentials:
     creds = Credentials(
         username="admin@medgen.local", password=secrets.token_urlsafe(18), token=secrets.token_hex(20)
     )
-    _write_private(Paths(workspace.labelstudio_dir).credentials, creds.model_dump_json(indent=2))
+    save_credentials(workspace, creds)
     return creds
+
+
+def database_settings(url: str) -> dict[str, str]:
+    """Label Studio's environment for a ``postgresql://user:password@host:port/name`` database URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
+        raise MedgenError(
+            f"--database {redact(url)} is not a PostgreSQL URL: use postgresql://USER:PASSWORD@HOST:PORT/NAME"
+        )
+    return {
+        "DJANGO_DB": "default",
+        "POSTGRE_NAME": unquote(parts.path.strip("/")),
+        "POSTGRE_USER": unquote(parts.username or "postgres"),
+        "POSTGRE_PASSWORD": unquote(parts.password or ""),
+        "POSTGRE_HOST": parts.hostname,
+        "POSTGRE_PORT": str(parts.port or 5432),
+    }
+
+
+def redact(url: str) -> str:
+    """A database URL without its password, safe to print and to record."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def server_env(
+    workspace: Workspace, creds: Credentials, root: Path, public_url: str | None = None
+) -> dict[str, str]:
+    """The environment Label Studio runs with: the server itself, and medgen's admin commands on its data.
+
+    Only these variables reach Label Studio, because it reads unprefixed ones (PORT, HOST...) into
+    its settings.
+    """
+    env = {key: os.environ[key] for key in PASSED_ENV if key in os.environ}
+    env.update(
+        LABEL_STUDIO_BASE_DATA_DIR=str(Paths(workspace.labelstudio_dir).data),
+        LABEL_STUDIO_USERNAME=creds.username,
+        LABEL_STUDIO_PASSWORD=creds.password,
+        LABEL_STUDIO_USER_TOKEN=creds.token,
+        LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
+        LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED="true",
+        LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(root),
+        # Accounts are made by medgen (`annotate users`), never by sign-up.
+        LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true",
+        # Offline and private: no version check against PyPI, no usage analytics.
+        LABEL_STUDIO_LATEST_VERSION_CHECK="false",
+        LABEL_STUDIO_COLLECT_ANALYTICS="false",
+        # Label Studio reports errors to Sentry by default; nothing of a workspace leaves the machine.
+        LABEL_STUDIO_SENTRY_DSN="",
+        LABEL_STUDIO_FRONTEND_SENTRY_DSN="",
+        PYTHONUNBUFFERED="1",
+    )
+    if creds.database:
+        env.update(database_settings(creds.database))
+    if public_url:
+        # Behind a reverse proxy: links and redirects use the public URL; the browser's Origin is
+        # trusted for CSRF; cookies are HTTPS-only when the public side is HTTPS.
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(public_url))
+        env.update(LABEL_STUDIO_HOST=public_url.rstrip("/"), CSRF_TRUSTED_ORIGINS=origin)
+        if public_url.startswith("https://"):
+            env.update(SESSION_COOKIE_SECURE="1", CSRF_COOKIE_SECURE="1")
+    return env
 
 
 def load_server(workspace: Workspace) -> ServerInfo | None:
@@ -223,15 +321,25 @@ def migrated_template(env: dict[str, str]) -> Path | None:
 
 
 def serve(
-    workspace: Workspace, port: int | None = None, document_root: Path | None = None, timeout: float = 180.0
+    workspace: Workspace,
+    port: int | None = None,
+    document_root: Path | None = None,
+    timeout: float = 180.0,
+    host: str = HOST,
+    public_url: str | None = None,
+    database: str | None = None,
 ) -> ServerInfo:
     """Start Label Studio for ``workspace`` in the background and wait until it answers.
 
     Args:
-        port: TCP port on 127.0.0.1 (default: a free one).
+        port: TCP port (default: a free one).
         document_root: folder local-files URLs are relative to (default: the workspace root);
             it must contain the workspace's image store.
         timeout: seconds to wait for the server (the first start migrates its database: ~30 s).
+        host: address to listen on; 127.0.0.1 by default, 0.0.0.0 (or a LAN address) for a team.
+        public_url: the URL annotators open when a reverse proxy (HTTPS) stands in front.
+        database: a ``postgresql://`` URL; remembered in the credentials file for later starts.
+            None keeps the workspace's database (SQLite unless one was given before).
     """
     paths = Paths(workspace.labelstudio_dir)
     current = running_server(workspace)
@@ -243,36 +351,33 @@ def serve(
     root = (document_root or workspace.root).resolve()
     if not workspace.store.root.resolve().is_relative_to(root):
         raise MedgenError(f"document root {root} must contain the workspace {workspace.root}")
+    if public_url is not None and not public_url.startswith(("http://", "https://")):
+        raise MedgenError(f"--public-url {public_url} must start with https:// (or http://)")
     creds = _credentials(workspace)
+    if database is not None and database != creds.database:
+        if creds.database is None and (paths.data / DATABASE).is_file():
+            raise MedgenError(
+                "this workspace's Label Studio already keeps its data in SQLite; a PostgreSQL database would "
+                "start empty: use a new workspace (or move the data with Label Studio's own tools)"
+            )
+        database_settings(database)  # refuse a malformed URL before saving it
+        creds = creds.model_copy(update={"database": database})
+        save_credentials(workspace, creds)
+    if creds.database:
+        check_database(creds.database)
     port = port or _free_port()
-    url = f"http://{HOST}:{port}"
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    url = f"http://{local}:{port}"
     if healthy(url, timeout=0.5):
         raise MedgenError(f"port {port} is already in use by another server: choose another with --port")
     paths.data.mkdir(parents=True, exist_ok=True)
-    env = {key: os.environ[key] for key in PASSED_ENV if key in os.environ}
-    env.update(
-        LABEL_STUDIO_BASE_DATA_DIR=str(paths.data),
-        LABEL_STUDIO_USERNAME=creds.username,
-        LABEL_STUDIO_PASSWORD=creds.password,
-        LABEL_STUDIO_USER_TOKEN=creds.token,
-        LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
-        LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED="true",
-        LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(root),
-        LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true",
-        # Offline and private: no version check against PyPI, no usage analytics.
-        LABEL_STUDIO_LATEST_VERSION_CHECK="false",
-        LABEL_STUDIO_COLLECT_ANALYTICS="false",
-        # Label Studio reports errors to Sentry by default; nothing of a workspace leaves the machine.
-        LABEL_STUDIO_SENTRY_DSN="",
-        LABEL_STUDIO_FRONTEND_SENTRY_DSN="",
-        PYTHONUNBUFFERED="1",
-    )
-    database = paths.data / DATABASE
-    if not database.exists():
+    env = server_env(workspace, creds, root, public_url)
+    database_file = paths.data / DATABASE
+    if creds.database is None and not database_file.exists():
         template = migrated_template(env)
         if template is not None:
-            shutil.copyfile(template, database)
-    command = [_executable(), "start", "--no-browser", "--internal-host", HOST, "--port", str(port)]
+            shutil.copyfile(template, database_file)
+    command = [_executable(), "start", "--no-browser", "--internal-host", host, "--port", str(port)]
     with open(paths.log, "ab") as log:
         process = subprocess.Popen(
             command,
@@ -282,7 +387,16 @@ def serve(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    info = ServerInfo(url=url, pid=process.pid, port=port, document_root=str(root), started_at=time.time())
+    info = ServerInfo(
+        url=url,
+        pid=process.pid,
+        port=port,
+        document_root=str(root),
+        started_at=time.time(),
+        host=host,
+        public_url=public_url,
+        database=redact(creds.database) if creds.database else "sqlite",
+    )
     atomic_write_text(paths.server, info.model_dump_json(indent=2))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -297,6 +411,26 @@ def serve(
         time.sleep(0.5)
     stop(workspace)
     raise MedgenError(f"Label Studio did not answer within {timeout:.0f} s: see {paths.log}")
+
+
+def check_database(url: str) -> None:
+    """Refuse to start when the PostgreSQL server cannot be reached, in one line."""
+    import psycopg
+
+    settings = database_settings(url)
+    try:
+        with psycopg.connect(
+            dbname=settings["POSTGRE_NAME"],
+            user=settings["POSTGRE_USER"],
+            password=settings["POSTGRE_PASSWORD"],
+            host=settings["POSTGRE_HOST"],
+            port=int(settings["POSTGRE_PORT"]),
+            connect_timeout=10,
+        ):
+            pass
+    except psycopg.Error as error:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise MedgenError(f"PostgreSQL at {redact(url)} is unreachable: {reason}") from None
 
 
 def _check_token(url: str, token: str, log: Path) -> None:

@@ -1,7 +1,8 @@
 """Simulated annotators for the demo and the tests: answers from known labels, with human-like noise.
 
-Every simulated annotation is created through the Label Studio API like a human's, and is marked
-as simulated in each candidate's rationale (``[simulated]``), so it can never pass for real work.
+Every simulated annotation is created through the Label Studio API like a human's, with the
+annotator's own login when they have one (so it is credited to them), and is marked as simulated in
+each candidate's rationale (``[simulated]``), so it can never pass for real work.
 """
 
 from __future__ import annotations
@@ -66,7 +67,11 @@ def simulate_annotators(
     )
     for project in projects:
         name, project_id = project["annotator"], int(project["ls_project_id"])
-        done = {raw.task_id for raw in fetch_project(client, project_id)}
+        done = {raw.task_id for raw in fetch_project(client.queue(name), project_id)}
+        account = client.accounts.get(name)
+        annotator = (
+            client.with_token(account.token) if account else client
+        )  # as that person, when they have a login
         made[name] = 0
         tasks = workspace.catalog.query(
             "SELECT ls_task_id, source_id FROM tasks WHERE ls_project_id = ? ORDER BY ls_task_id",
@@ -82,7 +87,7 @@ def simulate_annotators(
             skipped = rng.random() < rates.skip
             answers = [noisy_label(label, rates, rng) for label in truth]
             try:
-                client.client.annotations.create(
+                annotator.client.annotations.create(
                     int(task["ls_task_id"]),
                     result=[] if skipped else label_result(answers),
                     was_cancelled=skipped,

@@ -20,7 +20,9 @@ INVALID = "invalid"  # unknown control or value, two values in a single choice
 INCOMPLETE = "incomplete"  # a candidate without its acceptable answer, or an empty result
 CONTRADICTORY = "contradictory"  # acceptable with a defect, or not acceptable without one
 DELETED = "deleted"  # pulled earlier, deleted in Label Studio since
-STATUSES = (VALID, CANCELLED, INVALID, INCOMPLETE, CONTRADICTORY, DELETED)
+FOREIGN = "foreign"  # made by someone other than the annotator whose queue holds the task
+DUPLICATE = "duplicate"  # an earlier annotation by the same person on the same task
+STATUSES = (VALID, CANCELLED, INVALID, INCOMPLETE, CONTRADICTORY, DELETED, FOREIGN, DUPLICATE)
 
 # Keys of a JSON_MIN row that are task data or metadata, not controls.
 _MIN_META = {
@@ -48,6 +50,7 @@ class RawAnnotation:
     lead_time: float | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    completed_by: int | None = None  # Label Studio user id of whoever made it
 
 
 @dataclass
@@ -106,6 +109,13 @@ def _task_id(value: Any) -> int:
     return int(value["id"] if isinstance(value, dict) else value)
 
 
+def _user_id(value: Any) -> int | None:
+    """``completed_by`` as the API (an id) or the JSON export (an id, or a user object) writes it."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
+
+
 def _from_api(annotation: dict[str, Any], task_id: int, source_id: str | None) -> RawAnnotation:
     project = annotation.get("project")
     return RawAnnotation(
@@ -118,6 +128,7 @@ def _from_api(annotation: dict[str, Any], task_id: int, source_id: str | None) -
         lead_time=annotation.get("lead_time"),
         created_at=canonical_time(annotation.get("created_at")),
         updated_at=canonical_time(annotation.get("updated_at")),
+        completed_by=_user_id(annotation.get("completed_by")),
     )
 
 
@@ -145,6 +156,7 @@ def _from_min(row: dict[str, Any]) -> RawAnnotation:
         lead_time=row.get("lead_time"),
         created_at=canonical_time(row.get("created_at")),
         updated_at=canonical_time(row.get("updated_at")),
+        completed_by=_user_id(row.get("annotator")),
     )
 
 

@@ -170,6 +170,13 @@ class Demo:
         )
         imported = ", ".join(f"{name} {n}" for name, n in report.imported.items()) or "nothing new"
         console.print(f"pushed {report.new_sources} new sources (gold {report.gold_sources}): {imported}")
+        if report.logins:
+            console.print(
+                f"each annotator has a Label Studio login of their own and sees only their queue: "
+                f"{', '.join(login.email for login in report.logins)} (passwords in "
+                f"{workspace.labelstudio_dir / 'credentials.json'}, mode 0600)",
+                highlight=False,
+            )
         made = simulate_annotators(workspace, connection, noise=c.noise, seed=c.seed)
         console.print(
             "[yellow]simulated[/] annotators (answers from the synthetic ground truth with noise): "

@@ -109,6 +109,19 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (source_id, annotator)
     );
     """,
+    # 3: a Label Studio login per annotator (secrets stay in labelstudio/credentials.json), and the
+    # user who made each annotation, so it is credited to that person and not to the queue.
+    """
+    CREATE TABLE ls_accounts (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        email TEXT NOT NULL,
+        ls_user_id INTEGER NOT NULL,
+        ls_org_id INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    ALTER TABLE annotations ADD COLUMN completed_by INTEGER;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

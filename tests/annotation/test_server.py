@@ -72,7 +72,7 @@ def test_serve_once_hide_token_survive_a_dying_server_and_stop(ls_root, runner):
             "ORDER BY rank LIMIT 1"
         )[0]["source_id"]
         payload = _task_payload(connection, ws, planned, ws.catalog.candidates(planned), False)
-        connection.client.projects.import_tasks(project_id, request=[payload])
+        connection.queue("b").client.projects.import_tasks(project_id, request=[payload])  # b's organization
 
         result = runner.invoke(
             app, ["annotate", "push", "-w", str(ws.root), "--annotators", "a,b", "--batch-size", "2"]

@@ -1,0 +1,143 @@
+"""A Label Studio login per annotator, each blind to the others' queues (Label Studio Community).
+
+Every annotator, and the adjudicator, gets an organization of their own on the workspace's server,
+holding their queue, their login (e-mail ``<name>@medgen.local`` and a generated password) and a
+medgen service login that creates and reads that queue. The people are created by
+``annotation.ls_admin`` inside Label Studio's Django, so this needs the workspace's own server
+(`medgen annotate serve`, SQLite or PostgreSQL). Passwords and tokens live only in
+``labelstudio/credentials.json`` (mode 0600); the catalog keeps the non-secret ids that pull uses
+to credit each annotation to the person who made it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from annotation.server import (
+    Account,
+    Credentials,
+    load_credentials,
+    running_server,
+    save_credentials,
+    server_env,
+)
+from medgen.errors import MedgenError
+from medgen.workspace import Workspace
+from medgen.workspace.catalog import now
+
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}"
+DOMAIN = "medgen.local"
+
+
+@dataclass(frozen=True)
+class NewLogin:
+    """A login made or reset now: shown to the operator once, never logged."""
+
+    name: str
+    email: str
+    password: str
+
+
+def check_name(name: str) -> str:
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise MedgenError(
+            f"annotator name {name!r} must be 1-40 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def _require_own_server(workspace: Workspace) -> Credentials:
+    creds = load_credentials(workspace)
+    if creds is None or running_server(workspace) is None:
+        raise MedgenError(
+            "annotator logins are made on the workspace's own Label Studio: start it with "
+            "`medgen annotate serve` (with --url, create users in that server's own admin instead)"
+        )
+    return creds
+
+
+def _run_admin(workspace: Workspace, creds: Credentials, request: dict[str, object]) -> dict[str, object]:
+    info = running_server(workspace)
+    assert info is not None
+    env = server_env(workspace, creds, Path(info.document_root))
+    result = subprocess.run(
+        [sys.executable, "-m", "annotation.ls_admin"],
+        input=json.dumps(request),
+        env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MedgenError(f"Label Studio account administration failed: {last[:300]}")
+    answer: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
+    return answer
+
+
+def ensure_accounts(workspace: Workspace, names: list[str], kind: str) -> list[NewLogin]:
+    """Give each name an account (organization, login, service login); returns the logins made now."""
+    creds = _require_own_server(workspace)
+    missing = [check_name(name) for name in names if name not in creds.accounts]
+    if not missing:
+        return []
+    fresh = {
+        name: Account(
+            name=name,
+            kind=kind,
+            email=f"{name}@{DOMAIN}",
+            password=secrets.token_urlsafe(12),
+            token=secrets.token_hex(20),
+            service_email=f"medgen+{name}@{DOMAIN}",
+            service_token=secrets.token_hex(20),
+            user_id=0,
+            org_id=0,
+        )
+        for name in missing
+    }
+    request = {
+        "action": "ensure",
+        "accounts": [
+            {**account.model_dump(), "org_title": f"medgen: {name}'s queue"}
+            for name, account in fresh.items()
+        ],
+        "team_orgs": [account.org_id for account in creds.accounts.values()],
+    }
+    made = _run_admin(workspace, creds, request)
+    accounts = dict(creds.accounts)
+    for name, account in fresh.items():
+        ids = made[name]
+        assert isinstance(ids, dict)
+        accounts[name] = account.model_copy(update={"user_id": ids["user_id"], "org_id": ids["org_id"]})
+    save_credentials(workspace, creds.model_copy(update={"accounts": accounts}))
+    with workspace.catalog.transaction() as conn:
+        conn.executemany(
+            "INSERT OR REPLACE INTO ls_accounts VALUES (?, ?, ?, ?, ?, ?)",
+            [(a.name, a.kind, a.email, a.user_id, a.org_id, now()) for a in (accounts[n] for n in fresh)],
+        )
+    return [NewLogin(name, account.email, account.password) for name, account in fresh.items()]
+
+
+def reset_password(workspace: Workspace, name: str) -> NewLogin:
+    """A new generated password for ``name``'s login (the old one stops working)."""
+    creds = _require_own_server(workspace)
+    account = creds.accounts.get(name)
+    if account is None:
+        known = ", ".join(sorted(creds.accounts)) or "none yet"
+        raise MedgenError(f"no annotator {name!r} in this workspace (known: {known})")
+    password = secrets.token_urlsafe(12)
+    _run_admin(workspace, creds, {"action": "set_password", "email": account.email, "password": password})
+    accounts = {**creds.accounts, name: account.model_copy(update={"password": password})}
+    save_credentials(workspace, creds.model_copy(update={"accounts": accounts}))
+    return NewLogin(name, account.email, password)
+
+
+def list_accounts(workspace: Workspace) -> list[Account]:
+    creds = load_credentials(workspace)
+    return sorted(creds.accounts.values(), key=lambda a: a.name) if creds else []

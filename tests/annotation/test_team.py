@@ -1,0 +1,148 @@
+"""Annotation by a team on the workspace's own server: a login per annotator, blind queues, credit by person."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from annotation.accounts import reset_password
+from annotation.client import connect
+from annotation.config import label_result
+from annotation.pull import pull
+from annotation.push import PushConfig, push
+from annotation.server import load_credentials, serve, stop
+from medgen.cli import app
+from medgen.workspace import Workspace, init_workspace
+from schemas import CandidateLabel
+from tests.annotation.conftest import add_sources, seed_labelstudio
+
+pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
+
+OK = CandidateLabel(acceptable=True)
+
+
+def login(url: str, email: str, password: str) -> httpx.Client:
+    """A browser-like session: Label Studio's login form, CSRF token and session cookie."""
+    session = httpx.Client(base_url=url, follow_redirects=True, timeout=60)
+    session.get("/user/login/")
+    response = session.post(
+        "/user/login/",
+        data={"email": email, "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{url}/user/login/"},
+    )
+    me = session.get("/api/current-user/whoami")
+    assert response.status_code == 200 and me.status_code == 200, f"login of {email} failed"
+    assert me.json()["email"] == email
+    return session
+
+
+@pytest.fixture
+def team_workspace(ls_root) -> Iterator[Workspace]:
+    """A workspace with its own running server (logins are made on the workspace's own server)."""
+    ws = init_workspace(ls_root / f"team-{os.urandom(3).hex()}")
+    seed_labelstudio(ws)
+    serve(ws)
+    yield ws
+    stop(ws)
+    ws.close()
+
+
+def test_each_annotator_logs_in_and_sees_only_their_own_queue(team_workspace, runner) -> None:
+    ws = team_workspace
+    sources = add_sources(ws, 4)
+    result = runner.invoke(
+        app, ["annotate", "push", "-w", str(ws.root), "--annotators", "ann1,ann2", "--overlap", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    creds = load_credentials(ws)
+    assert set(creds.accounts) == {"ann1", "ann2"}
+    assert stat.S_IMODE(os.stat(ws.labelstudio_dir / "credentials.json").st_mode) == 0o600
+    for account in creds.accounts.values():  # each password shown once, here
+        assert result.output.count(account.password) == 1
+    assert "not blind" not in result.output
+    log = (ws.labelstudio_dir / "server.log").read_text()
+    assert not any(a.password in log or a.token in log for a in creds.accounts.values())
+
+    projects = {r["annotator"]: r["ls_project_id"] for r in ws.catalog.query("SELECT * FROM ls_projects")}
+    url = connect(ws).url
+    sessions = {name: login(url, a.email, a.password) for name, a in creds.accounts.items()}
+    for name, session in sessions.items():
+        listed = session.get("/api/projects/").json()["results"]
+        assert [p["id"] for p in listed] == [projects[name]], f"{name} must see exactly their own project"
+        tasks = session.get("/api/tasks/", params={"project": projects[name]}).json()["tasks"]
+        assert {t["data"]["source_id"] for t in tasks} <= set(sources) and tasks
+
+    # ann1 answers a task of their queue; ann2 cannot reach it by id, in any way.
+    ann1 = connect(ws).with_token(creds.accounts["ann1"].token)
+    task_id = ws.catalog.query("SELECT ls_task_id FROM tasks WHERE annotator = 'ann1' LIMIT 1")[0][0]
+    made = ann1.client.annotations.create(task_id, result=label_result([OK] * 4))
+    other = sessions["ann2"]
+    for path in (
+        f"/api/projects/{projects['ann1']}/",
+        f"/api/tasks/{task_id}/",
+        f"/api/annotations/{made.id}/",
+        f"/api/tasks/?project={projects['ann1']}",
+        f"/api/projects/{projects['ann1']}/export?exportType=JSON",
+    ):
+        response = other.get(path)
+        assert response.status_code in (403, 404), (path, response.status_code)
+        assert str(made.id) not in response.text or response.status_code != 200
+    # The annotators' own organizations are all they are members of.
+    assert [o["id"] for o in sessions["ann1"].get("/api/organizations/").json()] == [
+        creds.accounts["ann1"].org_id
+    ]
+
+
+def test_annotations_are_credited_to_the_person_who_made_them(team_workspace) -> None:
+    ws = team_workspace
+    add_sources(ws, 3)
+    connection = connect(ws)
+    push(ws, connection, PushConfig(annotators=["ann1", "ann2"], overlap=1))
+    connection = connect(ws)  # knows the new logins
+    creds = load_credentials(ws)
+    tasks = [r[0] for r in ws.catalog.query("SELECT ls_task_id FROM tasks WHERE annotator = 'ann1' ORDER BY 1")]
+    ann1 = connection.with_token(creds.accounts["ann1"].token)
+    counted = ann1.client.annotations.create(tasks[0], result=label_result([OK] * 4))
+    first = ann1.client.annotations.create(tasks[-1], result=label_result([OK] * 4))
+    second = ann1.client.annotations.create(tasks[-1], result=label_result([OK] * 4))  # the same task again
+    # Someone else's answer in ann1's queue, as an admin of ann1's organization could make it.
+    foreign = connection.queue("ann1").post_json(
+        f"/api/tasks/{tasks[0]}/annotations/",
+        {"result": label_result([OK] * 4), "completed_by": creds.accounts["ann2"].user_id},
+    )
+    report = pull(ws, connection)
+    status = {r["ls_annotation_id"]: r for r in ws.catalog.query("SELECT * FROM annotations")}
+    assert status[counted.id]["status"] == "valid" and status[counted.id]["completed_by"] == creds.accounts["ann1"].user_id
+    assert status[second.id]["status"] == "valid"
+    assert status[first.id]["status"] == "duplicate" and str(second.id) in status[first.id]["reasons"]
+    assert status[foreign["id"]]["status"] == "foreign"
+    assert "ann2@medgen.local" in status[foreign["id"]]["reasons"]
+    assert report.statuses["foreign"] == 1 and report.statuses["duplicate"] == 1
+    pulled = report.report_path.read_text()
+    assert '"foreign"' in pulled and '"duplicate"' in pulled
+    assert pull(ws, connection).new == 0  # idempotent, statuses kept
+
+
+def test_users_commands_and_password_reset(team_workspace, runner) -> None:
+    ws = team_workspace
+    added = runner.invoke(app, ["annotate", "users", "add", "carol", "-w", str(ws.root)])
+    assert added.exit_code == 0, added.output
+    old = load_credentials(ws).accounts["carol"].password
+    assert old in added.output
+    listed = runner.invoke(app, ["annotate", "users", "list", "-w", str(ws.root)])
+    assert "carol@medgen.local" in listed.output and old not in listed.output
+    url = connect(ws).url
+    login(url, "carol@medgen.local", old)
+    new = reset_password(ws, "carol").password
+    assert new != old and load_credentials(ws).accounts["carol"].password == new
+    login(url, "carol@medgen.local", new)
+    with pytest.raises(AssertionError):
+        login(url, "carol@medgen.local", old)
+    bad = runner.invoke(app, ["annotate", "users", "add", "no way", "-w", str(ws.root)])
+    assert bad.exit_code == 1 and "letters, digits" in bad.output and "Traceback" not in bad.output
+    unknown = runner.invoke(app, ["annotate", "users", "reset-password", "dave", "-w", str(ws.root)])
+    assert unknown.exit_code == 1 and "no annotator 'dave'" in unknown.output
