@@ -104,7 +104,9 @@ def test_annotations_are_credited_to_the_person_who_made_them(team_workspace) ->
     push(ws, connection, PushConfig(annotators=["ann1", "ann2"], overlap=1))
     connection = connect(ws)  # knows the new logins
     creds = load_credentials(ws)
-    tasks = [r[0] for r in ws.catalog.query("SELECT ls_task_id FROM tasks WHERE annotator = 'ann1' ORDER BY 1")]
+    tasks = [
+        r[0] for r in ws.catalog.query("SELECT ls_task_id FROM tasks WHERE annotator = 'ann1' ORDER BY 1")
+    ]
     ann1 = connection.with_token(creds.accounts["ann1"].token)
     counted = ann1.client.annotations.create(tasks[0], result=label_result([OK] * 4))
     first = ann1.client.annotations.create(tasks[-1], result=label_result([OK] * 4))
@@ -116,7 +118,10 @@ def test_annotations_are_credited_to_the_person_who_made_them(team_workspace) ->
     )
     report = pull(ws, connection)
     status = {r["ls_annotation_id"]: r for r in ws.catalog.query("SELECT * FROM annotations")}
-    assert status[counted.id]["status"] == "valid" and status[counted.id]["completed_by"] == creds.accounts["ann1"].user_id
+    assert (
+        status[counted.id]["status"] == "valid"
+        and status[counted.id]["completed_by"] == creds.accounts["ann1"].user_id
+    )
     assert status[second.id]["status"] == "valid"
     assert status[first.id]["status"] == "duplicate" and str(second.id) in status[first.id]["reasons"]
     assert status[foreign["id"]]["status"] == "foreign"
@@ -146,3 +151,67 @@ def test_users_commands_and_password_reset(team_workspace, runner) -> None:
     assert bad.exit_code == 1 and "letters, digits" in bad.output and "Traceback" not in bad.output
     unknown = runner.invoke(app, ["annotate", "users", "reset-password", "dave", "-w", str(ws.root)])
     assert unknown.exit_code == 1 and "no annotator 'dave'" in unknown.output
+
+
+@pytest.mark.postgres
+def test_the_same_round_trip_on_postgresql(ls_root, runner) -> None:
+    """serve on PostgreSQL, push to two annotators, annotate as them, pull (database read = API), agreement."""
+    from annotation.pull import fetch_project, fetch_project_db, local_database
+    from annotation.simulate import simulate_annotators
+    from tests.annotation.postgres import PASSWORD, postgres_server
+
+    with postgres_server() as url:
+        ws = init_workspace(ls_root / f"pg-{os.urandom(3).hex()}")
+        try:
+            served = runner.invoke(
+                app, ["annotate", "serve", "-w", str(ws.root)], env={"MEDGEN_LS_DATABASE": url}
+            )
+            assert served.exit_code == 0, served.output
+            assert (
+                "database postgresql://medgen:***@127.0.0.1" in served.output
+                and PASSWORD not in served.output
+            )
+            assert not (ws.labelstudio_dir / "data" / "label_studio.sqlite3").exists()
+            add_sources(ws, 6)
+            pushed = runner.invoke(
+                app, ["annotate", "push", "-w", str(ws.root), "--annotators", "ann1,ann2", "--overlap", "2"]
+            )
+            assert pushed.exit_code == 0, pushed.output
+            connection = connect(ws)
+            assert simulate_annotators(ws, connection, noise=0.0) == {"ann1": 6, "ann2": 6}
+            database = local_database(ws, connection)
+            assert database == url  # the fast path reads PostgreSQL
+            for row in ws.catalog.query("SELECT ls_project_id, annotator FROM ls_projects"):
+                from_db = {a.id: a for a in fetch_project_db(database, row[0])}
+                from_api = {a.id: a for a in fetch_project(connection.queue(row[1]), row[0])}
+                assert set(from_db) == set(from_api) and len(from_db) == 6
+                for key, db in from_db.items():
+                    api = from_api[key]
+                    fields = (
+                        "task_id",
+                        "result",
+                        "cancelled",
+                        "lead_time",
+                        "created_at",
+                        "updated_at",
+                        "completed_by",
+                    )
+                    assert [getattr(db, f) for f in fields] == [getattr(api, f) for f in fields]
+            report = pull(ws, connection)
+            assert report.statuses["valid"] == 12 and not report.notes
+            owners = {
+                r["annotator"]: r["completed_by"] for r in ws.catalog.query("SELECT * FROM annotations")
+            }
+            creds = load_credentials(ws)
+            assert owners == {name: creds.accounts[name].user_id for name in ("ann1", "ann2")}
+            agreed = runner.invoke(app, ["annotate", "agreement", "-w", str(ws.root)])
+            assert agreed.exit_code == 0 and "consensus 6 source(s)" in agreed.output, agreed.output
+        finally:
+            stop(ws)
+            ws.close()
+        # The database gone: starting says so in one line.
+    unreachable = runner.invoke(app, ["annotate", "serve", "-w", str(ws.root)])
+    assert (
+        unreachable.exit_code == 1 and "PostgreSQL at postgresql://medgen:***@127.0.0.1" in unreachable.output
+    )
+    assert "unreachable" in unreachable.output and "Traceback" not in unreachable.output
