@@ -34,7 +34,7 @@ class Connection:
 
     url: str
     client: LabelStudio
-    document_root: Path
+    document_root: Path | None  # None: the server does not share this disk (images are uploaded)
     token: str = field(repr=False, default="")
     accounts: dict[str, Account] = field(repr=False, default_factory=dict)
     origin: str = "the workspace's server"
@@ -58,6 +58,12 @@ class Connection:
     def post_json(self, path: str, payload: Any) -> Any:
         return self._request("POST", path, json=payload)
 
+    def post_files(self, path: str, files: list[tuple[str, tuple[str, bytes, str]]]) -> Any:
+        return self._request("POST", path, files=files)
+
+    def delete(self, path: str) -> Any:
+        return self._request("DELETE", path)
+
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         import httpx
 
@@ -76,6 +82,10 @@ class Connection:
 
     def image_url(self, path: Path) -> str:
         """The URL Label Studio serves a workspace file under (local-files storage)."""
+        if self.document_root is None:
+            raise MedgenError(
+                f"{self.url} does not read this disk: its images are uploaded (annotation.images)"
+            )
         try:
             relative = path.resolve().relative_to(self.document_root)
         except ValueError:
@@ -124,7 +134,8 @@ def connect(workspace: Workspace, url: str | None = None, document_root: Path | 
             raise MedgenError(
                 f"set ${TOKEN_ENV} to the API token of {url} (Account & Settings in its web UI)"
             )
-        root = (document_root or workspace.root).resolve()
+        # A server elsewhere does not read this disk unless told where it sees the workspace.
+        root = document_root.resolve() if document_root else None
     if not healthy(url, timeout=5):
         raise MedgenError(f"Label Studio at {url} does not answer: is it running? (`medgen annotate serve`)")
     client = LabelStudio(base_url=url, api_key=token, timeout=120)

@@ -7,8 +7,10 @@ are listed with their reasons in ``reports/annotation_pull.json`` and kept out o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import closing
@@ -49,9 +51,31 @@ class PullReport:
     notes: list[str] = field(default_factory=list)  # fallbacks taken (database unreadable -> API)
 
 
-def fetch_project(connection: Connection, project_id: int) -> list[RawAnnotation]:
-    """Every annotation of one project, cancelled ones included (the JSON export keeps them)."""
-    payload = connection.get_json(f"/api/projects/{project_id}/export", exportType="JSON")
+def fetch_project(connection: Connection, project_id: int, timeout: float = 1800.0) -> list[RawAnnotation]:
+    """Every annotation of one project, cancelled ones included, through an export snapshot.
+
+    Label Studio warns that its synchronous export can time out on large projects; a snapshot is
+    built by the server (in the background where it runs workers), polled until complete,
+    downloaded as JSON, and deleted.
+    """
+    base = f"/api/projects/{project_id}/exports"
+    every = {"usual": True, "skipped": True, "ground_truth": True}
+    snapshot = connection.post_json(f"{base}/", {"title": "medgen pull", "annotation_filter_options": every})
+    try:
+        deadline = time.monotonic() + timeout
+        while snapshot.get("status") not in ("completed", "failed"):
+            if time.monotonic() > deadline:
+                raise MedgenError(
+                    f"Label Studio's export of project {project_id} did not finish in {timeout:.0f} s"
+                )
+            time.sleep(0.5)
+            snapshot = connection.get_json(f"{base}/{snapshot['id']}")
+        if snapshot["status"] == "failed":
+            raise MedgenError(f"Label Studio's export of project {project_id} failed: see the server's log")
+        payload = connection.get_json(f"{base}/{snapshot['id']}/download", exportType="JSON")
+    finally:
+        with contextlib.suppress(MedgenError):
+            connection.delete(f"{base}/{snapshot['id']}")
     return parse_export(payload)
 
 

@@ -24,6 +24,7 @@ from annotation.accounts import NewLogin, ensure_accounts
 from annotation.client import Connection, api_error
 from annotation.config import SOURCE_KEY, label_result, labeling_config
 from annotation.consensus import ADJUDICATION
+from annotation.images import image_urls
 from medgen.errors import MedgenError
 from medgen.workspace import Workspace
 from medgen.workspace.catalog import now
@@ -145,8 +146,9 @@ def ensure_project(
                 maximum_annotations=1,
                 show_collab_predictions=True,
             )
-        storages = client.import_storage.local.list(project=project.id)
-        if not list(storages):
+        # Local-files storage lets the server serve this disk's images; a server elsewhere gets uploads.
+        reads_disk = connection.document_root is not None
+        if reads_disk and not list(client.import_storage.local.list(project=project.id)):
             client.import_storage.local.create(
                 project=project.id,
                 title="medgen workspace images",
@@ -165,21 +167,25 @@ def ensure_project(
     return int(project.id), True
 
 
+def _image_keys(workspace: Workspace, source_id: str, candidates: list[Candidate]) -> list[str]:
+    source = workspace.catalog.source(source_id)
+    assert source is not None
+    return [source.image_key, *(c.image_key for c in candidates)]
+
+
 def _task_payload(
     connection: Connection,
     workspace: Workspace,
     source_id: str,
     candidates: list[Candidate],
     predictions: bool,
+    urls: dict[str, str] | None = None,
 ) -> dict[str, object]:
-    source = workspace.catalog.source(source_id)
-    assert source is not None
-    data: dict[str, object] = {
-        "source_id": source_id,
-        SOURCE_KEY: connection.image_url(workspace.store.path(source.image_key)),
-    }
-    for letter, candidate in zip(LETTERS, candidates, strict=True):
-        data[letter] = connection.image_url(workspace.store.path(candidate.image_key))
+    keys = _image_keys(workspace, source_id, candidates)
+    urls = urls if urls is not None else image_urls(connection, workspace, keys)
+    data: dict[str, object] = {"source_id": source_id, SOURCE_KEY: urls[keys[0]]}
+    for letter, key in zip(LETTERS, keys[1:], strict=True):
+        data[letter] = urls[key]
     task: dict[str, object] = {"data": data}
     labels = known_labels(candidates) if predictions else None
     if labels is not None:
@@ -241,14 +247,11 @@ def import_batches(
     imported = 0
     for start in range(0, len(sources), config.batch_size):
         batch = sources[start : start + config.batch_size]
+        candidates = {s: workspace.catalog.candidates(s) for s in batch}
+        keys = [key for s in batch for key in _image_keys(workspace, s, candidates[s])]
+        urls = image_urls(queue, workspace, keys)
         payload = [
-            _task_payload(
-                connection,
-                workspace,
-                s,
-                workspace.catalog.candidates(s),
-                config.predictions and s not in gold,
-            )
+            _task_payload(queue, workspace, s, candidates[s], config.predictions and s not in gold, urls)
             for s in batch
         ]
         try:

@@ -109,8 +109,9 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (source_id, annotator)
     );
     """,
-    # 3: a Label Studio login per annotator (secrets stay in labelstudio/credentials.json), and the
-    # user who made each annotation, so it is credited to that person and not to the queue.
+    # 3: a Label Studio login per annotator (secrets stay in labelstudio/credentials.json), the
+    # user who made each annotation (credited to that person, not to the queue), and the images
+    # uploaded to servers that do not share this disk.
     """
     CREATE TABLE ls_accounts (
         name TEXT PRIMARY KEY,
@@ -121,6 +122,12 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     );
     ALTER TABLE annotations ADD COLUMN completed_by INTEGER;
+    CREATE TABLE ls_uploads (
+        server TEXT NOT NULL,
+        image_key TEXT NOT NULL,
+        url TEXT NOT NULL,
+        PRIMARY KEY (server, image_key)
+    );
     """,
 ]
 
