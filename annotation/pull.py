@@ -90,10 +90,13 @@ DB_COLUMNS = {
     "updated_at",
     "completed_by_id",
 }
+# By the task's project: task_completion.project_id is nullable in Label Studio, and a row without
+# it must still be found (else a pulled annotation would look deleted).
 SELECT = (
-    "SELECT id, task_id, project_id, result, was_cancelled, lead_time, created_at, updated_at, completed_by_id "
-    "FROM task_completion WHERE project_id = {} ORDER BY id"
+    "SELECT c.id, c.task_id, t.project_id, c.result, c.was_cancelled, c.lead_time, c.created_at, c.updated_at, "
+    "c.completed_by_id FROM task_completion c JOIN task t ON t.id = c.task_id WHERE t.project_id = {} ORDER BY c.id"
 )
+DB_TIMEOUT_S = 30.0  # how long a read waits for a lock Label Studio holds
 
 Database = Path | str
 """Label Studio's own database: the SQLite file, or the PostgreSQL URL (from the credentials file)."""
@@ -104,8 +107,11 @@ def local_database(workspace: Workspace, connection: Connection) -> Database | N
 
     Label Studio's export serialises every task through Django REST serializers (about 6 s per 1,500
     tasks on 2 cores, and the server does not run requests in parallel), while the same annotation rows
-    read straight from its database take milliseconds. Any other server (``--url``), a database that
-    is missing or unreachable, or a table without the expected columns falls back to the export API.
+    read straight from its database take milliseconds. Any other server (``--url``), a missing
+    database, or a table without the expected columns falls back to the export API (None).
+
+    Raises:
+        DatabaseUnavailable: the database is locked or unreachable now.
     """
     from annotation.server import Paths, load_credentials, running_server
 
@@ -119,18 +125,23 @@ def local_database(workspace: Workspace, connection: Connection) -> Database | N
                 rows = conn.execute(
                     "SELECT column_name FROM information_schema.columns WHERE table_name = 'task_completion'"
                 ).fetchall()
-        except Exception:  # psycopg.Error: unreachable, refused, no such table
-            return None
+        except Exception as error:  # psycopg.Error: unreachable, refused
+            raise DatabaseUnavailable(_one_line(error)) from None
         return creds.database if {row[0] for row in rows} >= DB_COLUMNS else None
     database = Paths(workspace.labelstudio_dir).data / "label_studio.sqlite3"
     if not database.is_file():
         return None
     try:
-        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as conn:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=DB_TIMEOUT_S)) as conn:
             columns = {row[1] for row in conn.execute("PRAGMA table_info(task_completion)")}
-    except sqlite3.Error:
-        return None
+    except sqlite3.Error as error:  # locked, or mid-journal
+        raise DatabaseUnavailable(_one_line(error)) from None
     return database if columns >= DB_COLUMNS else None
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else 'no detail'}"
 
 
 def _postgresql(url: str) -> Any:
@@ -158,14 +169,13 @@ def fetch_project_db(database: Database, project_id: int) -> list[RawAnnotation]
     """
     try:
         if isinstance(database, Path):
-            with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as conn:
+            with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=DB_TIMEOUT_S)) as conn:
                 rows = conn.execute(SELECT.format("?"), (project_id,)).fetchall()
         else:
             with _postgresql(database) as conn:
                 rows = conn.execute(SELECT.format("%s"), (project_id,)).fetchall()
     except Exception as error:  # sqlite3.Error, psycopg.Error
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DatabaseUnavailable(f"{type(error).__name__}: {reason}") from None
+        raise DatabaseUnavailable(_one_line(error)) from None
     return [
         RawAnnotation(
             id=int(row[0]),
@@ -208,7 +218,11 @@ def pull(
     complete: list[int] = []
     notes: list[str] = []
     if connection is not None:
-        database = local_database(workspace, connection)
+        try:
+            database = local_database(workspace, connection)
+        except DatabaseUnavailable as error:
+            notes.append(f"Label Studio's database could not be read ({error}); used the export API")
+            database = None
         for row in workspace.catalog.query(
             "SELECT ls_project_id, annotator FROM ls_projects ORDER BY ls_project_id"
         ):

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
 
 @pytest.fixture
 def remote(tmp_path_factory):
-    """A server with its own document root, nowhere near the pushing workspace; yields (url, PAT)."""
+    """A server with its own document root, nowhere near the pushing workspace; yields (url, PAT, its workspace)."""
     host = init_workspace(tmp_path_factory.mktemp("elsewhere") / "server")
     seed_labelstudio(host)
     info = serve(host)
@@ -29,13 +29,13 @@ def remote(tmp_path_factory):
     ).raise_for_status()
     pat = httpx.post(f"{info.url}/api/token/", headers=legacy).json()["token"]
     assert pat.startswith("eyJ") and pat.count(".") == 2  # a JWT refresh token, not a legacy token
-    yield info.url, pat
+    yield info.url, pat, host
     stop(host)
     host.close()
 
 
 def test_url_with_a_personal_access_token_and_uploaded_images(remote, tmp_path, runner, monkeypatch) -> None:
-    url, pat = remote
+    url, pat, _ = remote
     ws = init_workspace(tmp_path / "ws")
     add_sources(ws, 4)
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", pat)
@@ -53,7 +53,9 @@ def test_url_with_a_personal_access_token_and_uploaded_images(remote, tmp_path, 
     uploads = ws.catalog.count("ls_uploads")
     assert uploads == 4 * 5
     headers = connection.client._client_wrapper.get_headers()
-    for task in connection.client.tasks.list(project=ws.catalog.query("SELECT ls_project_id FROM ls_projects")[0][0]):
+    for task in connection.client.tasks.list(
+        project=ws.catalog.query("SELECT ls_project_id FROM ls_projects")[0][0]
+    ):
         for key in ("source", "A", "B", "C", "D"):
             assert task.data[key].startswith("/data/upload/")
             image = httpx.get(url + task.data[key], headers={"Authorization": headers["Authorization"]})
@@ -71,4 +73,27 @@ def test_url_with_a_personal_access_token_and_uploaded_images(remote, tmp_path, 
 
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", pat[:-4] + "AAAA")  # a forged signature
     refused = runner.invoke(app, ["annotate", "pull", *w])
-    assert refused.exit_code == 1 and "refused the API token" in refused.output and "Traceback" not in refused.output
+    assert (
+        refused.exit_code == 1
+        and "refused the API token" in refused.output
+        and "Traceback" not in refused.output
+    )
+
+
+def test_server_down_mid_pull_is_one_line_and_a_rerun_completes(remote, tmp_path, monkeypatch) -> None:
+    from annotation.pull import pull
+    from annotation.push import PushConfig, push
+    from medgen.errors import MedgenError
+
+    url, pat, host = remote
+    ws = init_workspace(tmp_path / "ws")
+    add_sources(ws, 3)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", pat)
+    connection = connect(ws, url=url)
+    push(ws, connection, PushConfig(annotators=["a", "b"], overlap=2))
+    simulate_annotators(ws, connection, noise=0.0)
+    with pytest.raises(MedgenError, match="unreachable") as error:
+        pull(ws, connection, on_project=lambda name: name == "b" and stop(host))  # dies after a's project
+    assert "\n" not in str(error.value) and ws.catalog.count("annotations") == 0  # nothing half-stored
+    serve(host, port=int(url.rsplit(":", 1)[1]))
+    assert pull(ws, connect(ws, url=url)).new == 6

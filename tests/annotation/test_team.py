@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -215,3 +216,74 @@ def test_the_same_round_trip_on_postgresql(ls_root, runner) -> None:
         unreachable.exit_code == 1 and "PostgreSQL at postgresql://medgen:***@127.0.0.1" in unreachable.output
     )
     assert "unreachable" in unreachable.output and "Traceback" not in unreachable.output
+
+
+def test_behind_an_https_reverse_proxy_the_login_form_works(ls_root) -> None:
+    """--public-url: the proxy's HTTPS origin is trusted for CSRF and cookies are HTTPS-only."""
+    public = "https://annotate.example.org"
+    proxied = {
+        "Host": "annotate.example.org",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "annotate.example.org",
+    }
+    outcomes = {}
+    for behind_proxy in (True, False):
+        ws = init_workspace(ls_root / f"proxy-{behind_proxy}-{os.urandom(3).hex()}")
+        seed_labelstudio(ws)
+        info = serve(ws, host="127.0.0.1", public_url=public if behind_proxy else None)
+        try:
+            creds = load_credentials(ws)
+            page = httpx.get(info.url + "/user/login/", headers=proxied)
+            csrf = page.cookies["csrftoken"]
+            secure = "secure" in page.headers["set-cookie"].lower()
+            # What the browser sends through the proxy: its HTTPS origin, and the cookie it was given.
+            sent = httpx.post(
+                info.url + "/user/login/",
+                headers={
+                    **proxied,
+                    "Origin": public,
+                    "Referer": f"{public}/user/login/",
+                    "Cookie": f"csrftoken={csrf}",
+                },
+                data={"email": creds.username, "password": creds.password, "csrfmiddlewaretoken": csrf},
+            )
+            outcomes[behind_proxy] = (sent.status_code, secure, info.public_url)
+        finally:
+            stop(ws)
+            ws.close()
+    assert outcomes[True] == (302, True, public)  # logged in, redirected into the app
+    assert outcomes[False][0] == 403  # without --public-url, Django's CSRF check refuses the proxied form
+
+
+def test_database_reads_survive_a_lock_and_a_row_without_project(team_workspace, monkeypatch) -> None:
+    import sqlite3
+
+    import annotation.pull as pull_module
+    from annotation.simulate import simulate_annotators
+
+    ws = team_workspace
+    add_sources(ws, 3)
+    connection = connect(ws)
+    push(ws, connection, PushConfig(annotators=["ann1"]))
+    simulate_annotators(ws, connection, noise=0.0)
+    first = pull(ws, connection)
+    assert first.new == 3 and not first.notes
+    database = ws.labelstudio_dir / "data" / "label_studio.sqlite3"
+    with sqlite3.connect(database) as conn:  # Label Studio leaves project_id empty on some rows
+        conn.execute(
+            "UPDATE task_completion SET project_id = NULL WHERE id = (SELECT MIN(id) FROM task_completion)"
+        )
+    again = pull(ws, connection)
+    assert again.deleted == 0 and ws.catalog.count("annotations", "status = 'valid'") == 3
+
+    monkeypatch.setattr(pull_module, "DB_TIMEOUT_S", 0.2)
+    locker = sqlite3.connect(database, timeout=5, isolation_level=None, check_same_thread=False)
+    locker.execute("BEGIN EXCLUSIVE")  # a writer holds the database for a second: medgen's read gives up
+    release = threading.Timer(1.0, lambda: (locker.execute("ROLLBACK"), locker.close()))
+    release.start()
+    try:
+        locked = pull(ws, connection)  # ... and the export API answers once the writer is done
+    finally:
+        release.join()
+    assert locked.deleted == 0 and locked.unchanged == 3
+    assert any("could not be read" in note and "used the export API" in note for note in locked.notes)
