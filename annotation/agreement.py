@@ -47,6 +47,7 @@ class AgreementReport:
     consensus: ConsensusResult
     annotators: list[str] = field(default_factory=list)
     adjudication_pushed: int = 0
+    adjudication_requeued: int = 0
     report_path: Path | None = None
     logins: list[NewLogin] = field(default_factory=list)  # the adjudicator's, when made now
 
@@ -104,7 +105,9 @@ def krippendorff_alpha(
     return alpha
 
 
-def compute_agreement(workspace: Workspace, min_agreement: float = DEFAULT_MIN_AGREEMENT) -> AgreementReport:
+def compute_agreement(
+    workspace: Workspace, min_agreement: float = DEFAULT_MIN_AGREEMENT, min_annotators: int | None = None
+) -> AgreementReport:
     """Alpha, gold accuracy and consensus from the catalog alone."""
     votes = _votes(workspace)
     annotators = sorted({a for a, _ in votes})
@@ -133,14 +136,24 @@ def compute_agreement(workspace: Workspace, min_agreement: float = DEFAULT_MIN_A
             "candidate_accuracy": sum(h[0] for h in hits) / len(hits),
             "acceptable_accuracy": sum(h[1] for h in hits) / len(hits),
         }
-    return AgreementReport(alpha, gold, consensus_labels(workspace, min_agreement=min_agreement), annotators)
+    consensus = consensus_labels(workspace, min_agreement=min_agreement, min_annotators=min_annotators)
+    return AgreementReport(alpha, gold, consensus, annotators)
 
 
 def agreement(
-    workspace: Workspace, connection: Connection | None, min_agreement: float = DEFAULT_MIN_AGREEMENT
+    workspace: Workspace,
+    connection: Connection | None,
+    min_agreement: float = DEFAULT_MIN_AGREEMENT,
+    min_annotators: int | None = None,
 ) -> AgreementReport:
-    """Compute agreement, write ``reports/agreement.json``, and queue unresolved items for adjudication."""
-    report = compute_agreement(workspace, min_agreement)
+    """Compute agreement, write ``reports/agreement.json``, and queue unresolved items for adjudication.
+
+    The adjudicator sees each annotator's answers on the task. An adjudication that was skipped
+    comes back by itself (the project requeues skips to the adjudicator); one that is not valid
+    (incomplete, contradictory...) is deleted in Label Studio so the task is in the queue again,
+    and stays in the catalog with its reasons.
+    """
+    report = compute_agreement(workspace, min_agreement, min_annotators)
     if connection is not None and report.consensus.unresolved:
         pushed = PushReport()
         connection, project_id = adjudication_project(connection, workspace, pushed)
@@ -153,11 +166,51 @@ def agreement(
             )
         }
         todo = sorted(s for s in report.consensus.unresolved if s not in queued)
+        votes = _votes(workspace)
+        shown = {source: {"votes": describe_votes(votes, source)} for source in todo}
         report.adjudication_pushed = import_batches(
-            connection, workspace, project_id, ADJUDICATOR, todo, set(), PushConfig()
+            connection, workspace, project_id, ADJUDICATOR, todo, set(), PushConfig(), extra=shown
         )
+        report.adjudication_requeued = requeue_invalid(workspace, connection, project_id)
     report.report_path = write_report(workspace, report)
     return report
+
+
+def describe_votes(votes: dict[tuple[str, str], Any], source: str) -> str:
+    """'ann1: A ok, B floating | ann2: ...' for one source: what the adjudicator weighs."""
+    parts = []
+    for (annotator, source_id), labels in sorted(votes.items()):
+        if source_id != source:
+            continue
+        said = ", ".join(
+            f"{letter} {'ok' if label.acceptable else '+'.join(label.defects)}"
+            for letter, label in zip(LETTERS, labels, strict=True)
+        )
+        parts.append(f"{annotator}: {said}")
+    return " | ".join(parts) or "no valid answer from the annotators"
+
+
+def requeue_invalid(workspace: Workspace, connection: Connection, project_id: int) -> int:
+    """Delete adjudications that cannot be used, so their tasks are in the adjudicator's queue again."""
+    from annotation.client import api_error
+    from annotation.validation import CONTRADICTORY, INCOMPLETE, INVALID
+
+    rows = workspace.catalog.query(
+        "SELECT a.ls_annotation_id FROM annotations a WHERE a.ls_project_id = ? AND a.status IN (?, ?, ?) "
+        "AND NOT EXISTS (SELECT 1 FROM annotations b WHERE b.ls_task_id = a.ls_task_id AND b.status = 'valid')",
+        (project_id, INVALID, INCOMPLETE, CONTRADICTORY),
+    )
+    queue = connection.queue(ADJUDICATOR)
+    requeued = 0
+    for row in rows:
+        try:
+            queue.client.annotations.delete(int(row["ls_annotation_id"]))
+        except Exception as error:
+            if getattr(error, "status_code", None) == 404:
+                continue  # already gone
+            raise api_error("requeueing an adjudication", error) from None
+        requeued += 1
+    return requeued
 
 
 def write_report(workspace: Workspace, report: AgreementReport) -> Path:
@@ -174,6 +227,7 @@ def write_report(workspace: Workspace, report: AgreementReport) -> Path:
         },
         "unresolved": report.consensus.unresolved,
         "adjudication_tasks_pushed": report.adjudication_pushed,
+        "adjudications_requeued": report.adjudication_requeued,
     }
     path = workspace.reports_dir / REPORT
     atomic_write_text(path, json.dumps(body, indent=2) + "\n")

@@ -299,6 +299,12 @@ def agreement(
     min_agreement: Annotated[
         float, typer.Option(help="Items below this agreement go to adjudication.")
     ] = 0.5,
+    min_annotators: Annotated[
+        int | None,
+        typer.Option(
+            help="Valid votes a source needs (default: the overlap it was pushed with).", show_default=False
+        ),
+    ] = None,
     adjudicate: Annotated[
         bool,
         typer.Option(
@@ -312,7 +318,7 @@ def agreement(
 
     with open_workspace(workspace) as ws:
         connection = _connect(ws, url, document_root) if adjudicate else None
-        report = compute(ws, connection, min_agreement)
+        report = compute(ws, connection, min_agreement, min_annotators)
         _show_logins(report.logins, ws)
     table = Table(title="Krippendorff's alpha (nominal)")
     table.add_column("dimension")
@@ -335,6 +341,7 @@ def agreement(
     c = report.consensus
     console.print(
         f"consensus {len(c.items)} source(s) ({sum(i.adjudicated for i in c.items.values())} adjudicated), "
-        f"unresolved {len(c.unresolved)}, sent to adjudication now {report.adjudication_pushed}; report: {report.report_path}",
+        f"unresolved {len(c.unresolved)}, sent to adjudication now {report.adjudication_pushed}, "
+        f"requeued {report.adjudication_requeued}; report: {report.report_path}",
         highlight=False,
     )

@@ -1,8 +1,20 @@
 """The Label Studio labeling config, generated from the taxonomy, and the controls it defines.
 
-Layout: the source image and candidates A-D side by side; under each candidate a required
-single choice ``<L>_acceptable`` (yes/no), one multi-select ``<L>_<dimension>`` per dimension with
-its defect tags, and an optional ``<L>_rationale`` text. Choice aliases are the taxonomy ids, so
+Layout, one row per candidate: the original photo and the candidate side by side (each at least
+400 px wide on a 1600 px screen, zoomable), then that candidate's form: ``<L>_acceptable`` (one box,
+"No defects"), and, shown only while that box is clear, one multi-select ``<L>_<dimension>`` per
+dimension with its defect tags, a note ``<L>_<dimension>_note`` that appears (and is required) when
+the dimension's "Other" tag is picked, and an optional ``<L>_rationale``. A candidate is acceptable
+exactly when "No defects" is ticked; ticking it hides the tags, so the form cannot say both.
+
+Keyboard: digits 1-4 mark A-D "No defects"; each tag has one key (``DefectTag.key`` in the
+taxonomy) and the candidate's modifier picks the candidate: A none, B Shift, C Alt, D Alt+Shift;
+Ctrl+Enter submits. Label Studio's hotkeys are global, so every (candidate, tag) needs a key of its
+own: a modifier per candidate is how one key per tag serves all four. Keys that Label Studio (u, h,
+v, Alt+R...) or Chromium (Alt+D, Alt+E, Alt+F, Alt+digits) already use are left out.
+
+The data key of the original is ``original``: Label Studio's front end resolves ``$source`` to the
+task itself, so an image named after it never loads. Choice aliases are the taxonomy ids, so
 results carry ids, not display names.
 """
 
@@ -15,8 +27,16 @@ from schemas import LETTERS, TAXONOMY, CandidateLabel
 
 ACCEPTABLE = "acceptable"
 RATIONALE = "rationale"
+NOTE = "note"
 YES, NO = "yes", "no"
-SOURCE_KEY = "source"
+SOURCE_KEY = "original"
+NO_DEFECTS = "No defects"
+OTHER = "Other (describe)"
+MODIFIERS = {"A": "", "B": "shift", "C": "alt", "D": "alt+shift"}
+"""The modifier that picks each candidate; the tag's own key picks the tag."""
+CLEAN_KEYS = {letter: str(i + 1) for i, letter in enumerate(LETTERS)}
+"""The key that marks each candidate "No defects"."""
+SUBMIT_KEY = "ctrl+enter"
 
 
 def image_name(letter: str) -> str:
@@ -24,8 +44,13 @@ def image_name(letter: str) -> str:
 
 
 def control_name(letter: str, part: str) -> str:
-    """``A_acceptable``, ``A_lighting_shadow``, ``A_rationale``..."""
+    """``A_acceptable``, ``A_lighting_shadow``, ``A_lighting_shadow_note``, ``A_rationale``..."""
     return f"{letter}_{part}"
+
+
+def hotkey(letter: str, key: str) -> str:
+    """The hotkey of ``key`` for candidate ``letter``: 'w', 'shift+w', 'alt+w', 'alt+shift+w'."""
+    return f"{MODIFIERS[letter]}+{key}" if MODIFIERS[letter] else key
 
 
 @dataclass(frozen=True)
@@ -33,7 +58,7 @@ class Control:
     """One control of the config: what a result for it may contain."""
 
     letter: str
-    part: str  # 'acceptable', 'rationale' or a dimension id
+    part: str  # 'acceptable', 'rationale', a dimension id, or '<dimension id>_note'
     kind: str  # 'choices' or 'textarea'
     values: frozenset[str]  # allowed choice values (empty for text)
     single: bool
@@ -50,75 +75,97 @@ def controls() -> dict[str, Control]:
             found[control_name(letter, dimension.id)] = Control(
                 letter, dimension.id, "choices", frozenset(dimension.tag_ids()), False
             )
+            note = f"{dimension.id}_{NOTE}"
+            found[control_name(letter, note)] = Control(letter, note, "textarea", frozenset(), True)
         found[control_name(letter, RATIONALE)] = Control(letter, RATIONALE, "textarea", frozenset(), True)
     return found
 
 
-def labeling_config() -> str:
-    """The XML labeling config for one task = one source and its four candidates."""
-    images = [
-        '    <View style="flex: 1; min-width: 0">\n'
-        '      <Header value="Original product photo" size="5"/>\n'
-        f'      <Image name="source" value="${SOURCE_KEY}" maxWidth="100%"/>\n'
-        "    </View>"
+def _candidate_form(letter: str) -> list[str]:
+    target = image_name(letter)
+    accept = control_name(letter, ACCEPTABLE)
+    parts = [
+        f'      <Choices name="{accept}" toName="{target}" choice="multiple" showInline="true">',
+        f'        <Choice value="{NO_DEFECTS}" alias="{YES}" hotkey="{CLEAN_KEYS[letter]}"/>',
+        "      </Choices>",
+        f'      <View visibleWhen="choice-unselected" whenTagName="{accept}" whenChoiceValue="{NO_DEFECTS}">',
     ]
-    panels = []
-    for letter in LETTERS:
-        images.append(
-            '    <View style="flex: 1; min-width: 0">\n'
-            f'      <Header value="Candidate {letter}" size="5"/>\n'
-            f'      <Image name="{image_name(letter)}" value="${letter}" maxWidth="100%"/>\n'
-            "    </View>"
-        )
-        target = image_name(letter)
-        parts = [
-            f'      <Header value="{letter}" size="4"/>',
-            f'      <Choices name="{control_name(letter, ACCEPTABLE)}" toName="{target}" choice="single" '
-            f'required="true" showInline="true" requiredMessage="Say whether {letter} is acceptable">',
-            f'        <Choice value="Acceptable" alias="{YES}"/>',
-            f'        <Choice value="Not acceptable" alias="{NO}"/>',
-            "      </Choices>",
-        ]
-        for dimension in TAXONOMY.dimensions:
-            parts.append(f'      <Header value="{dimension.label}" size="6"/>')
+    for dimension in TAXONOMY.dimensions:
+        name = control_name(letter, dimension.id)
+        parts.append(f'        <Header value="{dimension.label}" size="6"/>')
+        parts.append(f'        <Choices name="{name}" toName="{target}" choice="multiple" showInline="true">')
+        for tag in dimension.tags:
+            key = f" hotkey={quoteattr(hotkey(letter, tag.key))}" if tag.key else ""
+            label = OTHER if tag.needs_note else tag.label
             parts.append(
-                f'      <Choices name="{control_name(letter, dimension.id)}" toName="{target}" choice="multiple">'
+                f"          <Choice value={quoteattr(label)} alias={quoteattr(tag.id)} "
+                f"hint={quoteattr(tag.description)}{key}/>"
             )
-            for tag in dimension.tags:
-                parts.append(
-                    f"        <Choice value={quoteattr(tag.label)} alias={quoteattr(tag.id)} "
-                    f"hint={quoteattr(tag.description)}/>"
-                )
-            parts.append("      </Choices>")
+        parts.append("        </Choices>")
         parts.append(
-            f'      <TextArea name="{control_name(letter, RATIONALE)}" toName="{target}" required="false" '
-            'maxSubmissions="1" editable="true" rows="2" placeholder="Why? (optional)"/>'
+            f'        <TextArea name="{control_name(letter, f"{dimension.id}_{NOTE}")}" toName="{target}" '
+            f'visibleWhen="choice-selected" whenTagName="{name}" whenChoiceValue="{OTHER}" required="true" '
+            f'requiredMessage="Say what the other {dimension.label.lower()} defect of {letter} is" '
+            'maxSubmissions="1" editable="true" rows="1" placeholder="What is wrong?"/>'
         )
-        panels.append(
-            '    <View style="flex: 1; min-width: 0; padding: 4px">\n' + "\n".join(parts) + "\n    </View>"
-        )
-    return (
-        "<View>\n"
-        '  <Header value="Image 1 is the original product photo; A-D were generated from it. '
-        'Mark each candidate acceptable, or not acceptable with the defects you see."/>\n'
-        '  <View style="display: flex; gap: 8px">\n' + "\n".join(images) + "\n  </View>\n"
-        '  <View style="display: flex; gap: 8px">\n' + "\n".join(panels) + "\n  </View>\n"
-        "</View>\n"
+    parts.append("      </View>")
+    parts.append(
+        f'      <TextArea name="{control_name(letter, RATIONALE)}" toName="{target}" required="false" '
+        'maxSubmissions="1" editable="true" rows="1" placeholder="Why? (optional)"/>'
     )
+    return parts
+
+
+def labeling_config(votes: bool = False) -> str:
+    """The XML labeling config for one task = the original photo and its four candidates.
+
+    ``votes``: the adjudication project's config, which shows the annotators' answers (``$votes``).
+    """
+    rows = []
+    for letter in LETTERS:
+        rows.append(
+            '  <View style="display: grid; grid-template-columns: minmax(400px, 1fr) minmax(400px, 1fr) '
+            'minmax(240px, 0.8fr); gap: 12px; align-items: start; padding: 8px 0; border-top: 1px solid #ddd">\n'
+            "    <View>\n"
+            '      <Header value="Original" size="6"/>\n'
+            f'      <Image name="{"original" if letter == "A" else f"original_{letter}"}" value="${SOURCE_KEY}" '
+            'zoom="true" zoomControl="true" maxWidth="100%"/>\n'
+            "    </View>\n"
+            "    <View>\n"
+            f'      <Header value="Candidate {letter}" size="5"/>\n'
+            f'      <Image name="{image_name(letter)}" value="${letter}" zoom="true" zoomControl="true" maxWidth="100%"/>\n'
+            "    </View>\n"
+            '    <View style="position: sticky; top: 0">\n'
+            + "\n".join(_candidate_form(letter))
+            + "\n    </View>\n  </View>"
+        )
+    header = (
+        '  <Header value="Candidates A-D were generated from the original. For each: No defects (1-4), or its '
+        'defect tags (key; Shift for B, Alt for C, Alt+Shift for D). Ctrl+Enter submits."/>'
+    )
+    shown_votes = '  <Header value="Annotators\' answers: $votes" size="6"/>\n' if votes else ""
+    return "<View>\n" + header + "\n" + shown_votes + "\n".join(rows) + "\n</View>\n"
 
 
 def label_result(labels: tuple[CandidateLabel, ...] | list[CandidateLabel]) -> list[dict[str, object]]:
-    """The Label Studio ``result`` list that encodes four candidate labels (predictions, simulation)."""
+    """The Label Studio ``result`` list that encodes four candidate labels (predictions, simulation).
+
+    As the form writes it: "No defects" for an acceptable candidate, its tags otherwise, a note for
+    each "Other" tag (the label's rationale says what it is).
+    """
     result: list[dict[str, object]] = []
+    needs_note = {tag.id for d in TAXONOMY.dimensions for tag in d.tags if tag.needs_note}
     for letter, label in zip(LETTERS, labels, strict=True):
         target = image_name(letter)
-        result.append(
-            _item(letter, ACCEPTABLE, target, "choices", {"choices": [YES if label.acceptable else NO]})
-        )
+        if label.acceptable:
+            result.append(_item(letter, ACCEPTABLE, target, "choices", {"choices": [YES]}))
         for dimension in TAXONOMY.dimensions:
             tags = label.defects_in(dimension.id)
             if tags:
                 result.append(_item(letter, dimension.id, target, "choices", {"choices": tags}))
+            if needs_note & set(tags):
+                note = label.rationale or "described by the annotator"
+                result.append(_item(letter, f"{dimension.id}_{NOTE}", target, "textarea", {"text": [note]}))
         if label.rationale:
             result.append(_item(letter, RATIONALE, target, "textarea", {"text": [label.rationale]}))
     return result

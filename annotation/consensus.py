@@ -99,13 +99,29 @@ def _same_parts(label: CandidateLabel, acceptable: bool, defects: tuple[str, ...
     return label.acceptable == acceptable and label.defects == defects
 
 
+def required_votes(workspace: Workspace) -> dict[str, int]:
+    """Votes each source needs by default: the overlap it was pushed with (sources without a plan: 1).
+
+    A non-gold source needs as many valid votes as annotators it was planned for; a gold source,
+    planned for everyone, needs the usual overlap (the most common plan size of non-gold sources).
+    """
+    rows = workspace.catalog.query(
+        "SELECT source_id, MAX(is_gold) AS gold, COUNT(*) AS n FROM task_plan GROUP BY source_id"
+    )
+    overlaps = Counter(int(r["n"]) for r in rows if not r["gold"])
+    usual = overlaps.most_common(1)[0][0] if overlaps else 1
+    return {r["source_id"]: min(int(r["n"]), usual) if r["gold"] else int(r["n"]) for r in rows}
+
+
 def consensus_labels(
-    workspace: Workspace, min_agreement: float = DEFAULT_MIN_AGREEMENT, min_annotators: int = 1
+    workspace: Workspace, min_agreement: float = DEFAULT_MIN_AGREEMENT, min_annotators: int | None = None
 ) -> ConsensusResult:
     """Consensus per source from the catalog's valid annotations; adjudicated answers win.
 
+    ``min_annotators``: valid votes a source needs (None: its overlap, ``required_votes``).
     Sources that have annotation rows but no usable consensus land in ``unresolved`` with a reason.
     """
+    required = required_votes(workspace) if min_annotators is None else {}
     rows = workspace.catalog.query(
         "SELECT a.source_id, a.annotator, a.status, a.labels, a.ls_annotation_id, p.kind "
         "FROM annotations a LEFT JOIN ls_projects p ON p.ls_project_id = a.ls_project_id "
@@ -141,10 +157,9 @@ def consensus_labels(
         if not ballots:
             result.unresolved[source_id] = f"no valid annotation ({rejected[source_id]} rejected)"
             continue
-        if len(ballots) < min_annotators:
-            result.unresolved[source_id] = (
-                f"only {len(ballots)} valid annotation(s), {min_annotators} required"
-            )
+        needed = min_annotators if min_annotators is not None else required.get(source_id, 1)
+        if len(ballots) < needed:
+            result.unresolved[source_id] = f"only {len(ballots)} valid annotation(s), {needed} required"
             continue
         labels_or_none, agreement, reason = majority_vote(ballots, min_agreement)
         if labels_or_none is None:

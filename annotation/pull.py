@@ -349,8 +349,9 @@ def store_annotations(
         int(r["ls_annotation_id"])
         for project_id in complete_projects or []
         for r in catalog.query(
-            "SELECT ls_annotation_id FROM annotations WHERE ls_project_id = ? AND status != ?",
-            (project_id, DELETED),
+            # Only a counted annotation can turn 'deleted'; one already kept out keeps its reasons.
+            "SELECT ls_annotation_id FROM annotations WHERE ls_project_id = ? AND status = ?",
+            (project_id, VALID),
         )
         if int(r["ls_annotation_id"]) not in present
     ]

@@ -15,6 +15,7 @@ recorded instead of imported again.
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,7 +25,9 @@ from annotation.accounts import NewLogin, ensure_accounts
 from annotation.client import Connection, api_error
 from annotation.config import SOURCE_KEY, label_result, labeling_config
 from annotation.consensus import ADJUDICATION
+from annotation.guideline import instruction_html
 from annotation.images import image_urls
+from annotation.noise import Noise, noisy_label
 from medgen.errors import MedgenError
 from medgen.workspace import Workspace
 from medgen.workspace.catalog import now
@@ -32,7 +35,9 @@ from schemas import LETTERS, NUM_CANDIDATES, Candidate, CandidateLabel
 
 ANNOTATOR = "annotator"  # ls_projects.kind of an annotator's queue
 ADJUDICATOR = "adjudicator"
-PREDICTION_MODEL = "medgen-known-labels"
+PREDICTION_MODEL = "medgen-simulated-screener"
+SCREENER_NOISE = Noise(missed_tag=0.1, extra_tag=0.05, flipped=0.1, skip=0.0)
+SCREENER_SCORE = 0.8  # the simulated screener's stated confidence: the same on every task
 
 
 class PushConfig(BaseModel):
@@ -49,7 +54,9 @@ class PushConfig(BaseModel):
         description="Share of new sources with known labels sent to everyone as gold.",
     )
     predictions: bool = Field(
-        default=False, description="Attach known labels as pre-annotations (never on gold)."
+        default=False,
+        description="Pre-fill every task (gold too) with a simulated screener's answers: the known labels "
+        "with screener-like errors, so annotators verify rather than copy.",
     )
     batch_size: int = Field(default=500, ge=1, le=10_000, description="Tasks per import request.")
     seed: int = Field(default=0, description="Seed of the gold draw and the queue order.")
@@ -96,6 +103,22 @@ def known_labels(candidates: list[Candidate]) -> tuple[CandidateLabel, ...] | No
     )
 
 
+def screener_labels(source_id: str, candidates: list[Candidate]) -> tuple[CandidateLabel, ...] | None:
+    """A simulated screener's answer for one task: the known labels with errors, fixed per source.
+
+    Every task gets one (gold included), so a pre-fill never marks a task out, and it is not the
+    answer, so gold still measures whether an annotator checks it.
+    """
+    truth = known_labels(candidates)
+    if truth is None:
+        return None
+    rng = random.Random(f"screener/{source_id}")
+    return tuple(
+        CandidateLabel(defects=guess.defects, acceptable=guess.acceptable)
+        for guess in (noisy_label(label, SCREENER_NOISE, rng) for label in truth)
+    )
+
+
 def _rank(seed: int, key: str) -> str:
     return hashlib.sha256(f"{seed}/{key}".encode()).hexdigest()
 
@@ -132,7 +155,7 @@ def ensure_project(
     tag = _workspace_tag(workspace)
     title = f"medgen {tag} {annotator}"[:50]
     description = f"medgen workspace {workspace.root} ({tag}); {kind} queue of {annotator}"
-    config = labeling_config()
+    config = labeling_config(votes=kind == ADJUDICATION)
     connection.post_json("/api/projects/validate/", {"label_config": config})  # HTTP 400 on a bad config
     try:
         existing = [p for p in client.projects.list(title=title) if p.title == title]
@@ -142,9 +165,13 @@ def ensure_project(
                 title=title,
                 description=description,
                 label_config=config,
+                expert_instruction=instruction_html(workspace.guideline_dir),
+                show_instruction=True,
                 show_skip_button=True,
                 maximum_annotations=1,
                 show_collab_predictions=True,
+                # A skipped adjudication comes back to the adjudicator's queue; annotators' skips do not.
+                skip_queue="REQUEUE_FOR_ME" if kind == ADJUDICATION else "REQUEUE_FOR_OTHERS",
             )
         # Local-files storage lets the server serve this disk's images; a server elsewhere gets uploads.
         reads_disk = connection.document_root is not None
@@ -187,10 +214,10 @@ def _task_payload(
     for letter, key in zip(LETTERS, keys[1:], strict=True):
         data[letter] = urls[key]
     task: dict[str, object] = {"data": data}
-    labels = known_labels(candidates) if predictions else None
+    labels = screener_labels(source_id, candidates) if predictions else None
     if labels is not None:
         task["predictions"] = [
-            {"model_version": PREDICTION_MODEL, "score": 1.0, "result": label_result(labels)}
+            {"model_version": PREDICTION_MODEL, "score": SCREENER_SCORE, "result": label_result(labels)}
         ]
     return task
 
@@ -241,8 +268,12 @@ def import_batches(
     gold: set[str],
     config: PushConfig,
     on_batch: Callable[[int], None] | None = None,
+    extra: dict[str, dict[str, object]] | None = None,
 ) -> int:
-    """Import ``sources`` as tasks of one project, ``batch_size`` per request; record ids per batch."""
+    """Import ``sources`` as tasks of one project, ``batch_size`` per request; record ids per batch.
+
+    ``extra``: more task data per source id (the adjudication project shows the annotators' answers).
+    """
     queue = connection.queue(annotator)
     imported = 0
     for start in range(0, len(sources), config.batch_size):
@@ -250,10 +281,9 @@ def import_batches(
         candidates = {s: workspace.catalog.candidates(s) for s in batch}
         keys = [key for s in batch for key in _image_keys(workspace, s, candidates[s])]
         urls = image_urls(queue, workspace, keys)
-        payload = [
-            _task_payload(queue, workspace, s, candidates[s], config.predictions and s not in gold, urls)
-            for s in batch
-        ]
+        payload = [_task_payload(queue, workspace, s, candidates[s], config.predictions, urls) for s in batch]
+        for task in payload:  # e.g. the annotators' answers, shown to the adjudicator
+            task["data"].update((extra or {}).get(str(task["data"]["source_id"]), {}))  # type: ignore[union-attr]
         try:
             response = queue.client.projects.import_tasks(project_id, request=payload, return_task_ids=True)
         except Exception as error:

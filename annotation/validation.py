@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from annotation.config import ACCEPTABLE, NO, RATIONALE, YES, controls
-from schemas import LETTERS, CandidateLabel
+from annotation.config import ACCEPTABLE, NO, NOTE, RATIONALE, YES, controls
+from schemas import LETTERS, TAXONOMY, CandidateLabel
 
 VALID = "valid"
 CANCELLED = "cancelled"  # skipped by the annotator
@@ -34,6 +34,8 @@ _MIN_META = {
     "lead_time",
     "source_id",
     "source",
+    "original",
+    "votes",
 }
 
 
@@ -143,7 +145,7 @@ def _from_min(row: dict[str, Any]) -> RawAnnotation:
             kind = "textarea" if "text" in value else "choices"
             values = value.get("text", value.get("choices", []))
         else:
-            kind = "textarea" if key.endswith(f"_{RATIONALE}") else "choices"
+            kind = "textarea" if key.endswith((f"_{RATIONALE}", f"_{NOTE}")) else "choices"
             values = value if isinstance(value, list) else [value]
         result.append(
             {"from_name": key, "type": kind, "value": {("text" if kind == "textarea" else "choices"): values}}
@@ -170,7 +172,7 @@ def check(annotation: RawAnnotation) -> Checked:
     invalid: list[str] = []
     acceptable: dict[str, bool] = {}
     tags: dict[str, list[str]] = {letter: [] for letter in LETTERS}
-    rationale: dict[str, str] = {}
+    texts: dict[tuple[str, str], str] = {}
     seen: set[str] = set()
     for item in annotation.result:
         name = str(item.get("from_name", ""))
@@ -184,9 +186,9 @@ def check(annotation: RawAnnotation) -> Checked:
         seen.add(name)
         value = item.get("value") or {}
         if control.kind == "textarea":
-            texts = value.get("text", [])
-            rationale[control.letter] = " ".join(
-                str(t) for t in (texts if isinstance(texts, list) else [texts])
+            words = value.get("text", [])
+            texts[control.letter, control.part] = " ".join(
+                str(w) for w in (words if isinstance(words, list) else [words])
             ).strip()
             continue
         chosen = value.get("choices", [])
@@ -206,9 +208,28 @@ def check(annotation: RawAnnotation) -> Checked:
             tags[control.letter].extend(chosen)
     if invalid:
         return Checked(INVALID, invalid)
+    # "No defects" ticked: acceptable; tags without it: not acceptable (the form derives it).
+    for letter in LETTERS:
+        if letter not in acceptable and tags[letter]:
+            acceptable[letter] = False
     missing = [letter for letter in LETTERS if letter not in acceptable]
     if missing:
-        return Checked(INCOMPLETE, [f"{letter} has no acceptable answer" for letter in missing])
+        return Checked(
+            INCOMPLETE,
+            [
+                f"{letter} has no acceptable answer: neither 'No defects' nor a defect tag"
+                for letter in missing
+            ],
+        )
+    unexplained = [
+        f"{letter}: 'Other' in {dimension.label.lower()} needs a note saying what is wrong"
+        for letter in LETTERS
+        for dimension in TAXONOMY.dimensions
+        for tag in dimension.tags
+        if tag.needs_note and tag.id in tags[letter] and not texts.get((letter, f"{dimension.id}_{NOTE}"))
+    ]
+    if unexplained:
+        return Checked(INCOMPLETE, unexplained)
     contradictions = []
     for letter in LETTERS:
         if acceptable[letter] and tags[letter]:
@@ -219,8 +240,18 @@ def check(annotation: RawAnnotation) -> Checked:
         return Checked(CONTRADICTORY, contradictions)
     labels = tuple(
         CandidateLabel(
-            defects=tuple(tags[letter]), acceptable=acceptable[letter], rationale=rationale.get(letter, "")
+            defects=tuple(tags[letter]), acceptable=acceptable[letter], rationale=_rationale(letter, texts)
         )
         for letter in LETTERS
     )
     return Checked(VALID, [], labels)
+
+
+def _rationale(letter: str, texts: dict[tuple[str, str], str]) -> str:
+    """The candidate's free text: its rationale, then each "Other" note with its dimension."""
+    parts = [texts.get((letter, RATIONALE), "")]
+    for dimension in TAXONOMY.dimensions:
+        note = texts.get((letter, f"{dimension.id}_{NOTE}"), "")
+        if note and note not in parts:
+            parts.append(f"other {dimension.label.lower()}: {note}")
+    return "; ".join(part for part in parts if part)

@@ -6,7 +6,7 @@ a read-only query of Label Studio's database; then validation and catalog upsert
 (alpha, gold, consensus, adjudication push). Baseline, same run: downloading the three JSON exports
 (the API path, which Label Studio's serializers make slow: ~6 s per 1,500-task project).
 
-    .venv/bin/python benchmarks/annotation_pull.py [--tasks 1500]
+    .venv/bin/python benchmarks/annotation_pull.py [--tasks 1500] [--postgres]
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import argparse
 import random
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from annotation.agreement import agreement
@@ -27,6 +29,18 @@ from annotation.simulate import Noise, noisy_label
 from medgen.workspace import init_workspace
 from medgen.workspace.catalog import now
 from tests.annotation.conftest import add_sources, seed_labelstudio
+from tests.annotation.postgres import postgres_server
+
+
+@contextmanager
+def database(postgres: bool) -> Iterator[str | None]:
+    """None for SQLite (the default), or the URL of a throw-away PostgreSQL."""
+    if not postgres:
+        yield None
+        return
+    with postgres_server() as url:
+        yield url
+
 
 ANNOTATORS = ["ann1", "ann2", "ann3"]
 
@@ -34,12 +48,16 @@ ANNOTATORS = ["ann1", "ann2", "ann3"]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1500)
+    parser.add_argument(
+        "--postgres", action="store_true", help="Label Studio on a throw-away PostgreSQL instead of SQLite."
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, database(args.postgres) as url:
         ws = init_workspace(Path(tmp) / "ws")
-        seed_labelstudio(ws)
+        if url is None:
+            seed_labelstudio(ws)  # a migrated SQLite data dir; PostgreSQL migrates at its first start
         sources = add_sources(ws, args.tasks)
-        serve(ws)
+        serve(ws, database=url, timeout=900)
         try:
             connection = connect(ws)
             plan(ws, PushConfig(annotators=ANNOTATORS, overlap=3, gold_rate=0.1))
@@ -94,7 +112,7 @@ def main() -> None:
     verdict = "PASS" if medgen <= 10 else "FAIL"
     alpha = report.alpha["acceptable"]
     print(
-        f"annotation_pull: {args.tasks} tasks x 3 annotators pulled, validated and agreed in {medgen:.2f} s "
+        f"annotation_pull ({'postgresql' if args.postgres else 'sqlite'}): {args.tasks} tasks x 3 annotators pulled, validated and agreed in {medgen:.2f} s "
         f"(bar 10 s {verdict}), of which agreement {own:.2f} s; "
         f"bare export download {bare:.2f} s; ratio {medgen / bare:.2f} "
         f"(alpha(acceptable) {alpha:.3f}, consensus {len(report.consensus.items)}, adjudication {report.adjudication_pushed})"

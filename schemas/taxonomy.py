@@ -6,7 +6,7 @@ derived from ``TAXONOMY``. Add a tag here and every stage picks it up.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class DefectTag(BaseModel):
@@ -17,6 +17,12 @@ class DefectTag(BaseModel):
     id: str = Field(description="Stable snake_case identifier, stored in annotations and datasets.")
     label: str = Field(description="Short human-readable name shown to annotators.")
     description: str = Field(description="What the defect looks like, shown as a hint to annotators.")
+    key: str | None = Field(
+        default=None,
+        description="Keyboard key of the tag on the labeling page (the candidate's modifier picks the candidate); "
+        "None for a tag that needs a written note.",
+    )
+    needs_note: bool = Field(default=False, description="The annotator must describe the defect in words.")
 
 
 class Dimension(BaseModel):
@@ -40,6 +46,14 @@ class Taxonomy(BaseModel):
 
     dimensions: tuple[Dimension, ...]
 
+    @model_validator(mode="after")
+    def _unique(self) -> Taxonomy:
+        ids = [tag.id for d in self.dimensions for tag in d.tags]
+        keys = [tag.key for d in self.dimensions for tag in d.tags if tag.key]
+        if len(set(ids)) != len(ids) or len(set(keys)) != len(keys):
+            raise ValueError("defect tag ids and keys must be unique across the taxonomy")
+        return self
+
     def dimension_ids(self) -> list[str]:
         return [dimension.id for dimension in self.dimensions]
 
@@ -61,8 +75,17 @@ class Taxonomy(BaseModel):
         return tags[tag_id]
 
 
-def _tags(*items: tuple[str, str, str]) -> tuple[DefectTag, ...]:
-    return tuple(DefectTag(id=i, label=label, description=d) for i, label, d in items)
+def _tags(other: str, *items: tuple[str, str, str, str]) -> tuple[DefectTag, ...]:
+    """The dimension's tags with their keys, then its ``other`` tag (described in words, no key)."""
+    return (
+        *(DefectTag(id=i, label=label, description=d, key=key) for i, label, d, key in items),
+        DefectTag(
+            id=other,
+            label="Other",
+            description="A defect of this dimension that no other tag names, described in the note.",
+            needs_note=True,
+        ),
+    )
 
 
 TAXONOMY = Taxonomy(
@@ -72,22 +95,31 @@ TAXONOMY = Taxonomy(
             label="Appearance deformation",
             description="whether the product itself kept its shape, text, logo, colours and parts",
             tags=_tags(
+                "appearance_other",
                 (
                     "product_warped",
                     "Product warped",
                     "The box, bottle or pack is bent, stretched or distorted.",
+                    "w",
                 ),
                 (
                     "text_garbled",
                     "Text garbled",
                     "Label text is blurred, misspelled or turned into nonsense glyphs.",
+                    "g",
                 ),
-                ("logo_altered", "Logo altered", "The brand mark is changed, smeared or missing."),
-                ("color_shifted", "Colour shifted", "Packaging colours differ from the original product."),
+                ("logo_altered", "Logo altered", "The brand mark is changed, smeared or missing.", "o"),
+                (
+                    "color_shifted",
+                    "Colour shifted",
+                    "Packaging colours differ from the original product.",
+                    "c",
+                ),
                 (
                     "parts_missing_or_extra",
                     "Parts missing or extra",
                     "Caps, blisters or panels are missing or duplicated.",
+                    "p",
                 ),
             ),
         ),
@@ -96,25 +128,30 @@ TAXONOMY = Taxonomy(
             label="Lighting and shadow",
             description="whether shadows, highlights and reflections agree with the scene's light",
             tags=_tags(
+                "lighting_other",
                 (
                     "shadow_missing",
                     "Shadow missing",
                     "The product casts no shadow where the scene requires one.",
+                    "s",
                 ),
                 (
                     "shadow_direction_wrong",
                     "Shadow direction wrong",
                     "The product's shadow falls against the scene's light.",
+                    "j",
                 ),
                 (
                     "lighting_inconsistent",
                     "Lighting inconsistent",
                     "The product is lit differently from its surroundings.",
+                    "k",
                 ),
                 (
                     "reflection_wrong",
                     "Reflection wrong",
                     "Reflections on or of the product are missing or impossible.",
+                    "y",
                 ),
             ),
         ),
@@ -123,14 +160,26 @@ TAXONOMY = Taxonomy(
             label="Placement and layout",
             description="whether the product is supported, correctly scaled, fully framed and well composed",
             tags=_tags(
-                ("floating", "Floating", "The product hovers above its support instead of resting on it."),
-                ("scale_wrong", "Scale wrong", "The product is implausibly large or small for the scene."),
-                ("product_cropped", "Product cropped", "Part of the product is cut off by the frame."),
-                ("occluded", "Occluded", "Scene objects cover important parts of the product."),
+                "placement_other",
+                (
+                    "floating",
+                    "Floating",
+                    "The product hovers above its support instead of resting on it.",
+                    "n",
+                ),
+                (
+                    "scale_wrong",
+                    "Scale wrong",
+                    "The product is implausibly large or small for the scene.",
+                    "z",
+                ),
+                ("product_cropped", "Product cropped", "Part of the product is cut off by the frame.", "x"),
+                ("occluded", "Occluded", "Scene objects cover important parts of the product.", "q"),
                 (
                     "composition_unbalanced",
                     "Composition unbalanced",
                     "The product sits awkwardly in the frame.",
+                    "[",
                 ),
             ),
         ),
@@ -139,17 +188,30 @@ TAXONOMY = Taxonomy(
             label="Extension rationality",
             description="whether the generated scene makes sense and joins the original image cleanly",
             tags=_tags(
-                ("visible_seam", "Visible seam", "A hard edge or colour step shows where generation began."),
+                "extension_other",
+                (
+                    "visible_seam",
+                    "Visible seam",
+                    "A hard edge or colour step shows where generation began.",
+                    ";",
+                ),
                 (
                     "repeated_texture",
                     "Repeated texture",
                     "The extended region repeats or mirrors a pattern unnaturally.",
+                    "'",
                 ),
-                ("illogical_scene", "Illogical scene", "The scene contains impossible or unrelated objects."),
+                (
+                    "illogical_scene",
+                    "Illogical scene",
+                    "The scene contains impossible or unrelated objects.",
+                    "/",
+                ),
                 (
                     "perspective_mismatch",
                     "Perspective mismatch",
                     "The scene's perspective disagrees with the product's.",
+                    ",",
                 ),
             ),
         ),

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from medgen.export.config import SPLITS, ExportConfig
 from schemas import BenchmarkSample
-from schemas.taxonomy import LETTERS, QUESTION_DIMENSIONS
+from schemas.taxonomy import LETTERS, QUESTION_DIMENSIONS, TAXONOMY
 
 if TYPE_CHECKING:
     import datasets
@@ -35,6 +35,7 @@ class CardStats:
     annotators: Counter[int] = field(default_factory=Counter)
     models: Counter[str] = field(default_factory=Counter)
     recipes: Counter[str] = field(default_factory=Counter)
+    tags: Counter[str] = field(default_factory=Counter)  # candidates carrying each defect tag
     skipped: Counter[str] = field(default_factory=Counter)
     figure: list[tuple[str, str, list[bytes]]] = field(default_factory=list)
     _last_source: str = ""
@@ -49,6 +50,7 @@ class CardStats:
             self.agreement_sum += sample.agreement
             self.agreement_min = min(self.agreement_min, sample.agreement)
             self.annotators[sample.num_annotators] += 1
+            self.tags.update(tag for defects in sample.defects for tag in defects)
             for provenance in sample.generation:
                 revision = f"@{provenance.model_revision[:12]}" if provenance.model_revision else ""
                 self.models[f"{provenance.backend}: {provenance.model_id}{revision}"] += 1
@@ -209,6 +211,18 @@ def card_markdown(stats: CardStats, changes: dict[str, int], previous: str | Non
             if stats.alpha
             else []
         ),
+        "",
+        "## Defect tags (candidates carrying each)",
+        "",
+    ]
+    lines += _table(
+        ["dimension", "tag", "candidates"],
+        [[d.id, tag.id, stats.tags.get(tag.id, 0)] for d in TAXONOMY.dimensions for tag in d.tags],
+    )
+    lines += [
+        "",
+        "Each dimension's `*_other` tag is a defect no other tag names; the annotator described it in words, "
+        "kept in the `rationale` column.",
         "",
         "## Generation models",
         "",

@@ -37,6 +37,15 @@ def export_command(
     simulated_annotators: Annotated[
         bool, typer.Option("--simulated-annotators", help="Say in the card that annotators were simulated.")
     ] = False,
+    min_agreement: Annotated[
+        float, typer.Option(help="Consensus needs at least this agreement (else the source is left out).")
+    ] = 0.5,
+    min_annotators: Annotated[
+        int | None,
+        typer.Option(
+            help="Valid votes a source needs (default: the overlap it was pushed with).", show_default=False
+        ),
+    ] = None,
     row_group_rows: Annotated[int, typer.Option(help="Max rows per Parquet row group.")] = 100,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -55,6 +64,8 @@ def export_command(
                 "license": license,
                 "simulated_annotators": simulated_annotators,
                 "row_group_rows": row_group_rows,
+                "min_agreement": min_agreement,
+                "min_annotators": min_annotators,
                 **_ratios(split),
             }
         )

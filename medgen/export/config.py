@@ -23,6 +23,15 @@ class ExportConfig(BaseModel):
         default="consensus",
         description="'consensus': annotators' majority labels; 'injected': the synthetic backend's ground truth.",
     )
+    min_agreement: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Consensus labels need at least this agreement (else unresolved).",
+    )
+    min_annotators: int | None = Field(
+        default=None, ge=1, description="Valid votes a source needs (None: the overlap it was pushed with)."
+    )
     train: float = Field(default=0.8, ge=0.0, le=1.0, description="Share of sources in the train split.")
     validation: float = Field(
         default=0.1, ge=0.0, le=1.0, description="Share of sources in the validation split."

@@ -142,7 +142,7 @@ def export_dataset(
     ``on_start(num_sources)`` is called once, ``on_progress(samples_written)`` after each source.
     """
     target = _check_new_version(workspace, config.version)
-    labels = load_labels(workspace, config.labels)
+    labels = load_labels(workspace, config.labels, config.min_agreement, config.min_annotators)
     previous = _previous_export(workspace)
     workspace.exports_dir.mkdir(parents=True, exist_ok=True)
     for leftover in workspace.exports_dir.glob(".tmp-*"):

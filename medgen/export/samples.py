@@ -59,7 +59,9 @@ def injected_labels(candidates: Sequence[Candidate]) -> SourceLabels:
     return SourceLabels(labels=labels, num_annotators=0, agreement=1.0)
 
 
-def load_labels(workspace: Workspace, origin: str) -> LabelSet:
+def load_labels(
+    workspace: Workspace, origin: str, min_agreement: float = 0.5, min_annotators: int | None = None
+) -> LabelSet:
     """Labels for every labelled source of the workspace, from consensus annotations or injected defects."""
     if origin == "injected":
         items: dict[str, SourceLabels] = {}
@@ -81,7 +83,7 @@ def load_labels(workspace: Workspace, origin: str) -> LabelSet:
             f"--labels consensus needs the annotation stage (annotation.consensus: {error}); "
             "for synthetic candidates use --labels injected"
         ) from None
-    result = consensus_labels(workspace)
+    result = consensus_labels(workspace, min_agreement=min_agreement, min_annotators=min_annotators)
     items = {
         source_id: SourceLabels(
             labels=tuple(c.labels),

@@ -44,6 +44,7 @@ from medgen.generation.backends.base import (
 )
 from medgen.generation.config import GenerationConfig, dump_config
 from medgen.generation.distributed import ranks
+from medgen.generation.examples import write_defect_examples
 from medgen.workspace import Workspace
 from medgen.workspace.catalog import now
 from medgen.workspace.store import png_bytes
@@ -518,6 +519,7 @@ def generate(
     recovered = removed = 0
     if dist.is_main:
         recovered, removed = recover_interrupted(workspace)
+        write_defect_examples(workspace.guideline_dir)  # for the annotators' guideline; once
     if dist.broadcast(not plan(workspace, config.candidates, source_ids, limit) if dist.is_main else None):
         return GenerationReport(
             run_id="",

@@ -8,6 +8,7 @@ Layout::
     DIR/reports/            rejection, generation and annotation reports
     DIR/runs/               generation shard manifests
     DIR/labelstudio/        Label Studio's data dir (annotate serve)
+    DIR/guideline/          example images of each defect, for the annotators' guideline (generate)
     DIR/exports/<version>/  exported dataset versions
 """
 
@@ -49,6 +50,10 @@ class Workspace:
     @property
     def labelstudio_dir(self) -> Path:
         return self.root / "labelstudio"
+
+    @property
+    def guideline_dir(self) -> Path:
+        return self.root / "guideline"
 
     def close(self) -> None:
         self.catalog.close()

@@ -13,7 +13,15 @@ from annotation.agreement import agreement
 from annotation.config import controls, label_result, labeling_config
 from annotation.consensus import consensus_labels
 from annotation.pull import fetch_project, project_status, pull, read_export_file
-from annotation.push import ADJUDICATOR, PREDICTION_MODEL, PushConfig, known_labels, push
+from annotation.push import (
+    ADJUDICATOR,
+    PREDICTION_MODEL,
+    SCREENER_SCORE,
+    PushConfig,
+    known_labels,
+    push,
+    screener_labels,
+)
 from annotation.simulate import MARK, simulate_annotators
 from annotation.validation import CANCELLED, CONTRADICTORY, INCOMPLETE, INVALID, VALID, parse_export
 from medgen.cli import app
@@ -38,8 +46,8 @@ def test_labeling_config_is_validated_by_the_server(connection):
         connection.post_json(
             "/api/projects/validate/", {"label_config": "<View><Choices name='x' toName='nope'/></View>"}
         )
-    # 4 candidates x (acceptable + 4 dimensions + rationale)
-    assert len(controls()) == 24
+    # 4 candidates x (no defects + 4 dimensions + 4 "other" notes + rationale)
+    assert len(controls()) == 40
 
 
 def test_round_trip_overlap_blinding_gold_and_idempotence(ls_workspace, connection):
@@ -58,7 +66,8 @@ def test_round_trip_overlap_blinding_gold_and_idempotence(ls_workspace, connecti
     assert all(per_source[s] == (3 if s in gold else 2) for s in sources)  # gold to all, others to exactly 2
     loads = Counter(r["annotator"] for r in rows if not r["is_gold"])
     assert sorted(loads.values()) == [4, 5, 5]  # 7 non-gold x 2 = 14 over 3 annotators, balanced
-    # Blinding: each annotator's project holds exactly its own tasks; predictions only on non-gold.
+    # Blinding: each annotator's project holds exactly its own tasks. Every task, gold included, carries
+    # the same kind of pre-fill (a simulated screener's answer, errors included): nothing marks gold out.
     for name in ("ann1", "ann2", "ann3"):
         project_id = next(r["ls_project_id"] for r in rows if r["annotator"] == name)
         on_server = _project_tasks(connection, project_id)
@@ -66,10 +75,13 @@ def test_round_trip_overlap_blinding_gold_and_idempotence(ls_workspace, connecti
             r["source_id"] for r in rows if r["annotator"] == name
         }
         for task in on_server:
-            has_prediction = bool(task.predictions)
-            assert has_prediction == (task.data["source_id"] not in gold)
-            if has_prediction:
-                assert task.predictions[0].model_version == PREDICTION_MODEL
+            [prediction] = task.predictions
+            assert prediction.model_version == PREDICTION_MODEL and prediction.score == SCREENER_SCORE
+            source_id = task.data["source_id"]
+            expected = screener_labels(source_id, ws.catalog.candidates(source_id))
+            assert [(r["from_name"], r["value"]) for r in prediction.result] == [
+                (r["from_name"], r["value"]) for r in label_result(expected)
+            ]
 
     # Images are served by Label Studio's local-files storage, straight from the workspace store.
     image = httpx.get(

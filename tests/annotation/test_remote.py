@@ -56,7 +56,7 @@ def test_url_with_a_personal_access_token_and_uploaded_images(remote, tmp_path, 
     for task in connection.client.tasks.list(
         project=ws.catalog.query("SELECT ls_project_id FROM ls_projects")[0][0]
     ):
-        for key in ("source", "A", "B", "C", "D"):
+        for key in ("original", "A", "B", "C", "D"):
             assert task.data[key].startswith("/data/upload/")
             image = httpx.get(url + task.data[key], headers={"Authorization": headers["Authorization"]})
             assert image.status_code == 200 and image.content[:4] == b"\x89PNG"

@@ -28,9 +28,18 @@ def test_taxonomy_is_the_specified_one():
         "shadow_direction_wrong",
         "lighting_inconsistent",
         "reflection_wrong",
+        "lighting_other",  # described in a note (issue #14)
     ]
     tags = TAXONOMY.all_tags()
-    assert len(tags) == 18 and tags["floating"] == "placement_layout"
+    assert len(tags) == 22 and tags["floating"] == "placement_layout"
+    assert [tag.id for d in TAXONOMY.dimensions for tag in d.tags if tag.needs_note] == [
+        "appearance_other",
+        "lighting_other",
+        "placement_other",
+        "extension_other",
+    ]
+    keys = [tag.key for d in TAXONOMY.dimensions for tag in d.tags if tag.key]
+    assert len(keys) == len(set(keys)) == 18  # one key per tag, the same for every candidate
     assert QUESTION_DIMENSIONS[-1] == OVERALL
     with pytest.raises(KeyError, match="unknown dimension"):
         TAXONOMY.dimension("nope")

@@ -303,7 +303,9 @@ def test_export_from_consensus_labels(workspace: Workspace) -> None:
                 row_id += 1
                 project = int(annotator[-1])
                 conn.execute(
-                    "INSERT INTO annotations VALUES (?, ?, ?, ?, ?, 'valid', '[]', ?, 10, NULL, NULL, 'now')",
+                    "INSERT INTO annotations (ls_annotation_id, ls_task_id, ls_project_id, annotator, source_id, "
+                    "status, reasons, labels, lead_time_s, pulled_at) "
+                    "VALUES (?, ?, ?, ?, ?, 'valid', '[]', ?, 10, 'now')",
                     (row_id, row_id, project, annotator, source_id, labels_to_json(labels)),
                 )
     report = export_dataset(workspace, ExportConfig(version="v1", simulated_annotators=True))
