@@ -81,16 +81,19 @@ def _run_admin(workspace: Workspace, creds: Credentials, request: dict[str, obje
     return answer
 
 
-def ensure_accounts(workspace: Workspace, names: list[str], kind: str) -> list[NewLogin]:
-    """Give each name an account (organization, login, service login); returns the logins made now."""
+def ensure_accounts(workspace: Workspace, wanted: dict[str, str]) -> list[NewLogin]:
+    """Give each name (-> kind of queue) an account: organization, login, service login.
+
+    All in one run of Label Studio's Django (a few seconds to start); returns the logins made now.
+    """
     creds = _require_own_server(workspace)
-    missing = [check_name(name) for name in names if name not in creds.accounts]
+    missing = [check_name(name) for name in wanted if name not in creds.accounts]
     if not missing:
         return []
     fresh = {
         name: Account(
             name=name,
-            kind=kind,
+            kind=wanted[name],
             email=f"{name}@{DOMAIN}",
             password=secrets.token_urlsafe(12),
             token=secrets.token_hex(20),

@@ -148,7 +148,7 @@ def users_add(
     from medgen.workspace import open_workspace
 
     with open_workspace(workspace) as ws:
-        logins = ensure_accounts(ws, names, ANNOTATOR)
+        logins = ensure_accounts(ws, dict.fromkeys(names, ANNOTATOR))
         if not logins:
             console.print("every name already has a login")
         _show_logins(logins, ws)

@@ -1,7 +1,7 @@
 """The Label Studio labeling config, generated from the taxonomy, and the controls it defines.
 
-Layout, one row per candidate: the original photo and the candidate side by side (each at least
-400 px wide on a 1600 px screen, zoomable), then that candidate's form: ``<L>_acceptable`` (one box,
+Layout, one block per candidate: the original photo and the candidate side by side (each about half
+the labeling area, over 400 px on a 1600 px screen, zoomable), then that candidate's form below them: ``<L>_acceptable`` (one box,
 "No defects"), and, shown only while that box is clear, one multi-select ``<L>_<dimension>`` per
 dimension with its defect tags, a note ``<L>_<dimension>_note`` that appears (and is required) when
 the dimension's "Other" tag is picked, and an optional ``<L>_rationale``. A candidate is acceptable
@@ -85,13 +85,15 @@ def _candidate_form(letter: str) -> list[str]:
     target = image_name(letter)
     accept = control_name(letter, ACCEPTABLE)
     parts = [
-        f'      <Choices name="{accept}" toName="{target}" choice="multiple" showInline="true">',
-        f'        <Choice value="{NO_DEFECTS}" alias="{YES}" hotkey="{CLEAN_KEYS[letter]}"/>',
-        "      </Choices>",
-        f'      <View visibleWhen="choice-unselected" whenTagName="{accept}" whenChoiceValue="{NO_DEFECTS}">',
+        f'    <Choices name="{accept}" toName="{target}" choice="multiple" showInline="true">',
+        f'      <Choice value="{NO_DEFECTS}" alias="{YES}" hotkey="{CLEAN_KEYS[letter]}"/>',
+        "    </Choices>",
+        f'    <View visibleWhen="choice-unselected" whenTagName="{accept}" whenChoiceValue="{NO_DEFECTS}" '
+        'style="display: grid; grid-template-columns: 1fr 1fr; column-gap: 16px">',
     ]
     for dimension in TAXONOMY.dimensions:
         name = control_name(letter, dimension.id)
+        parts.append("      <View>")
         parts.append(f'        <Header value="{dimension.label}" size="6"/>')
         parts.append(f'        <Choices name="{name}" toName="{target}" choice="multiple" showInline="true">')
         for tag in dimension.tags:
@@ -102,15 +104,17 @@ def _candidate_form(letter: str) -> list[str]:
                 f"hint={quoteattr(tag.description)}{key}/>"
             )
         parts.append("        </Choices>")
-        parts.append(
-            f'        <TextArea name="{control_name(letter, f"{dimension.id}_{NOTE}")}" toName="{target}" '
-            f'visibleWhen="choice-selected" whenTagName="{name}" whenChoiceValue="{OTHER}" required="true" '
-            f'requiredMessage="Say what the other {dimension.label.lower()} defect of {letter} is" '
-            'maxSubmissions="1" editable="true" rows="1" placeholder="What is wrong?"/>'
+        parts.append(  # the note shows, and is required, only with "Other"
+            f'        <View visibleWhen="choice-selected" whenTagName="{name}" whenChoiceValue="{OTHER}">\n'
+            f'          <TextArea name="{control_name(letter, f"{dimension.id}_{NOTE}")}" toName="{target}" '
+            f'required="true" requiredMessage="Say what the other {dimension.label.lower()} defect of {letter} is" '
+            'maxSubmissions="1" editable="true" rows="1" placeholder="What is the other defect?"/>\n'
+            "        </View>"
         )
-    parts.append("      </View>")
+        parts.append("      </View>")
+    parts.append("    </View>")
     parts.append(
-        f'      <TextArea name="{control_name(letter, RATIONALE)}" toName="{target}" required="false" '
+        f'    <TextArea name="{control_name(letter, RATIONALE)}" toName="{target}" required="false" '
         'maxSubmissions="1" editable="true" rows="1" placeholder="Why? (optional)"/>'
     )
     return parts
@@ -123,25 +127,24 @@ def labeling_config(votes: bool = False) -> str:
     """
     rows = []
     for letter in LETTERS:
+        original = "original" if letter == "A" else f"original_{letter}"
         rows.append(
-            '  <View style="display: grid; grid-template-columns: minmax(400px, 1fr) minmax(400px, 1fr) '
-            'minmax(240px, 0.8fr); gap: 12px; align-items: start; padding: 8px 0; border-top: 1px solid #ddd">\n'
-            "    <View>\n"
-            '      <Header value="Original" size="6"/>\n'
-            f'      <Image name="{"original" if letter == "A" else f"original_{letter}"}" value="${SOURCE_KEY}" '
-            'zoom="true" zoomControl="true" maxWidth="100%"/>\n'
-            "    </View>\n"
-            "    <View>\n"
-            f'      <Header value="Candidate {letter}" size="5"/>\n'
-            f'      <Image name="{image_name(letter)}" value="${letter}" zoom="true" zoomControl="true" maxWidth="100%"/>\n'
-            "    </View>\n"
-            '    <View style="position: sticky; top: 0">\n'
-            + "\n".join(_candidate_form(letter))
-            + "\n    </View>\n  </View>"
+            '  <View style="border-top: 2px solid #ccc; padding-top: 8px; margin-top: 8px">\n'
+            '    <View style="display: grid; grid-template-columns: 1fr 1fr; gap: 12px">\n'
+            "      <View>\n"
+            '        <Header value="Original" size="6"/>\n'
+            f'        <Image name="{original}" value="${SOURCE_KEY}" zoom="true" zoomControl="true" maxWidth="100%"/>\n'
+            "      </View>\n"
+            "      <View>\n"
+            f'        <Header value="Candidate {letter}" size="6"/>\n'
+            f'        <Image name="{image_name(letter)}" value="${letter}" zoom="true" zoomControl="true" '
+            'maxWidth="100%"/>\n'
+            "      </View>\n"
+            "    </View>\n" + "\n".join(_candidate_form(letter)) + "\n  </View>"
         )
     header = (
-        '  <Header value="Candidates A-D were generated from the original. For each: No defects (1-4), or its '
-        'defect tags (key; Shift for B, Alt for C, Alt+Shift for D). Ctrl+Enter submits."/>'
+        '  <Header value="Candidates A-D were generated from the original. Each: No defects (keys 1-4), or its '
+        'defects (tag key; Shift for B, Alt for C, Alt+Shift for D). Ctrl+Enter submits." size="5"/>'
     )
     shown_votes = '  <Header value="Annotators\' answers: $votes" size="6"/>\n' if votes else ""
     return "<View>\n" + header + "\n" + shown_votes + "\n".join(rows) + "\n</View>\n"

@@ -2,25 +2,34 @@
 
 Each dimension with its question, each tag with its description, its keys for candidates A-D, and
 an example image where the synthetic backend can make one (``medgen generate`` writes them into the
-workspace's ``guideline/`` folder). The same text serves every queue, gold tasks included.
+workspace's ``guideline/`` folder). Label Studio strips ``data:`` images from instructions, so the
+examples go through the image store and are served like the task images (``example_urls``). The
+same text serves every queue, gold tasks included.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-from pathlib import Path
 
+from annotation.client import Connection
 from annotation.config import CLEAN_KEYS, MODIFIERS, SUBMIT_KEY, hotkey
+from annotation.images import image_urls
+from medgen.workspace import Workspace
 from schemas import LETTERS, TAXONOMY
 
 
-def _example(folder: Path | None, name: str) -> str:
-    path = folder / f"{name}.jpg" if folder is not None else None
-    if path is None or not path.is_file():
+def example_urls(connection: Connection, workspace: Workspace) -> dict[str, str]:
+    """Example name ('clean', a tag id) -> URL the server shows it under; empty without examples."""
+    files = sorted(workspace.guideline_dir.glob("*.jpg")) if workspace.guideline_dir.is_dir() else []
+    keys = {path.stem: workspace.store.put_bytes(path.read_bytes(), "jpg") for path in files}
+    urls = image_urls(connection, workspace, list(keys.values()))
+    return {name: urls[key] for name, key in keys.items()}
+
+
+def _example(examples: dict[str, str], name: str) -> str:
+    if name not in examples:
         return ""
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img src="data:image/jpeg;base64,{data}" alt="example: {html.escape(name)}" width="128" height="128">'
+    return f'<img src="{html.escape(examples[name])}" alt="example: {html.escape(name)}" width="128" height="128">'
 
 
 def _keys(key: str | None) -> str:
@@ -29,8 +38,9 @@ def _keys(key: str | None) -> str:
     return " · ".join(f"{letter}: <kbd>{html.escape(hotkey(letter, key))}</kbd>" for letter in LETTERS)
 
 
-def instruction_html(examples: Path | None = None) -> str:
-    """The guideline as HTML; ``examples`` is the folder of example images (``<tag>.jpg``), if any."""
+def instruction_html(examples: dict[str, str] | None = None) -> str:
+    """The guideline as HTML; ``examples`` maps 'clean' and tag ids to example image URLs."""
+    examples = examples or {}
     modifiers = ", ".join(f"{letter} {MODIFIERS[letter] or 'no modifier'}" for letter in LETTERS)
     clean = " · ".join(f"{letter}: <kbd>{CLEAN_KEYS[letter]}</kbd>" for letter in LETTERS)
     parts = [

@@ -25,7 +25,7 @@ from annotation.accounts import NewLogin, ensure_accounts
 from annotation.client import Connection, api_error
 from annotation.config import SOURCE_KEY, label_result, labeling_config
 from annotation.consensus import ADJUDICATION
-from annotation.guideline import instruction_html
+from annotation.guideline import example_urls, instruction_html
 from annotation.images import image_urls
 from annotation.noise import Noise, noisy_label
 from medgen.errors import MedgenError
@@ -165,7 +165,7 @@ def ensure_project(
                 title=title,
                 description=description,
                 label_config=config,
-                expert_instruction=instruction_html(workspace.guideline_dir),
+                expert_instruction=instruction_html(example_urls(connection, workspace)),
                 show_instruction=True,
                 show_skip_button=True,
                 maximum_annotations=1,
@@ -407,7 +407,10 @@ def with_accounts(
         for r in workspace.catalog.query("SELECT annotator FROM ls_projects WHERE kind = ?", (kind,))
     }
     new = [name for name in names if name not in had_queue or name in connection.accounts]
-    report.logins = ensure_accounts(workspace, new, kind)
+    wanted = dict.fromkeys(new, kind)
+    if kind == ANNOTATOR:  # the adjudicator's login too, in the same run, so agreement need not start Django
+        wanted.setdefault(ADJUDICATOR, ADJUDICATION)
+    report.logins = ensure_accounts(workspace, wanted)
     report.blind = len(new) == len(names)
     if report.logins:
         from annotation.server import load_credentials

@@ -23,7 +23,16 @@ from annotation.agreement import agreement
 from annotation.client import connect
 from annotation.config import label_result
 from annotation.pull import local_database, pull
-from annotation.push import ANNOTATOR, PushConfig, _task_payload, ensure_project, known_labels, plan
+from annotation.push import (
+    ANNOTATOR,
+    PushConfig,
+    PushReport,
+    _task_payload,
+    ensure_project,
+    known_labels,
+    plan,
+    with_accounts,
+)
 from annotation.server import serve, stop
 from annotation.simulate import Noise, noisy_label
 from medgen.workspace import init_workspace
@@ -60,6 +69,9 @@ def main() -> None:
         serve(ws, database=url, timeout=900)
         try:
             connection = connect(ws)
+            # As `annotate push` does: a login per annotator (and the adjudicator), each queue in its
+            # own organization; the tasks then come with each annotator's answer, made as them.
+            with_accounts(ws, connection, ANNOTATORS, ANNOTATOR, PushReport())
             plan(ws, PushConfig(annotators=ANNOTATORS, overlap=3, gold_rate=0.1))
             gold = {
                 r["source_id"]
@@ -78,9 +90,15 @@ def main() -> None:
                         noisy_label(label, noise, rng)
                         for label in known_labels(ws.catalog.candidates(source_id))
                     ]
-                    task["annotations"] = [{"result": label_result(answers), "lead_time": 30.0}]
+                    task["annotations"] = [
+                        {
+                            "result": label_result(answers),
+                            "lead_time": 30.0,
+                            "completed_by": connection.accounts[name].user_id,
+                        }
+                    ]
                     payload.append(task)
-                response = connection.client.projects.import_tasks(
+                response = connection.queue(name).client.projects.import_tasks(
                     project_id, request=payload, return_task_ids=True
                 )
                 with ws.catalog.transaction() as conn:
@@ -93,8 +111,8 @@ def main() -> None:
                     )
 
             start = time.perf_counter()
-            for project_id in projects:
-                connection.get_json(f"/api/projects/{project_id}/export", exportType="JSON")
+            for name, project_id in zip(ANNOTATORS, projects, strict=True):
+                connection.queue(name).get_json(f"/api/projects/{project_id}/export", exportType="JSON")
             bare = time.perf_counter() - start
 
             # Exactly `medgen annotate pull` + `medgen annotate agreement` (the workspace's own server:

@@ -19,8 +19,7 @@ class DefectTag(BaseModel):
     description: str = Field(description="What the defect looks like, shown as a hint to annotators.")
     key: str | None = Field(
         default=None,
-        description="Keyboard key of the tag on the labeling page (the candidate's modifier picks the candidate); "
-        "None for a tag that needs a written note.",
+        description="Keyboard key of the tag on the labeling page (the candidate's modifier picks the candidate).",
     )
     needs_note: bool = Field(default=False, description="The annotator must describe the defect in words.")
 
@@ -75,12 +74,13 @@ class Taxonomy(BaseModel):
         return tags[tag_id]
 
 
-def _tags(other: str, *items: tuple[str, str, str, str]) -> tuple[DefectTag, ...]:
-    """The dimension's tags with their keys, then its ``other`` tag (described in words, no key)."""
+def _tags(other: tuple[str, str], *items: tuple[str, str, str, str]) -> tuple[DefectTag, ...]:
+    """The dimension's tags with their keys, then its ``other`` tag (id, key), described in a note."""
     return (
         *(DefectTag(id=i, label=label, description=d, key=key) for i, label, d, key in items),
         DefectTag(
-            id=other,
+            id=other[0],
+            key=other[1],
             label="Other",
             description="A defect of this dimension that no other tag names, described in the note.",
             needs_note=True,
@@ -95,7 +95,7 @@ TAXONOMY = Taxonomy(
             label="Appearance deformation",
             description="whether the product itself kept its shape, text, logo, colours and parts",
             tags=_tags(
-                "appearance_other",
+                ("appearance_other", "]"),
                 (
                     "product_warped",
                     "Product warped",
@@ -128,7 +128,7 @@ TAXONOMY = Taxonomy(
             label="Lighting and shadow",
             description="whether shadows, highlights and reflections agree with the scene's light",
             tags=_tags(
-                "lighting_other",
+                ("lighting_other", "-"),
                 (
                     "shadow_missing",
                     "Shadow missing",
@@ -160,7 +160,7 @@ TAXONOMY = Taxonomy(
             label="Placement and layout",
             description="whether the product is supported, correctly scaled, fully framed and well composed",
             tags=_tags(
-                "placement_other",
+                ("placement_other", "="),
                 (
                     "floating",
                     "Floating",
@@ -188,7 +188,7 @@ TAXONOMY = Taxonomy(
             label="Extension rationality",
             description="whether the generated scene makes sense and joins the original image cleanly",
             tags=_tags(
-                "extension_other",
+                ("extension_other", "\\"),
                 (
                     "visible_seam",
                     "Visible seam",

@@ -60,7 +60,11 @@ def test_each_annotator_logs_in_and_sees_only_their_own_queue(team_workspace, ru
     )
     assert result.exit_code == 0, result.output
     creds = load_credentials(ws)
-    assert set(creds.accounts) == {"ann1", "ann2"}
+    assert set(creds.accounts) == {
+        "ann1",
+        "ann2",
+        "adjudicator",
+    }  # the adjudicator's login is made with theirs
     assert stat.S_IMODE(os.stat(ws.labelstudio_dir / "credentials.json").st_mode) == 0o600
     for account in creds.accounts.values():  # each password shown once, here
         assert result.output.count(account.password) == 1
@@ -70,7 +74,9 @@ def test_each_annotator_logs_in_and_sees_only_their_own_queue(team_workspace, ru
 
     projects = {r["annotator"]: r["ls_project_id"] for r in ws.catalog.query("SELECT * FROM ls_projects")}
     url = connect(ws).url
-    sessions = {name: login(url, a.email, a.password) for name, a in creds.accounts.items()}
+    sessions = {
+        name: login(url, creds.accounts[name].email, creds.accounts[name].password) for name in projects
+    }
     for name, session in sessions.items():
         listed = session.get("/api/projects/").json()["results"]
         assert [p["id"] for p in listed] == [projects[name]], f"{name} must see exactly their own project"

@@ -39,7 +39,7 @@ def test_taxonomy_is_the_specified_one():
         "extension_other",
     ]
     keys = [tag.key for d in TAXONOMY.dimensions for tag in d.tags if tag.key]
-    assert len(keys) == len(set(keys)) == 18  # one key per tag, the same for every candidate
+    assert len(keys) == len(set(keys)) == 22  # one key per tag, the same for every candidate
     assert QUESTION_DIMENSIONS[-1] == OVERALL
     with pytest.raises(KeyError, match="unknown dimension"):
         TAXONOMY.dimension("nope")
