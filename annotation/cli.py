@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from medgen.console import App, WorkspaceOpt, console, progress
+from medgen.console import App, MinAnnotatorsOpt, WorkspaceOpt, console, progress
 
 if TYPE_CHECKING:
     from annotation.accounts import NewLogin
@@ -299,12 +299,7 @@ def agreement(
     min_agreement: Annotated[
         float, typer.Option(help="Items below this agreement go to adjudication.")
     ] = 0.5,
-    min_annotators: Annotated[
-        int | None,
-        typer.Option(
-            help="Valid votes a source needs (default: the overlap it was pushed with).", show_default=False
-        ),
-    ] = None,
+    min_annotators: MinAnnotatorsOpt = None,
     adjudicate: Annotated[
         bool,
         typer.Option(

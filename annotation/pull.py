@@ -20,6 +20,7 @@ from typing import Any
 
 from annotation.client import Connection
 from annotation.consensus import labels_to_json
+from annotation.server import connect_database
 from annotation.validation import (
     DELETED,
     DUPLICATE,
@@ -121,7 +122,7 @@ def local_database(workspace: Workspace, connection: Connection) -> Database | N
     creds = load_credentials(workspace)
     if creds is not None and creds.database:
         try:
-            with _postgresql(creds.database) as conn:
+            with connect_database(creds.database, read_only=True) as conn:
                 rows = conn.execute(
                     "SELECT column_name FROM information_schema.columns WHERE table_name = 'task_completion'"
                 ).fetchall()
@@ -144,23 +145,6 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0] if text else 'no detail'}"
 
 
-def _postgresql(url: str) -> Any:
-    import psycopg
-
-    from annotation.server import database_settings
-
-    s = database_settings(url)
-    return psycopg.connect(
-        dbname=s["POSTGRE_NAME"],
-        user=s["POSTGRE_USER"],
-        password=s["POSTGRE_PASSWORD"],
-        host=s["POSTGRE_HOST"],
-        port=int(s["POSTGRE_PORT"]),
-        connect_timeout=10,
-        options="-c default_transaction_read_only=on",
-    )
-
-
 def fetch_project_db(database: Database, project_id: int) -> list[RawAnnotation]:
     """Every annotation of one project (cancelled ones included) read from Label Studio's database, read-only.
 
@@ -172,7 +156,7 @@ def fetch_project_db(database: Database, project_id: int) -> list[RawAnnotation]
             with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=DB_TIMEOUT_S)) as conn:
                 rows = conn.execute(SELECT.format("?"), (project_id,)).fetchall()
         else:
-            with _postgresql(database) as conn:
+            with connect_database(database, read_only=True) as conn:
                 rows = conn.execute(SELECT.format("%s"), (project_id,)).fetchall()
     except Exception as error:  # sqlite3.Error, psycopg.Error
         raise DatabaseUnavailable(_one_line(error)) from None

@@ -30,6 +30,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field
@@ -413,20 +414,28 @@ def serve(
     raise MedgenError(f"Label Studio did not answer within {timeout:.0f} s: see {paths.log}")
 
 
+def connect_database(url: str, read_only: bool = False) -> Any:
+    """A psycopg connection to the PostgreSQL database of ``url`` (``psycopg.Error`` when unreachable)."""
+    import psycopg
+
+    settings = database_settings(url)
+    return psycopg.connect(
+        dbname=settings["POSTGRE_NAME"],
+        user=settings["POSTGRE_USER"],
+        password=settings["POSTGRE_PASSWORD"],
+        host=settings["POSTGRE_HOST"],
+        port=int(settings["POSTGRE_PORT"]),
+        connect_timeout=10,
+        options="-c default_transaction_read_only=on" if read_only else None,
+    )
+
+
 def check_database(url: str) -> None:
     """Refuse to start when the PostgreSQL server cannot be reached, in one line."""
     import psycopg
 
-    settings = database_settings(url)
     try:
-        with psycopg.connect(
-            dbname=settings["POSTGRE_NAME"],
-            user=settings["POSTGRE_USER"],
-            password=settings["POSTGRE_PASSWORD"],
-            host=settings["POSTGRE_HOST"],
-            port=int(settings["POSTGRE_PORT"]),
-            connect_timeout=10,
-        ):
+        with connect_database(url):
             pass
     except psycopg.Error as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__

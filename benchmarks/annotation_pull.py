@@ -15,8 +15,6 @@ import argparse
 import random
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from annotation.agreement import agreement
@@ -38,18 +36,7 @@ from annotation.simulate import Noise, noisy_label
 from medgen.workspace import init_workspace
 from medgen.workspace.catalog import now
 from tests.annotation.conftest import add_sources, seed_labelstudio
-from tests.annotation.postgres import postgres_server
-
-
-@contextmanager
-def database(postgres: bool) -> Iterator[str | None]:
-    """None for SQLite (the default), or the URL of a throw-away PostgreSQL."""
-    if not postgres:
-        yield None
-        return
-    with postgres_server() as url:
-        yield url
-
+from tests.annotation.postgres import database
 
 ANNOTATORS = ["ann1", "ann2", "ann3"]
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from annotation.client import connect
@@ -21,17 +19,7 @@ from annotation.push import PushConfig, _task_payload, push
 from annotation.server import serve, stop
 from medgen.workspace import init_workspace
 from tests.annotation.conftest import add_sources, seed_labelstudio
-from tests.annotation.postgres import postgres_server
-
-
-@contextmanager
-def database(postgres: bool) -> Iterator[str | None]:
-    """None for SQLite (the default), or the URL of a throw-away PostgreSQL."""
-    if not postgres:
-        yield None
-        return
-    with postgres_server() as url:
-        yield url
+from tests.annotation.postgres import database
 
 
 def main() -> None:

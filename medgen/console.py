@@ -40,6 +40,14 @@ WorkspaceOpt = Annotated[
 ]
 
 
+MinAnnotatorsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Valid votes a source needs (default: the overlap it was pushed with).", show_default=False
+    ),
+]
+
+
 def _clean_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from medgen.console import WorkspaceOpt, console, progress
+from medgen.console import MinAnnotatorsOpt, WorkspaceOpt, console, progress
 from medgen.errors import MedgenError, config_error
 
 
@@ -40,12 +40,7 @@ def export_command(
     min_agreement: Annotated[
         float, typer.Option(help="Consensus needs at least this agreement (else the source is left out).")
     ] = 0.5,
-    min_annotators: Annotated[
-        int | None,
-        typer.Option(
-            help="Valid votes a source needs (default: the overlap it was pushed with).", show_default=False
-        ),
-    ] = None,
+    min_annotators: MinAnnotatorsOpt = None,
     row_group_rows: Annotated[int, typer.Option(help="Max rows per Parquet row group.")] = 100,
     workspace: WorkspaceOpt = None,
 ) -> None:

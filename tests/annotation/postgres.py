@@ -118,3 +118,13 @@ def postgres_server() -> Iterator[str]:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def database(postgres: bool) -> Iterator[str | None]:
+    """None for SQLite (the default), or the URL of a throw-away PostgreSQL (the benchmarks' --postgres)."""
+    if not postgres:
+        yield None
+        return
+    with postgres_server() as url:
+        yield url
