@@ -166,6 +166,52 @@ def test_tie_goes_to_adjudication_whose_answer_wins(ls_workspace, connection):
     assert item.agreement == pytest.approx(0.5 + 0.5 * sum(t.acceptable for t in truth) / 4)
 
 
+def test_adjudicator_sees_the_votes_and_an_unusable_adjudication_is_reopened(ls_workspace, connection):
+    ws = ls_workspace
+    (source_id,) = add_sources(ws, 1)
+    push(ws, connection, PushConfig(annotators=["a", "b"], overlap=2))
+    truth = known_labels(ws.catalog.candidates(source_id))
+    tasks = {
+        r["annotator"]: r["ls_task_id"] for r in ws.catalog.query("SELECT annotator, ls_task_id FROM tasks")
+    }
+    connection.client.annotations.create(tasks["a"], result=label_result(truth))
+    connection.client.annotations.create(tasks["b"], result=label_result((OK, OK, OK, OK)))
+    pull(ws, connection)
+    agreement(ws, connection)
+    adj = ws.catalog.query("SELECT ls_task_id FROM tasks WHERE annotator = ?", (ADJUDICATOR,))[0][0]
+    shown = connection.client.tasks.get(adj).data["votes"]
+    assert shown.startswith("a: ") and " | b: A ok, B ok, C ok, D ok" in shown  # both answers, by name
+    project = connection.client.projects.get(
+        ws.catalog.query("SELECT ls_project_id FROM tasks WHERE ls_task_id = ?", (adj,))[0][0]
+    )
+    assert project.skip_queue == "REQUEUE_FOR_ME"  # a skipped adjudication comes back to the adjudicator
+
+    # An adjudication that cannot be used (a candidate both acceptable and tagged) reopens the task.
+    bad = connection.client.annotations.create(adj, result=_bad_result("add:A_placement_layout=floating"))
+    pull(ws, connection)
+    reopened = agreement(ws, connection)
+    assert reopened.adjudication_requeued == 1 and source_id in reopened.consensus.unresolved
+    assert [a.id for a in connection.client.annotations.list(adj)] == []  # back in the queue
+    pull(ws, connection)
+    kept = ws.catalog.query("SELECT status, reasons FROM annotations WHERE ls_annotation_id = ?", (bad.id,))[
+        0
+    ]
+    assert kept["status"] == CONTRADICTORY and "acceptable but tagged" in kept["reasons"]  # not 'deleted'
+
+
+def test_consensus_needs_the_overlap_by_default(ls_workspace, connection):
+    ws = ls_workspace
+    (source_id,) = add_sources(ws, 1)
+    push(ws, connection, PushConfig(annotators=["a", "b"], overlap=2))
+    task = ws.catalog.query("SELECT ls_task_id FROM tasks WHERE annotator = 'a'")[0][0]
+    connection.client.annotations.create(
+        task, result=label_result(known_labels(ws.catalog.candidates(source_id)))
+    )
+    pull(ws, connection)
+    assert "only 1 valid annotation(s), 2 required" in consensus_labels(ws).unresolved[source_id]
+    assert source_id in consensus_labels(ws, min_annotators=1).items
+
+
 BAD = {
     "cancelled": (dict(result=[], was_cancelled=True), CANCELLED, "skipped"),
     "empty": (dict(result=[]), INCOMPLETE, "empty result"),
