@@ -8,6 +8,7 @@ are listed with their reasons in ``reports/annotation_pull.json`` and kept out o
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sqlite3
 import time
@@ -202,31 +203,32 @@ def pull(
     complete: list[int] = []
     notes: list[str] = []
     if connection is not None:
-        try:
-            database = local_database(workspace, connection)
-        except DatabaseUnavailable as error:
-            notes.append(f"Label Studio's database could not be read ({error}); used the export API")
-            database = None
+        database = _unless_unavailable(functools.partial(local_database, workspace, connection), notes)
         for row in workspace.catalog.query(
             "SELECT ls_project_id, annotator FROM ls_projects ORDER BY ls_project_id"
         ):
             if on_project is not None:
                 on_project(row["annotator"])
             project_id = int(row["ls_project_id"])
-            fetched = None
-            if database is not None:
-                try:
-                    fetched = fetch_project_db(database, project_id)
-                except DatabaseUnavailable as error:
-                    notes.append(f"Label Studio's database could not be read ({error}); used the export API")
-                    database = None
-            if fetched is None:
+            read = functools.partial(fetch_project_db, database, project_id) if database else None
+            fetched = _unless_unavailable(read, notes) if read else None
+            if fetched is None:  # the API answers, for this project and (once the database failed) the rest
+                database = None
                 fetched = fetch_project(connection.queue(row["annotator"]), project_id)
             raws.extend(fetched)
             complete.append(project_id)
     report = store_annotations(workspace, raws, complete_projects=complete)
     report.notes = notes
     return report
+
+
+def _unless_unavailable(read: Callable[[], Any], notes: list[str]) -> Any:
+    """``read()``, or None with a note when Label Studio's database cannot be read now."""
+    try:
+        return read()
+    except DatabaseUnavailable as error:
+        notes.append(f"Label Studio's database could not be read ({error}); used the export API")
+        return None
 
 
 def _attribution(
