@@ -172,7 +172,7 @@ class Demo:
         console.print(f"pushed {report.new_sources} new sources (gold {report.gold_sources}): {imported}")
         if report.logins:
             console.print(
-                f"each annotator has a Label Studio login of their own and sees only their queue: "
+                f"Label Studio logins, each seeing only its own queue: "
                 f"{', '.join(login.email for login in report.logins)} (passwords in "
                 f"{workspace.labelstudio_dir / 'credentials.json'}, mode 0600)",
                 highlight=False,
