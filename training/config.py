@@ -161,7 +161,12 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 def save_resolved_config(config: Any, output_dir: str | Path) -> Path:
     """Write every field of ``config`` as a YAML recipe beside the run's outputs (tokens redacted)."""
-    values = {key: value for key, value in config.to_dict().items() if key in config_fields(type(config))}
+    derived = set(getattr(config, "DERIVED_FIELDS", ()))  # computed in __post_init__: reloading would clash
+    values = {
+        key: value
+        for key, value in config.to_dict().items()
+        if key in config_fields(type(config)) and key not in derived
+    }
     values = {key: (None if key.endswith("_token") else value) for key, value in values.items()}
     path = Path(output_dir) / RESOLVED_CONFIG_NAME
     path.parent.mkdir(parents=True, exist_ok=True)

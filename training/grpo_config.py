@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import trl
 
@@ -18,6 +19,10 @@ class GRPOConfig(MedgenArguments, trl.GRPOConfig):
 
     ``model_name_or_path`` defaults to the SFT output beside this run: ``<output_dir>/../sft``.
     """
+
+    # Computed from other fields in __post_init__ (medgen's or TRL's); a saved config leaves them out,
+    # since TRL refuses generation_batch_size together with steps_per_generation.
+    DERIVED_FIELDS: ClassVar[tuple[str, ...]] = ("reward_weights", "generation_batch_size")
 
     dpa_lambda0: float = field(
         default=DEFAULT_LAMBDA0,
@@ -38,9 +43,11 @@ class GRPOConfig(MedgenArguments, trl.GRPOConfig):
             lambda_schedule(0.0, self.dpa_lambda0, self.dpa_schedule)
         except ValueError as error:
             raise MedgenError(f"DPA reward: {error}") from None
-        if self.reward_weights is not None:
+        weights = [self.dpa_reward_weight, self.format_reward_weight]
+        # A run's saved train_config.yaml holds the derived reward_weights: accept them when they agree.
+        if self.reward_weights is not None and [float(w) for w in self.reward_weights] != weights:
             raise MedgenError("set dpa_reward_weight and format_reward_weight instead of reward_weights")
-        self.reward_weights = [self.dpa_reward_weight, self.format_reward_weight]
+        self.reward_weights = weights
         if not self.model_name_or_path:
             self.model_name_or_path = str(Path(self.output_dir or ".").parent / "sft")
         super().__post_init__()

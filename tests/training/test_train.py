@@ -172,6 +172,7 @@ def test_grpo_starts_from_sft_and_calls_both_rewards_with_the_columns(
 ) -> None:
     import datasets
 
+    from medgen.errors import MedgenError
     from training import rewards
 
     calls: dict[str, list[dict]] = {"dpa": [], "format": []}
@@ -215,6 +216,12 @@ def test_grpo_starts_from_sft_and_calls_both_rewards_with_the_columns(
     assert len(logged) == 2 and all("rewards/format_reward/mean" in entry for entry in logged)
     assert changed(weights(sft_run), weights(output))  # started from the SFT model and moved
     assert yaml.safe_load((output / RESOLVED_CONFIG_NAME).read_text())["model_name_or_path"] == str(sft_run)
+    # The run's saved config reproduces it: it loads again (its derived reward_weights included).
+    again = load_config(GRPOConfig, output / RESOLVED_CONFIG_NAME, "grpo")
+    assert again.reward_weights == [again.dpa_reward_weight, again.format_reward_weight]
+    assert again.dpa_lambda0 == 0.5 and again.model_name_or_path == str(sft_run)
+    with pytest.raises(MedgenError, match="dpa_reward_weight"):
+        load_config(GRPOConfig, output / RESOLVED_CONFIG_NAME, "grpo", {"reward_weights": [1.0, 9.0]})
 
 
 @pytest.mark.gpu
