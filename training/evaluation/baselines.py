@@ -44,7 +44,7 @@ def random_predictions(questions: Sequence[Question], seed: int = 0) -> list[Pre
     """One uniformly random non-empty answer set per question."""
     picks = np.random.default_rng(seed).integers(0, len(ANSWER_SETS), size=len(questions))
     return [
-        score_letters("random", q.id, q.dimension, q.answer, set(ANSWER_SETS[i]))
+        score_letters("random", q.id, q.dimension, q.answer, set(ANSWER_SETS[i]), source_id=q.source_id)
         for q, i in zip(questions, picks, strict=True)
     ]
 
@@ -83,7 +83,7 @@ def majority_answers(answers: Sequence[tuple[str, str]]) -> dict[str, str]:
 
 def majority_predictions(questions: Sequence[Question], table: dict[str, str]) -> list[Prediction]:
     return [
-        score_letters("majority", q.id, q.dimension, q.answer, parse_gold(table[q.dimension]))
+        score_letters("majority", q.id, q.dimension, q.answer, parse_gold(table[q.dimension]), q.source_id)
         for q in questions
     ]
 
@@ -122,7 +122,7 @@ def human_predictions(questions: Sequence[Question]) -> tuple[list[Prediction], 
             annotators.add(vote["annotator"])
             letters = {letter for letter in vote["answer"].split(",") if letter}
             predictions.append(
-                score_letters(f"human:{vote['annotator']}", q.id, q.dimension, q.answer, letters)
+                score_letters(f"human:{vote['annotator']}", q.id, q.dimension, q.answer, letters, q.source_id)
             )
     if not predictions:
         raise MedgenError(

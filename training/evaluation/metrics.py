@@ -57,18 +57,23 @@ class Prediction:
     correct: bool
     dpa: float
     format_ok: bool | None
+    source_id: str = ""  # questions of one source are resampled together in the bootstrap
 
 
 def score_text(model: str, question: Question, raw: str) -> Prediction:
     """Score a model's written answer."""
     letters = parse_answer(raw)
-    prediction = score_letters(model, question.id, question.dimension, question.answer, letters)
+    prediction = score_letters(
+        model, question.id, question.dimension, question.answer, letters, source_id=question.source_id
+    )
     prediction.raw = raw
     prediction.format_ok = format_reward([raw])[0] == 1.0
     return prediction
 
 
-def score_letters(model: str, id: str, dimension: str, gold: str, letters: set[str] | None) -> Prediction:
+def score_letters(
+    model: str, id: str, dimension: str, gold: str, letters: set[str] | None, source_id: str = ""
+) -> Prediction:
     """Score an answer given as a letter set (None = unparseable)."""
     gold_set = parse_gold(gold)
     return Prediction(
@@ -81,6 +86,7 @@ def score_letters(model: str, id: str, dimension: str, gold: str, letters: set[s
         correct=letters == gold_set,
         dpa=dpa_score(letters, gold_set, lam=1.0),
         format_ok=None,
+        source_id=source_id,
     )
 
 
@@ -126,13 +132,27 @@ class EvalResults(BaseModel):
 
 
 def bootstrap_ci(
-    values: npt.NDArray[np.float64], resamples: int, rng: np.random.Generator
+    values: npt.NDArray[np.float64],
+    resamples: int,
+    rng: np.random.Generator,
+    groups: Sequence[str] | None = None,
 ) -> tuple[float, float] | None:
-    """Percentile 95% interval of the mean of ``values`` over ``resamples`` resamples with replacement."""
+    """Percentile 95% interval of the mean of ``values`` over ``resamples`` resamples with replacement.
+
+    ``groups`` (e.g. the source of each question) are resampled whole: up to five questions share a
+    source and their answers are correlated, so resampling questions alone makes the interval too
+    narrow. Without groups each value is its own.
+    """
     if resamples == 0 or len(values) == 0:
         return None
-    index = rng.integers(0, len(values), size=(resamples, len(values)))
-    means = values[index].mean(axis=1)
+    if groups is None:
+        codes = np.arange(len(values))
+    else:
+        codes = np.unique(np.asarray(groups, dtype=object), return_inverse=True)[1].ravel()
+    sums = np.bincount(codes, weights=values)
+    counts = np.bincount(codes).astype(float)
+    index = rng.integers(0, len(sums), size=(resamples, len(sums)))
+    means = sums[index].sum(axis=1) / counts[index].sum(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return float(low), float(high)
 
@@ -144,12 +164,14 @@ def score_cell(predictions: Sequence[Prediction], resamples: int = 1000, seed: i
     dpa = np.array([p.dpa for p in predictions], dtype=float)
     formatted = [p.format_ok for p in predictions if p.format_ok is not None]
     rng = np.random.default_rng(seed)
+    # Questions without a known source (hand-made ones) each stand alone.
+    groups = [p.source_id or f"question:{p.id}:{i}" for i, p in enumerate(predictions)]
     return CellScore(
         n=n,
         accuracy=float(correct.mean()) if n else None,
-        accuracy_ci95=bootstrap_ci(correct, resamples, rng),
+        accuracy_ci95=bootstrap_ci(correct, resamples, rng, groups),
         dpa=float(dpa.mean()) if n else None,
-        dpa_ci95=bootstrap_ci(dpa, resamples, rng),
+        dpa_ci95=bootstrap_ci(dpa, resamples, rng, groups),
         format_rate=float(np.mean(formatted)) if formatted else None,
         parse_failures=sum(p.parsed is None for p in predictions),
     )

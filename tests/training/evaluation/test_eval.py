@@ -89,6 +89,22 @@ def test_bootstrap_interval_has_the_normal_width() -> None:
     assert bootstrap_ci(values, 0, np.random.default_rng(1)) is None
 
 
+def test_bootstrap_resamples_whole_sources() -> None:
+    # 40 sources x 5 questions; a source's questions are all right or all wrong (p = 0.5).
+    values = np.repeat([1.0, 0.0] * 20, 5)
+    sources = [f"s{i // 5}" for i in range(len(values))]
+    low, high = bootstrap_ci(values, 4000, np.random.default_rng(2), groups=sources)
+    assert high - low == pytest.approx(2 * 1.96 * (0.25 / 40) ** 0.5, abs=0.04)  # n = 40 sources, not 200
+    naive_low, naive_high = bootstrap_ci(values, 4000, np.random.default_rng(2))
+    assert high - low > 1.8 * (naive_high - naive_low)
+    predictions = [
+        score_letters("m", f"q{i}", APPEARANCE, "A", {"A"} if v else {"B"}, source_id=s)
+        for i, (v, s) in enumerate(zip(values, sources, strict=True))
+    ]
+    cell = score_predictions(predictions, resamples=4000, seed=2)[ALL]
+    assert cell.accuracy_ci95[1] - cell.accuracy_ci95[0] == pytest.approx(high - low, abs=0.04)
+
+
 def test_letters_only_predictions_have_no_format_rate() -> None:
     prediction = score_letters("b", "q", APPEARANCE, "B,C", {"B"})
     assert (prediction.correct, prediction.dpa, prediction.format_ok, prediction.raw) == (
