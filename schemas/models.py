@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,32 @@ def format_answer(letters: list[str] | set[str] | tuple[str, ...]) -> str:
     if unknown:
         raise ValueError(f"answer letters must be among {', '.join(LETTERS)}; got {', '.join(unknown)}")
     return ",".join(sorted(set(letters)))
+
+
+def _sorted_letters() -> str:
+    """Regex of a canonical answer: letters in order, each at most once, comma-separated ('A,C')."""
+    options = [
+        letter + "".join(rf"(?:\s*,\s*{later})?" for later in LETTERS[i + 1 :])
+        for i, letter in enumerate(LETTERS)
+    ]
+    return "(?:" + "|".join(options) + ")"
+
+
+COMPLETION_RE = re.compile(
+    r"^\s*<think>(?:(?!</?think>|</?answer>).)+</think>\s*<answer>\s*(?P<answer>"
+    + _sorted_letters()
+    + r")\s*</answer>\s*$",
+    re.DOTALL | re.IGNORECASE,
+)
+"""A well-formed completion: reasoning in one <think>, then sorted, unique letters in one <answer>."""
+
+
+def completion_answer(text: str) -> str | None:
+    """The canonical answer of a well-formed completion ('A,C'), or None when it is not well formed."""
+    match = COMPLETION_RE.match(text)
+    if match is None:
+        return None
+    return format_answer([letter.upper() for letter in re.split(r"\s*,\s*", match["answer"].strip())])
 
 
 def sample_id(source_id: str, dimension: str) -> str:
@@ -220,6 +247,11 @@ class BenchmarkSample(BaseModel):
         )
         if image_slots != n + 1:
             raise ValueError(f"prompt must hold one image placeholder per image ({n + 1}), got {image_slots}")
-        if f"<answer>{self.answer}</answer>" not in self.completion[0]["content"][0]["text"]:
-            raise ValueError("completion does not end with the answer in <answer></answer>")
+        said = completion_answer(self.completion[0]["content"][0]["text"])
+        if said is None:
+            raise ValueError(
+                "completion is not <think>reasoning</think><answer>letters</answer> (a note may hold a tag)"
+            )
+        if said != self.answer:
+            raise ValueError(f"completion answers {said!r}, the sample's answer is {self.answer!r}")
         return self

@@ -6,15 +6,19 @@ in dataset order (source, A, B, C, D). The completion is ``<think>...</think><an
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from schemas.models import CandidateLabel, answer_letters, format_answer
 from schemas.taxonomy import LETTERS, OVERALL, OVERALL_DESCRIPTION, TAXONOMY
 
 ANSWER_INSTRUCTIONS = (
-    "First reason about each generated image inside <think></think>. Then give the letters of your "
-    "answer, sorted and comma-separated (for example A,C), inside <answer></answer>."
+    "At least one of the images A-D is an answer. First reason about each generated image inside "
+    "<think></think>. Then give the letters of every image that answers the question, in order and "
+    "separated by commas (one letter, or several such as B,D), inside <answer></answer>."
 )
+
+_TAG = re.compile(r"<\s*/?\s*(?:think|answer)\s*>", re.IGNORECASE)
 
 
 def dimension_description(dimension: str) -> str:
@@ -67,8 +71,9 @@ def rationale_text(labels: list[CandidateLabel] | tuple[CandidateLabel, ...], di
     ]
     for letter, label in zip(LETTERS, labels, strict=True):
         line = f"Image {letter}: {_finding(label, dimension)}."
-        if label.rationale.strip():
-            line += f" Note: {label.rationale.strip()}"
+        note = _TAG.sub("", label.rationale).strip()  # a note is text, never a tag of the answer format
+        if note:
+            line += f" Note: {note}"
         lines.append(line)
     letters = answer_letters(labels, dimension)
     verdict = "acceptable" if dimension == OVERALL else "unreasonable"

@@ -17,12 +17,10 @@ import re
 from typing import Any
 
 from schemas import LETTERS
+from schemas.models import COMPLETION_RE
 
 ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-FORMAT_RE = re.compile(
-    r"^<think>(?:(?!</?think>|</?answer>).)+</think>\s*<answer>\s*[A-Da-d](?:\s*,\s*[A-Da-d])*\s*</answer>$",
-    re.DOTALL,
-)
+FORMAT_RE = COMPLETION_RE  # one definition of a well-formed completion: schemas.models
 DEFAULT_LAMBDA0 = 0.5
 
 

@@ -125,6 +125,9 @@ def test_configured_reward_keeps_the_name_trl_logs() -> None:
         (answer("A") + " extra", 0.0),  # trailing text
         ("<think>a<think>b</think><answer>A</answer>", 0.0),  # nested tag
         (answer("A,E"), 0.0),
+        (answer("C,A"), 0.0),  # unsorted (issue #15)
+        (answer("A,A"), 0.0),  # repeated
+        (answer("A, c"), 1.0),  # spaces and case are tolerated; order and uniqueness are not
         ("", 0.0),
     ],
 )
