@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from medgen.errors import MedgenError
-from schemas.taxonomy import LETTERS, QUESTION_DIMENSIONS
+from schemas.taxonomy import LETTERS, OVERALL, QUESTION_DIMENSIONS
 from training.evaluation.metrics import (
     ALL,
+    DIMENSIONS,
     CellScore,
     Prediction,
     Question,
@@ -58,7 +59,11 @@ def expected_random_dpa(gold: str) -> float:
 def add_random_expectations(scores: dict[str, CellScore], questions: Sequence[Question]) -> None:
     """Fill the analytic expected accuracy (1/15) and expected DPA into each non-empty cell."""
     for cell, score in scores.items():
-        members = [q for q in questions if cell == ALL or q.dimension == cell]
+        members = [
+            q
+            for q in questions
+            if cell == ALL or q.dimension == cell or (cell == DIMENSIONS and q.dimension != OVERALL)
+        ]
         if members:
             score.expected_accuracy = 1 / len(ANSWER_SETS)
             score.expected_dpa = float(np.mean([expected_random_dpa(q.answer) for q in members]))

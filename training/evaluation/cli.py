@@ -76,7 +76,7 @@ def eval_cli(
     Writes results.json, results.md, results.png and predictions.jsonl to --output-dir. Reruns resume: answers already generated are read back from --output-dir/raw/.
     """
     from training.evaluation.evaluate import EvalConfig, run_eval
-    from training.evaluation.metrics import ALL
+    from training.evaluation.metrics import ALL, DIMENSIONS
     from training.evaluation.report import compare_runs
 
     if compare:
@@ -137,11 +137,13 @@ def eval_cli(
     table = Table(title=f"exact-match accuracy (%) on {results.split}, {results.num_questions} questions")
     table.add_column("model")
     for cell in shown:
-        short = {"overall": "publishable", ALL: "overall"}.get(cell, cell.split("_")[0])
+        short = {"overall": "publishable", DIMENSIONS: "overall (4 dim.)", ALL: "all"}.get(
+            cell, cell.split("_")[0]
+        )
         table.add_column(short, justify="right")
     table.add_column("DPA", justify="right")
     for row in results.models:
-        dpa = row.scores[ALL].dpa
+        dpa = row.scores[DIMENSIONS].dpa
         table.add_row(
             row.name, *(percent(row.scores[c].accuracy) for c in shown), "–" if dpa is None else f"{dpa:.3f}"
         )

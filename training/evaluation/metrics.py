@@ -21,14 +21,19 @@ from pydantic import BaseModel, Field
 
 from medgen.errors import MedgenError
 from schemas.models import format_answer
-from schemas.taxonomy import QUESTION_DIMENSIONS
+from schemas.taxonomy import OVERALL, QUESTION_DIMENSIONS
 from training.rewards import dpa_score, format_reward, parse_answer, parse_gold
 
 ALL = "all"
-"""Key of the cell over every question (the paper's "overall" column). Not ``overall``: that is the
+"""Key of the cell over every question, the publishable one included. Not ``overall``: that is the
 dimension of the 'which candidates are acceptable to publish?' question."""
 
-CELLS: tuple[str, ...] = (*QUESTION_DIMENSIONS, ALL)
+DIMENSIONS = "dimensions"
+"""Key of the cell over the four dimensions' questions, without the publishable one: the paper's
+"Overall (4 dimensions)", medgen's headline number (the publishable question has the opposite
+polarity and comes once per source, so it is reported beside it, not mixed in)."""
+
+CELLS: tuple[str, ...] = (*QUESTION_DIMENSIONS, DIMENSIONS, ALL)
 
 
 @dataclass
@@ -180,11 +185,12 @@ def score_cell(predictions: Sequence[Prediction], resamples: int = 1000, seed: i
 def score_predictions(
     predictions: Sequence[Prediction], resamples: int = 1000, seed: int = 0
 ) -> dict[str, CellScore]:
-    """A cell per question dimension and one over all questions ('all', the paper's overall)."""
+    """A cell per question dimension, one over the four dimensions (the headline) and one over all questions."""
     cells = {
         dimension: score_cell([p for p in predictions if p.dimension == dimension], resamples, seed)
         for dimension in QUESTION_DIMENSIONS
     }
+    cells[DIMENSIONS] = score_cell([p for p in predictions if p.dimension != OVERALL], resamples, seed)
     cells[ALL] = score_cell(predictions, resamples, seed)
     return cells
 
