@@ -4,8 +4,9 @@
   accuracy is exactly 1/15 per question; the expected DPA is computed exactly too.
 - majority: per dimension, the most frequent answer of the train split (of the evaluated split when
   the export has no train split; the report says which).
-- human: how often one annotator's answer equals the exported (consensus) answer, over every
-  (annotator, question) pair, from the annotator votes the export carries.
+- human: how often one annotator's answer equals the other annotators' majority (leave-one-out;
+  ties fall back to the exported answer), over every (annotator, question) pair, from the votes
+  the export carries.
 """
 
 from __future__ import annotations
@@ -109,12 +110,25 @@ def majority_source(
     return answers_from_dataset(evaluated), f"evaluated split ({split}): no separate train split"
 
 
-def human_predictions(questions: Sequence[Question]) -> tuple[list[Prediction], dict[str, Any]]:
-    """One prediction per (annotator, question): the annotator's own exported answer against the exported answer.
+def leave_one_out_reference(others: Sequence[str], exported: str) -> str:
+    """The answer an annotator is scored against: the others' majority, else the exported answer.
 
-    The exported answer is the annotation stage's consensus, so each annotator's own vote is part of
-    the reference. Questions without votes (injected labels, adjudicated without votes) are left out
-    and counted.
+    The others' strict majority is a reference the annotator took no part in; when they tie, say
+    "none", or there is nobody else, the exported answer (the consensus the dataset publishes) decides.
+    """
+    counts = Counter(others).most_common()
+    majority = counts[0][0] if counts and (len(counts) == 1 or counts[0][1] > counts[1][1]) else ""
+    # An empty majority ("none of them") is not an answer a question of the benchmark can have.
+    return majority or exported
+
+
+def human_predictions(questions: Sequence[Question]) -> tuple[list[Prediction], dict[str, Any]]:
+    """One prediction per (annotator, question): the annotator's own exported answer, leave-one-out.
+
+    Each annotator is scored against the majority of the *other* annotators' answers to the same
+    question (``leave_one_out_reference``), so their own vote never counts in their favour; the
+    votes and the fallback answer come from the export itself. Questions without votes are left
+    out and counted.
     """
     predictions = []
     covered = 0
@@ -125,9 +139,13 @@ def human_predictions(questions: Sequence[Question]) -> tuple[list[Prediction], 
         covered += 1
         for vote in sorted(q.votes, key=lambda v: v["annotator"]):
             annotators.add(vote["annotator"])
+            others = [other["answer"] for other in q.votes if other["annotator"] != vote["annotator"]]
+            reference = leave_one_out_reference(others, q.answer)
             letters = {letter for letter in vote["answer"].split(",") if letter}
             predictions.append(
-                score_letters(f"human:{vote['annotator']}", q.id, q.dimension, q.answer, letters, q.source_id)
+                score_letters(
+                    f"human:{vote['annotator']}", q.id, q.dimension, reference, letters, q.source_id
+                )
             )
     if not predictions:
         raise MedgenError(
@@ -135,7 +153,7 @@ def human_predictions(questions: Sequence[Question]) -> tuple[list[Prediction], 
             "annotations (medgen export --labels consensus), or drop it (--baselines random,majority)"
         )
     details = {
-        "reference": "exported answer (majority vote, the annotator's own vote included)",
+        "reference": "other annotators' majority answer (leave-one-out; ties: the exported answer)",
         "annotators": len(annotators),
         "questions_covered": covered,
         "questions_total": len(questions),

@@ -143,6 +143,15 @@ def test_majority_answer_per_dimension_with_ties_and_unseen_dimensions() -> None
     )  # unseen: the most frequent answer overall (A 2, B 2 -> A)
 
 
+def test_leave_one_out_reference() -> None:
+    from training.evaluation.baselines import leave_one_out_reference
+
+    assert leave_one_out_reference(["A", "A"], "B") == "A"  # the others agree: the annotator's vote is out
+    assert leave_one_out_reference(["A", "C"], "B") == "B"  # a tie: the exported answer
+    assert leave_one_out_reference(["", ""], "B") == "B"  # 'none' is not a possible answer
+    assert leave_one_out_reference([], "B") == "B"
+
+
 def test_human_baseline_is_annotator_agreement_with_the_consensus() -> None:
     from schemas.models import CandidateLabel, answer_letters, format_answer
 
