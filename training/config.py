@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,13 @@ class MedgenArguments:
             raise MedgenError(f"dataset_split must be train, validation or test, got {self.dataset_split!r}")
         if self.use_peft and self.lora_r <= 0:
             raise MedgenError(f"lora_r must be positive, got {self.lora_r}")
+        deepspeed = getattr(self, "deepspeed", None) or os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true"
+        if not self.use_peft and self.dtype in ("bfloat16", "float16") and not deepspeed:
+            # Without DeepSpeed nobody keeps an fp32 master copy: updates of ~1e-6 round to nothing in bf16.
+            raise MedgenError(
+                f"full fine-tuning with dtype {self.dtype} loses AdamW's small updates (no fp32 master weights): "
+                "use dtype: float32 with bf16: true (autocast), a LoRA recipe (use_peft: true), or DeepSpeed ZeRO"
+            )
 
 
 def resolve_recipe(recipe: str | Path, stage: str) -> Path:

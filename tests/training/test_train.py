@@ -17,6 +17,18 @@ from training.grpo_config import GRPOConfig
 from training.sft_config import SFTConfig
 
 
+def test_full_fine_tuning_keeps_fp32_master_weights() -> None:
+    from medgen.errors import MedgenError
+
+    cpu = {"bf16": False, "use_cpu": True}
+    full = load_config(SFTConfig, "qwen2.5-vl-3b", "sft", cpu)
+    assert full.dtype == "float32" and not full.use_peft  # bf16 autocast on GPU, fp32 weights for AdamW
+    with pytest.raises(MedgenError, match="fp32 master weights"):
+        load_config(SFTConfig, "qwen2.5-vl-3b", "sft", {**cpu, "dtype": "bfloat16"})
+    assert load_config(SFTConfig, "qwen2.5-vl-7b/lora", "sft", cpu).dtype == "bfloat16"  # LoRA: fine
+    # (Under DeepSpeed ZeRO, which keeps fp32 master weights itself, bf16 is allowed; DeepSpeed is not installed here.)
+
+
 def run_cli(runner: CliRunner, *args: str):
     return runner.invoke(app, ["train", *args], catch_exceptions=False)
 
