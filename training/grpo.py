@@ -17,6 +17,28 @@ def reward_functions(config: GRPOConfig) -> list[Any]:
     return [rewards.make_dpa_accuracy(config.dpa_lambda0, config.dpa_schedule), rewards.format_reward]
 
 
+def vllm_start_folder(model: Any, processor: Any, config: Any) -> Path | None:
+    """Where colocated vLLM starts from: the model and the processor with this run's image bounds.
+
+    TRL's colocated vLLM loads the model and builds its own image processor from
+    ``model.name_or_path``. For a Hub id, or an SFT LoRA folder merged here (whose name is the base
+    id), that processor has the default image size, so vLLM's image placeholders would not match the
+    trainer's. The model as loaded and the configured processor are saved once beside the run's
+    outputs, and vLLM starts from them. (In server mode, start ``trl vllm-serve`` on this folder.)
+    """
+    if not getattr(config, "use_vllm", False) or getattr(config, "vllm_mode", "colocate") != "colocate":
+        return None
+    folder = Path(config.output_dir) / "vllm-start"
+    if not (folder / "config.json").is_file():
+        partial = folder.with_name(folder.name + ".partial")
+        model.save_pretrained(partial)
+        processor.save_pretrained(partial)
+        partial.rename(folder)
+    model.name_or_path = str(folder)
+    model.config._name_or_path = str(folder)
+    return folder
+
+
 def train_grpo(config: GRPOConfig, resume: bool = False) -> Path:
     """GRPO from ``config.model_name_or_path`` (default: the SFT output) on the split; returns the output folder."""
     dataset = load_split(config.dataset, config.dataset_split, config.dataset_revision)
@@ -27,8 +49,10 @@ def train_grpo(config: GRPOConfig, resume: bool = False) -> Path:
     from trl import GRPOTrainer
 
     processor = load_processor(config)
+    model = load_model(config)
+    vllm_start_folder(model, processor, config)
     trainer = GRPOTrainer(
-        model=load_model(config),
+        model=model,
         reward_funcs=reward_functions(config),
         args=config,
         train_dataset=dataset,

@@ -313,3 +313,36 @@ def test_lora_sft_output_loads_merged_for_grpo(
     base = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model).state_dict()
     moved = changed(base, merged)
     assert moved and all("language_model" in name for name in moved)  # LoRA targets the language model only
+
+
+def test_colocated_vllm_starts_from_the_model_with_the_run_image_bounds(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from training.grpo import vllm_start_folder
+    from training.model import load_model, load_processor
+
+    config = load_config(
+        GRPOConfig,
+        "tiny",
+        "grpo",
+        {
+            "model_name_or_path": str(tiny_model),
+            "output_dir": str(tmp_path / "grpo"),
+            "image_max_pixels": 12544,
+        },
+    )
+    model, processor = load_model(config), load_processor(config)
+    assert vllm_start_folder(model, processor, config) is None  # no vLLM: nothing to prepare
+    colocated = SimpleNamespace(use_vllm=True, vllm_mode="colocate", output_dir=config.output_dir)
+    folder = vllm_start_folder(model, processor, colocated)
+    assert folder == tmp_path / "grpo" / "vllm-start" and model.name_or_path == str(folder)
+    from transformers import AutoProcessor
+
+    reloaded = AutoProcessor.from_pretrained(folder)  # as vLLM builds it
+    assert reloaded.image_processor.size["longest_edge"] == 12544  # the run's bound, not the default
+    assert (folder / "config.json").is_file() and not folder.with_name("vllm-start.partial").exists()
+    for recipe in ("qwen2.5-vl-3b/vllm", "qwen2.5-vl-7b/vllm"):
+        vllm = load_config(GRPOConfig, recipe, "grpo", {"bf16": False, "use_cpu": True})
+        assert vllm.use_vllm and vllm.vllm_max_model_length == 4096  # not the model config's 128k
