@@ -346,3 +346,24 @@ def test_colocated_vllm_starts_from_the_model_with_the_run_image_bounds(
     for recipe in ("qwen2.5-vl-3b/vllm", "qwen2.5-vl-7b/vllm"):
         vllm = load_config(GRPOConfig, recipe, "grpo", {"bf16": False, "use_cpu": True})
         assert vllm.use_vllm and vllm.vllm_max_model_length == 4096  # not the model config's 128k
+
+
+def test_evaluation_scores_at_the_training_resolution(
+    sft_run: Path, tiny_model: Path, export_dir: Path
+) -> None:
+    from training.evaluation.evaluate import RECIPE_IMAGE_MAX_PIXELS, CheckpointModel, EvalConfig
+
+    def bound(model: Path, **flags: int) -> int:
+        config = EvalConfig(
+            dataset=str(export_dir), model=str(model), device="cpu", output_dir=Path("eval"), **flags
+        )
+        checkpoint = CheckpointModel(config)
+        assert (
+            checkpoint.processor.image_processor.size["longest_edge"]
+            == checkpoint.details()["image_max_pixels"]
+        )
+        return checkpoint.details()["image_max_pixels"]
+
+    assert bound(sft_run) == 50176  # the tiny recipe's bound, from the run's train_config.yaml
+    assert bound(tiny_model) == RECIPE_IMAGE_MAX_PIXELS  # no training record: the recipes' 448x448
+    assert bound(sft_run, image_max_pixels=12544) == 12544  # the flag wins

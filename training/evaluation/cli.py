@@ -51,7 +51,11 @@ def eval_cli(
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer at most.")] = 512,
     temperature: Annotated[float, typer.Option(help="0 = greedy decoding.")] = 0.0,
     image_max_pixels: Annotated[
-        int | None, typer.Option(help="Resize images to at most this many pixels (checkpoint).")
+        int | None,
+        typer.Option(
+            help="Resize images to at most this many pixels (checkpoint; default: the training bound).",
+            show_default=False,
+        ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Questions per batch (checkpoint).")] = 4,
     device: Annotated[str | None, typer.Option(help="torch device (default: cuda when available).")] = None,

@@ -63,7 +63,8 @@ class EvalConfig(BaseModel):
     max_new_tokens: int = Field(default=512, gt=0, description="Generation budget per answer.")
     image_max_pixels: int | None = Field(
         default=None,
-        description="Resize images to at most this many pixels (checkpoint; None: processor default).",
+        description="Resize images to at most this many pixels (checkpoint). None: the bound the checkpoint "
+        "was trained with (its train_config.yaml), else the shipped recipes' 200704 (448x448).",
     )
     temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy decoding (the default).")
     batch_size: int = Field(default=4, gt=0, description="Questions per generate() call (checkpoint models).")
@@ -270,6 +271,24 @@ def run_eval(
     return results
 
 
+RECIPE_IMAGE_MAX_PIXELS = 200704
+"""448x448, the bound of the shipped recipes: 256 tokens per image instead of the processor's default
+(a 1024x1024 candidate would cost 1,369)."""
+
+
+def training_image_bound(checkpoint: str) -> int | None:
+    """``image_max_pixels`` a medgen run trained ``checkpoint`` with (its saved config), if it says."""
+    import yaml
+
+    from training.config import RESOLVED_CONFIG_NAME
+
+    saved = Path(checkpoint) / RESOLVED_CONFIG_NAME
+    if not saved.is_file():
+        return None
+    value = (yaml.safe_load(saved.read_text()) or {}).get("image_max_pixels")
+    return int(value) if value else None
+
+
 class CheckpointModel:
     """A transformers vision-language checkpoint (Qwen2.5-VL class, or a LoRA adapter folder), answering in batches."""
 
@@ -279,15 +298,16 @@ class CheckpointModel:
         from training.config import MedgenArguments
         from training.model import check_vlm, load_model, load_processor
 
-        self.config = config
         source = config.model or ""
         check_vlm(source, config.model_revision)
+        bound = config.image_max_pixels or training_image_bound(source) or RECIPE_IMAGE_MAX_PIXELS
+        self.config = config.model_copy(update={"image_max_pixels": bound})
         arguments = MedgenArguments(
             model_name_or_path=source,
             model_revision=config.model_revision,
             dtype=config.dtype,
             freeze_vision_tower=False,
-            image_max_pixels=config.image_max_pixels,
+            image_max_pixels=bound,
         )
         self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.processor = load_processor(arguments)
