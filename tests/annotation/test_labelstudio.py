@@ -141,8 +141,8 @@ def test_gold_scoring_catches_a_careless_annotator(ls_workspace, connection):
     assert gold["careless"]["candidate_accuracy"] < 0.6 and gold["careless"]["gold_tasks"] == 2
 
 
-def test_tie_goes_to_adjudication_whose_answer_wins(ls_workspace, connection):
-    ws = ls_workspace
+def _tie(ws, connection) -> tuple[str, tuple[CandidateLabel, ...]]:
+    """One source, two annotators who disagree on every defective candidate: (source id, known labels)."""
     (source_id,) = add_sources(ws, 1)
     push(ws, connection, PushConfig(annotators=["a", "b"], overlap=2))
     truth = known_labels(ws.catalog.candidates(source_id))
@@ -152,6 +152,12 @@ def test_tie_goes_to_adjudication_whose_answer_wins(ls_workspace, connection):
     connection.client.annotations.create(tasks["a"], result=label_result(truth))
     connection.client.annotations.create(tasks["b"], result=label_result((OK, OK, OK, OK)))
     pull(ws, connection)
+    return source_id, truth
+
+
+def test_tie_goes_to_adjudication_whose_answer_wins(ls_workspace, connection):
+    ws = ls_workspace
+    source_id, truth = _tie(ws, connection)
     first = agreement(ws, connection)
     assert source_id in first.consensus.unresolved and "tie" in first.consensus.unresolved[source_id]
     assert first.adjudication_pushed == 1
@@ -168,15 +174,7 @@ def test_tie_goes_to_adjudication_whose_answer_wins(ls_workspace, connection):
 
 def test_adjudicator_sees_the_votes_and_an_unusable_adjudication_is_reopened(ls_workspace, connection):
     ws = ls_workspace
-    (source_id,) = add_sources(ws, 1)
-    push(ws, connection, PushConfig(annotators=["a", "b"], overlap=2))
-    truth = known_labels(ws.catalog.candidates(source_id))
-    tasks = {
-        r["annotator"]: r["ls_task_id"] for r in ws.catalog.query("SELECT annotator, ls_task_id FROM tasks")
-    }
-    connection.client.annotations.create(tasks["a"], result=label_result(truth))
-    connection.client.annotations.create(tasks["b"], result=label_result((OK, OK, OK, OK)))
-    pull(ws, connection)
+    source_id, truth = _tie(ws, connection)
     agreement(ws, connection)
     adj = ws.catalog.query("SELECT ls_task_id FROM tasks WHERE annotator = ?", (ADJUDICATOR,))[0][0]
     shown = connection.client.tasks.get(adj).data["votes"]
