@@ -198,15 +198,13 @@ def test_grpo_starts_from_sft_and_calls_both_rewards_with_the_columns(
     @functools.wraps(original_format)  # TRL logs a reward under its function name
     def spy_format(completions, **kwargs):
         calls["format"].append({"n": len(completions), **kwargs})
-        # A random-weight model never writes the answer format, so both real rewards are 0 for every
-        # completion and GRPO's advantages vanish; a small content-dependent term gives the update a signal.
-        return [
-            r + 0.01 * (len(set(rewards.completion_text(c))) % 7)
-            for r, c in zip(original_format(completions), completions, strict=True)
-        ]
+        return original_format(completions, **kwargs)
 
     monkeypatch.setattr(rewards, "dpa_accuracy", spy_dpa)
     monkeypatch.setattr(rewards, "format_reward", spy_format)
+    # A random-weight model never writes the format: script what it writes, so the rewards differ
+    # within each group and GRPO has an advantage to follow.
+    _script_generation(monkeypatch, sft_run, SCRIPT)
     output = sft_run.parent / "grpo"
     result = run_cli(runner, "grpo", "--recipe", "tiny", "--dataset", str(export_dir), "-o", str(output))
     assert result.exit_code == 0, result.output
@@ -367,3 +365,98 @@ def test_evaluation_scores_at_the_training_resolution(
     assert bound(sft_run) == 50176  # the tiny recipe's bound, from the run's train_config.yaml
     assert bound(tiny_model) == RECIPE_IMAGE_MAX_PIXELS  # no training record: the recipes' 448x448
     assert bound(sft_run, image_max_pixels=12544) == 12544  # the flag wins
+
+
+SCRIPT = [
+    "<think>ok</think><answer>A</answer>",  # well formed
+    "<think>ok</think><answer>A,B</answer>",  # well formed
+    "<think>ok</think><answer>A",  # malformed: no closing tag
+    "ok",  # no answer at all
+]
+
+
+def _script_generation(monkeypatch: pytest.MonkeyPatch, model: Path, texts: list[str]) -> None:
+    """Make the model 'write' ``texts`` in turn, for every group of completions GRPO asks it for."""
+    import torch
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    tokenizer = AutoProcessor.from_pretrained(model).tokenizer
+    scripted = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    assert [tokenizer.decode(ids) for ids in scripted] == texts  # the tiny vocabulary can write them
+    eos = tokenizer.eos_token_id
+
+    def generate(self, input_ids, **kwargs):
+        rows = [scripted[i % len(scripted)] + [eos] for i in range(input_ids.shape[0])]
+        width = max(len(row) for row in rows)
+        tail = torch.tensor([row + [eos] * (width - len(row)) for row in rows], dtype=input_ids.dtype)
+        return torch.cat([input_ids, tail.to(input_ids.device)], dim=1)
+
+    monkeypatch.setattr(Qwen2_5_VLForConditionalGeneration, "generate", generate)
+
+
+def _scripted_grpo_run(
+    runner: CliRunner,
+    monkeypatch: pytest.MonkeyPatch,
+    model: Path,
+    dataset: Path,
+    output: Path,
+    texts: list[str],
+) -> dict:
+    """A real GRPOTrainer run whose model writes ``texts`` for each group of four completions."""
+    _script_generation(monkeypatch, model, texts)
+    result = run_cli(
+        runner,
+        "grpo",
+        "--recipe",
+        "tiny",
+        "--dataset",
+        str(dataset),
+        "--model",
+        str(model),
+        "-o",
+        str(output),
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads((output / "checkpoint-2" / "trainer_state.json").read_text())
+
+
+def test_grpo_rewards_follow_lambda_and_move_the_weights(
+    sft_run: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Scripted completions per group (gold, partial, malformed, unparseable) through the real GRPOTrainer."""
+    import datasets
+
+    from medgen.export.parquet import dataset_features, sample_row
+    from schemas import CandidateLabel
+    from tests.training.eval_data import png, source_samples
+    from training.rewards import lambda_schedule
+
+    # Every question's answer is A: A is defective in all four dimensions, B-D are clean.
+    bad = CandidateLabel(
+        defects=("product_warped", "shadow_missing", "floating", "visible_seam"), acceptable=False
+    )
+    rows = [
+        sample_row(sample, [png((9 * s, 40 * i, 90)) for i in range(5)])
+        for s in range(3)
+        for sample in source_samples(f"s{s}", [bad, *[CandidateLabel(acceptable=True)] * 3])
+        if sample.dimension != "overall"
+    ]
+    dataset = tmp_path / "export"
+    (dataset / "data").mkdir(parents=True)
+    datasets.Dataset.from_list(rows, features=dataset_features()).to_parquet(
+        dataset / "data" / "train-00000-of-00001.parquet"
+    )
+    gold = SCRIPT[0]  # then partial (A,B), malformed, unparseable
+    state = _scripted_grpo_run(runner, monkeypatch, sft_run, dataset, tmp_path / "grpo", SCRIPT)
+    logged = [e for e in state["log_history"] if "rewards/dpa_accuracy/mean" in e]
+    assert len(logged) == 2
+    for step, entry in enumerate(logged):
+        lam = lambda_schedule(step / 2, 0.5, "cosine")  # the tiny recipe: lambda0 0.5, cosine, 2 steps
+        # gold 1, partial lambda * (recall 1 - false positives 1/3), malformed 0, unparseable 0
+        assert entry["rewards/dpa_accuracy/mean"] == pytest.approx((1 + lam * 2 / 3) / 4)
+        assert entry["rewards/format_reward/mean"] == pytest.approx(2 / 4)
+    assert changed(weights(sft_run), weights(tmp_path / "grpo"))  # unequal rewards: the policy moved
+
+    # Control: four identical completions give identical rewards, zero advantages; with beta 0, no update.
+    _scripted_grpo_run(runner, monkeypatch, sft_run, dataset, tmp_path / "control", [gold] * 4)
+    assert not changed(weights(sft_run), weights(tmp_path / "control"))
