@@ -361,10 +361,10 @@ def serve(
                 "this workspace's Label Studio already keeps its data in SQLite; a PostgreSQL database would "
                 "start empty: use a new workspace (or move the data with Label Studio's own tools)"
             )
-        database_settings(database)  # refuse a malformed URL before saving it
+        check_database(database)  # a malformed or unreachable URL is refused before it is remembered
         creds = creds.model_copy(update={"database": database})
         save_credentials(workspace, creds)
-    if creds.database:
+    elif creds.database:
         check_database(creds.database)
     port = port or _free_port()
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host

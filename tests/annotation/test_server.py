@@ -122,3 +122,14 @@ def test_new_workspaces_start_from_a_migrated_template_without_users(tmp_path, m
     finally:
         stop(ws)
         ws.close()
+
+
+def test_an_unreachable_database_is_refused_and_not_remembered(workspace):
+    with pytest.raises(
+        MedgenError, match=r"PostgreSQL at postgresql://u:\*\*\*@127.0.0.1:9/db is unreachable"
+    ):
+        serve(workspace, database="postgresql://u:secret@127.0.0.1:9/db")
+    assert load_credentials(workspace).database is None  # the next serve is not stuck on it
+    with pytest.raises(MedgenError, match="is not a PostgreSQL URL"):
+        serve(workspace, database="mysql://u:secret@127.0.0.1/db")
+    assert load_server(workspace) is None
