@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from medgen.errors import MedgenError
@@ -61,6 +61,16 @@ def count_cell(model: ModelResult, cell: str) -> str:
     return f"{score.n} (DPA {score.dpa:.3f})"
 
 
+def _cell_table(
+    models: Sequence[ModelResult], shown: Sequence[str], cell: Callable[[ModelResult, str], str]
+) -> list[str]:
+    """A Markdown table: a row per model, a column per shown cell, each entry ``cell(model, column)``."""
+    lines = ["| Model | " + " | ".join(COLUMN_LABELS[c] for c in shown) + " |"]
+    lines.append("| --- | " + " | ".join("---:" for _ in shown) + " |")
+    lines += [f"| {m.name} | " + " | ".join(cell(m, c) for c in shown) + " |" for m in models]
+    return lines
+
+
 def markdown(title: str, models: Sequence[ModelResult], notes: Sequence[str] = ()) -> str:
     """The accuracy table (rows = models), a details table over all questions, then notes."""
     shown = columns(models)
@@ -71,19 +81,13 @@ def markdown(title: str, models: Sequence[ModelResult], notes: Sequence[str] = (
         "(which candidates can be published) is reported beside it; All questions includes it.",
         "",
     ]
-    lines.append("| Model | " + " | ".join(COLUMN_LABELS[c] for c in shown) + " |")
-    lines.append("| --- | " + " | ".join("---:" for _ in shown) + " |")
-    for model in models:
-        lines.append(f"| {model.name} | " + " | ".join(accuracy_cell(model, c) for c in shown) + " |")
+    lines += _cell_table(models, shown, accuracy_cell)
     lines += [
         "",
         "Questions per cell (n; for the human baseline, annotator-question pairs) and mean DPA score (λ=1):",
         "",
     ]
-    lines.append("| Model | " + " | ".join(COLUMN_LABELS[c] for c in shown) + " |")
-    lines.append("| --- | " + " | ".join("---:" for _ in shown) + " |")
-    for model in models:
-        lines.append(f"| {model.name} | " + " | ".join(count_cell(model, c) for c in shown) + " |")
+    lines += _cell_table(models, shown, count_cell)
     lines += ["", "Over the four dimensions' questions (the headline):", ""]
     lines.append(
         "| Model | Kind | n | Accuracy (%) | DPA score (λ=1) | Format compliance (%) | Parse failures |"
