@@ -177,13 +177,14 @@ def agreement(
 
 
 def describe_votes(votes: dict[tuple[str, str], Any], source: str) -> str:
-    """'ann1: A ok, B floating | ann2: ...' for one source: what the adjudicator weighs."""
+    """'ann1: A ok, B floating | ann2: ...' for one source, in the tags' own words: what the adjudicator weighs."""
+    names = {tag.id: tag.label.lower() for d in TAXONOMY.dimensions for tag in d.tags}
     parts = []
     for (annotator, source_id), labels in sorted(votes.items()):
         if source_id != source:
             continue
         said = ", ".join(
-            f"{letter} {'ok' if label.acceptable else '+'.join(label.defects)}"
+            f"{letter} {'ok' if label.acceptable else ' + '.join(names[tag] for tag in label.defects)}"
             for letter, label in zip(LETTERS, labels, strict=True)
         )
         parts.append(f"{annotator}: {said}")
