@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 
 from medgen.workspace import Workspace
 from schemas import LETTERS, NUM_CANDIDATES, CandidateLabel
+from schemas.models import SIMULATED_MARK
 
 ADJUDICATION = "adjudication"
 """``ls_projects.kind`` of the adjudication project; its answers win over the vote."""
 
 DEFAULT_MIN_AGREEMENT = 0.5
-
-SIMULATED_MARK = "[simulated]"
-"""Prefix of every rationale written by ``annotation.simulate``: such labels never pass for human work."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from schemas.taxonomy import LETTERS, NUM_CANDIDATES, OVERALL, QUESTION_DIMENSIONS, TAXONOMY
 
+SIMULATED_MARK = "[simulated]"
+"""Prefix of every note written by a simulated annotator: such labels never pass for human work."""
+
 
 def format_answer(letters: list[str] | set[str] | tuple[str, ...]) -> str:
     """Write a set of candidate letters the one canonical way: sorted, unique, comma-joined."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from schemas.models import CandidateLabel, answer_letters, format_answer
+from schemas.models import SIMULATED_MARK, CandidateLabel, answer_letters, format_answer
 from schemas.taxonomy import LETTERS, OVERALL, OVERALL_DESCRIPTION, TAXONOMY
 
 ANSWER_INSTRUCTIONS = (
@@ -58,21 +58,26 @@ def _finding(label: CandidateLabel, dimension: str) -> str:
     tags = label.defects_in(dimension)
     if not tags:
         return "no problem in this respect"
-    return "; ".join(
-        f"{tags_by_id[t].label.lower()}: {tags_by_id[t].description[0].lower()}{tags_by_id[t].description[1:]}"
-        for t in tags
-    )
+    findings = []
+    for t in tags:
+        description = tags_by_id[t].description.rstrip(".")  # the line adds its own full stop
+        findings.append(f"{tags_by_id[t].label.lower()}: {description[0].lower()}{description[1:]}")
+    return "; ".join(findings)
 
 
 def rationale_text(labels: list[CandidateLabel] | tuple[CandidateLabel, ...], dimension: str) -> str:
-    """Reference chain of thought: a finding per candidate, annotators' notes, then the conclusion."""
+    """Reference chain of thought: a finding per candidate, annotators' notes, then the conclusion.
+
+    A simulated annotator's note (``[simulated] defects: ... (as labelled)``) is bookkeeping, not
+    reasoning about the image, so it stays out.
+    """
     lines = [
         f"I compare each generated image with the original, considering {dimension_description(dimension)}."
     ]
     for letter, label in zip(LETTERS, labels, strict=True):
         line = f"Image {letter}: {_finding(label, dimension)}."
         note = _TAG.sub("", label.rationale).strip()  # a note is text, never a tag of the answer format
-        if note:
+        if note and not note.startswith(SIMULATED_MARK):
             line += f" Note: {note}"
         lines.append(line)
     letters = answer_letters(labels, dimension)

@@ -156,3 +156,21 @@ def test_a_note_cannot_break_the_completion_and_the_completion_must_give_the_ans
     assert completion_answer(completion_text(rationale, "A")) == "A"
     assert completion_answer("<think>x</think><answer>C,A</answer>") is None  # unsorted
     assert completion_answer("<think>x</think><answer>A</answer> trailing") is None
+
+
+def test_the_reference_reasoning_leaves_out_simulated_bookkeeping_and_reads_as_sentences():
+    from schemas.models import SIMULATED_MARK
+    from schemas.prompts import rationale_text
+
+    labels = (
+        CandidateLabel(
+            defects=("text_garbled",), acceptable=False, rationale=f"{SIMULATED_MARK} defects: text_garbled"
+        ),
+        CandidateLabel(acceptable=True, rationale="Label reads fine."),
+        CandidateLabel(acceptable=True),
+        CandidateLabel(acceptable=True),
+    )
+    rationale = rationale_text(labels, "appearance_deformation")
+    assert SIMULATED_MARK not in rationale and "Note: Label reads fine." in rationale
+    assert ".." not in rationale
+    assert rationale.splitlines()[1].startswith("Image A: text garbled: ")
