@@ -66,6 +66,13 @@ class MedgenArguments:
             "help": "Resize images to at most this many pixels; caps image tokens (5 images per sample)."
         },
     )
+    preload_images: bool = field(
+        default=False,
+        metadata={
+            "help": "Decode every image once and keep it, resized to the processor's bounds, in memory "
+            "(small datasets: saves decoding full-size PNGs at every step)."
+        },
+    )
     freeze_vision_tower: bool = field(
         default=True,
         metadata={"help": "Keep the vision encoder frozen; train the merger and language model."},

@@ -39,3 +39,27 @@ def check_columns(dataset: Any, required: tuple[str, ...], name: str) -> None:
             f"dataset {name}: a row must hold {NUM_CANDIDATES + 1} images and one image placeholder per image "
             f"in its prompt; got {len(row['images'])} images and {placeholders} placeholders"
         )
+
+
+def preload_images(dataset: Any, image_processor: Any) -> Any:  # -> datasets.Dataset
+    """The split with every image decoded once and resized to the size ``image_processor`` gives it.
+
+    The Qwen2-VL family resizes each image to a multiple of its patch grid within its pixel bounds
+    (``smart_resize``); doing that once here makes the processor's own resize a no-op, so the model
+    sees the same pixels, and a training step no longer decodes full-size PNGs. Kept in memory.
+    """
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    factor = image_processor.patch_size * image_processor.merge_size
+    low, high = image_processor.size["shortest_edge"], image_processor.size["longest_edge"]
+
+    def resize(row: dict[str, Any]) -> dict[str, Any]:
+        images = []
+        for image in row["images"]:
+            height, width = smart_resize(image.height, image.width, factor, low, high)
+            images.append(
+                image.convert("RGB").resize((width, height), resample=3)
+            )  # bicubic, as the processor
+        return {"images": images}
+
+    return dataset.map(resize, keep_in_memory=True, desc="preloading images")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from training import rewards
-from training.data import GRPO_COLUMNS, check_columns, load_split
+from training.data import GRPO_COLUMNS, check_columns, load_split, preload_images
 from training.grpo_config import GRPOConfig
 from training.model import check_vlm, load_model, load_processor, lora_config
 from training.run import finish_run, start_run
@@ -49,6 +49,8 @@ def train_grpo(config: GRPOConfig, resume: bool = False) -> Path:
     from trl import GRPOTrainer
 
     processor = load_processor(config)
+    if config.preload_images:
+        dataset = preload_images(dataset, processor.image_processor)
     model = load_model(config)
     vllm_start_folder(model, processor, config)
     trainer = GRPOTrainer(

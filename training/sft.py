@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.data import SFT_COLUMNS, check_columns, load_split
+from training.data import SFT_COLUMNS, check_columns, load_split, preload_images
 from training.model import check_vlm, load_model, load_processor, lora_config
 from training.run import finish_run, start_run
 from training.sft_config import SFTConfig
@@ -20,6 +20,8 @@ def train_sft(config: SFTConfig, resume: bool = False) -> Path:
     from trl import SFTTrainer
 
     processor = load_processor(config)
+    if config.preload_images:
+        dataset = preload_images(dataset, processor.image_processor)
     trainer = SFTTrainer(
         model=load_model(config),
         args=config,
