@@ -23,7 +23,7 @@ SPECIAL_TOKENS = (
     "<|image_pad|>",
     "<|video_pad|>",
 )
-VOCAB_SIZE = 512
+VOCAB_SIZE = 1024  # an upper bound: medgen's prompt text yields about 900 tokens
 # 56x56 pixels max: 4x4 patches of 14 px, merged 2x2 -> 4 tokens per image, 20 for the five images.
 MAX_PIXELS = 56 * 56
 MIN_PIXELS = 28 * 28
@@ -93,7 +93,7 @@ def build_processor():  # -> transformers.Qwen2_5_VLProcessor
     )
 
 
-def build_tiny_vlm(output_dir: Path, seed: int = 0) -> Path:
+def build_tiny_vlm(output_dir: Path, seed: int = 0, hidden: int = 64, layers: int = 2) -> Path:
     """Save a tiny random-weight ``Qwen2_5_VLForConditionalGeneration`` and its processor in ``output_dir``.
 
     Loadable with ``Qwen2_5_VLForConditionalGeneration.from_pretrained(output_dir)`` and
@@ -106,17 +106,21 @@ def build_tiny_vlm(output_dir: Path, seed: int = 0) -> Path:
     processor = build_processor()
     tokenizer = processor.tokenizer
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-    hidden = 64
+    if hidden % 16 or hidden < 32 or layers < 1:
+        raise ValueError(
+            f"hidden must be a multiple of 16 (at least 32) and layers positive; got {hidden}, {layers}"
+        )
+    heads = hidden // 16  # head_dim 16, so the mrope sections below stay (2, 3, 3)
     config = Qwen2_5_VLConfig(
         text_config={
             "vocab_size": len(tokenizer),
             "hidden_size": hidden,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
+            "intermediate_size": 2 * hidden,
+            "num_hidden_layers": layers,
+            "num_attention_heads": heads,
+            "num_key_value_heads": max(1, heads // 2),
             "max_position_embeddings": 4096,
-            "max_window_layers": 2,
+            "max_window_layers": layers,
             # mrope sections (temporal, height, width) sum to head_dim / 2 = 8
             "rope_parameters": {
                 "rope_type": "default",
@@ -130,8 +134,8 @@ def build_tiny_vlm(output_dir: Path, seed: int = 0) -> Path:
         vision_config={
             "depth": 2,
             "hidden_size": hidden,
-            "intermediate_size": 128,
-            "num_heads": 4,
+            "intermediate_size": 2 * hidden,
+            "num_heads": heads,
             "out_hidden_size": hidden,
             "fullatt_block_indexes": [1],
             "window_size": 112,
