@@ -26,8 +26,10 @@ def demo_command(
     model: Annotated[
         str | None, typer.Option(help="Diffusers inpainting checkpoint for --backend diffusers.")
     ] = None,
-    sft_steps: Annotated[int, typer.Option(help="SFT steps on the tiny VLM.")] = 6,
-    grpo_steps: Annotated[int, typer.Option(help="GRPO steps on the tiny VLM.")] = 3,
+    sft_steps: Annotated[
+        int, typer.Option(help="SFT steps on the tiny VLM (500: enough to learn the answer format).")
+    ] = 500,
+    grpo_steps: Annotated[int, typer.Option(help="DPA-GRPO steps after SFT.")] = 10,
     keep_server: Annotated[
         bool, typer.Option("--keep-server", help="Leave Label Studio running so a person can annotate.")
     ] = False,

@@ -18,11 +18,10 @@ def demo_workspace(tmp_path_factory) -> Path:
     from typer.testing import CliRunner
 
     root = tmp_path_factory.mktemp("demo") / "medgen-demo"
-    result = CliRunner().invoke(
-        app, ["demo", str(root), "--sources", "12", "--sft-steps", "2", "--grpo-steps", "1"]
-    )
+    result = CliRunner().invoke(app, ["demo", str(root)])  # as a user runs it: the defaults
     assert result.exit_code == 0, result.output
     assert "medgen demo finished" in result.output
+    (root / "demo-output.txt").write_text(result.output)
     return root
 
 
@@ -36,8 +35,8 @@ def test_demo_runs_every_stage(demo_workspace):
     with open_workspace(demo_workspace) as ws:
         c = ws.counts()
         server_file = ws.labelstudio_dir / "server.json"
-    assert c["sources"] == 12 and c["candidates"] == 48 and c["sources_complete"] == 12
-    assert c["annotations"] >= 12 * 3 * 0.8  # simulated annotators skip a few tasks
+    assert c["sources"] == 24 and c["candidates"] == 96 and c["sources_complete"] == 24
+    assert c["annotations"] >= 24 * 3 * 0.8  # simulated annotators skip a few tasks
     assert c["exports"] == 1
     export = demo_workspace / "exports" / "v1"
     card = (export / "README.md").read_text()
@@ -45,10 +44,28 @@ def test_demo_runs_every_stage(demo_workspace):
     for stage in ("sft", "grpo"):
         assert (demo_workspace / "runs" / "train" / stage / "model.safetensors").is_file()
         assert (demo_workspace / "runs" / "train" / stage / "train_config.yaml").is_file()
+        assert (demo_workspace / "runs" / "train" / stage / "trainer_state.json").is_file()
     results = json.loads((demo_workspace / "eval" / "v1" / "results.json").read_text())
     assert [m["kind"] for m in results["models"]] == ["checkpoint", "random", "majority", "human"]
     assert (demo_workspace / "eval" / "v1" / "results.png").is_file()
+    output = (demo_workspace / "demo-output.txt").read_text()
+    assert "sft loss (log scale), steps 25-500" in output and "grpo reward, steps 1-10" in output
+    assert "where the demo model stands: format" in output
     assert not server_file.exists() or not _server_alive(server_file)  # the demo stops its server
+
+
+@pytest.mark.slow
+@pytest.mark.labelstudio
+def test_the_demo_model_learns_the_answer_format(demo_workspace):
+    """Greedy answers on the test split parse, nearly all in the full format (the issue's bar: 95 %)."""
+    results = json.loads((demo_workspace / "eval" / "v1" / "results.json").read_text())
+    trained = results["models"][0]["scores"]["all"]
+    assert trained["n"] >= 10
+    assert trained["parse_failures"] == 0
+    assert trained["format_rate"] >= 0.95
+    sft_log = json.loads((demo_workspace / "runs" / "train" / "sft" / "trainer_state.json").read_text())
+    losses = [entry["loss"] for entry in sft_log["log_history"] if "loss" in entry]
+    assert losses[-1] < losses[0] / 10  # it learnt: the loss fell by more than an order of magnitude
 
 
 def _server_alive(server_file: Path) -> bool:
