@@ -38,10 +38,44 @@ MaxStepsOpt = Annotated[int | None, typer.Option("--max-steps", help="Stop after
 ResumeOpt = Annotated[
     bool, typer.Option("--resume", help="Continue from the last checkpoint in the output folder.")
 ]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Estimate memory per GPU (weights, gradients, AdamW, reference model, activations for 5 images) "
+        "and stop; refuses a plan that will not fit, naming a recipe that will.",
+    ),
+]
+GpuMemoryOpt = Annotated[
+    float | None, typer.Option("--gpu-memory", help="GB per GPU for --dry-run (default: this machine's GPU).")
+]
+GpusOpt = Annotated[
+    int | None, typer.Option("--gpus", help="GPUs in the launch for --dry-run (default: $WORLD_SIZE).")
+]
+ZeroOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--zero", help="DeepSpeed ZeRO stage for --dry-run, 0-3 (default: the accelerate launch's)."
+    ),
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override any config field: --set learning_rate=1e-5 (repeatable)."),
 ]
+
+
+def _dry_run(config: Any, stage: str, recipe: str, gpu_memory, gpus, zero) -> None:
+    """Print the memory estimate; exit 1 (one line naming a recipe that fits) when it does not fit."""
+    from medgen.errors import MedgenError
+    from training.preflight import PlanTooLarge, check, render
+
+    try:
+        plan = check(config, stage, recipe, gpu_memory, gpus, zero)
+    except PlanTooLarge as error:
+        console.print(render(error.plan), highlight=False)
+        raise MedgenError(str(error)) from None
+    console.print(render(plan), highlight=False)
+    console.print(f"[green]fits[/]: about {plan.total / 1024**3:.0f} GiB per GPU; drop --dry-run to train")
 
 
 def _overrides(dataset, revision, split, output_dir, model, max_steps, pairs) -> dict[str, Any]:
@@ -71,6 +105,10 @@ def sft(
     max_steps: MaxStepsOpt = None,
     resume: ResumeOpt = False,
     set_: SetOpt = None,
+    dry_run: DryRunOpt = False,
+    gpu_memory: GpuMemoryOpt = None,
+    gpus: GpusOpt = None,
+    zero: ZeroOpt = None,
 ) -> None:
     """Stage 1: supervised fine-tuning on the reference chain of thought and answer."""
     from training.config import load_config
@@ -78,7 +116,12 @@ def sft(
     from training.sft_config import SFTConfig
 
     overrides = _overrides(dataset, revision, split, output_dir, model, max_steps, set_)
+    if dry_run:
+        overrides["use_cpu"] = True  # sizing a GPU plan needs no GPU here (the config checks bf16 support)
     config = load_config(SFTConfig, recipe, "sft", overrides)
+    if dry_run:
+        _dry_run(config, "sft", recipe, gpu_memory, gpus, zero)
+        return
     path = train_sft(config, resume=resume)
     console.print(f"SFT model saved to [bold]{path}[/]; next: medgen train grpo --recipe {recipe}")
 
@@ -96,6 +139,10 @@ def grpo(
     max_steps: MaxStepsOpt = None,
     resume: ResumeOpt = False,
     set_: SetOpt = None,
+    dry_run: DryRunOpt = False,
+    gpu_memory: GpuMemoryOpt = None,
+    gpus: GpusOpt = None,
+    zero: ZeroOpt = None,
 ) -> None:
     """Stage 2: GRPO with the DPA accuracy reward and the format reward, from the SFT output."""
     from training.config import load_config
@@ -103,6 +150,11 @@ def grpo(
     from training.grpo_config import GRPOConfig
 
     overrides = _overrides(dataset, revision, split, output_dir, model, max_steps, set_)
+    if dry_run:
+        overrides["use_cpu"] = True  # sizing a GPU plan needs no GPU here (the config checks bf16 support)
     config = load_config(GRPOConfig, recipe, "grpo", overrides)
+    if dry_run:
+        _dry_run(config, "grpo", recipe, gpu_memory, gpus, zero)
+        return
     path = train_grpo(config, resume=resume)
     console.print(f"GRPO model saved to [bold]{path}[/]; evaluate it: medgen eval --model {path}")
