@@ -39,19 +39,33 @@ def vllm_start_folder(model: Any, processor: Any, config: Any) -> Path | None:
     return folder
 
 
-def train_grpo(config: GRPOConfig, resume: bool = False) -> Path:
-    """GRPO from ``config.model_name_or_path`` (default: the SFT output) on the split; returns the output folder."""
-    dataset = load_split(config.dataset, config.dataset_split, config.dataset_revision)
-    check_columns(dataset, GRPO_COLUMNS, config.dataset)
-    check_vlm(config.model_name_or_path, config.model_revision)
+def train_grpo(
+    config: GRPOConfig,
+    resume: bool = False,
+    *,
+    dataset: Any = None,
+    model: Any = None,
+    processor: Any = None,
+    callbacks: list[Any] | None = None,
+    save: bool = True,
+) -> Path:
+    """GRPO from ``config.model_name_or_path`` (default: the SFT output) on the split; returns the output folder.
+
+    ``dataset``, ``model``, ``processor`` and ``callbacks`` as in ``training.sft.train_sft``.
+    """
+    if dataset is None:
+        dataset = load_split(config.dataset, config.dataset_split, config.dataset_revision)
+    check_columns(dataset, GRPO_COLUMNS, config.dataset or "given")
+    if model is None:
+        check_vlm(config.model_name_or_path, config.model_revision)
     checkpoint = start_run(config, resume)
 
     from trl import GRPOTrainer
 
-    processor = load_processor(config)
+    processor = processor or load_processor(config)
     if config.preload_images:
         dataset = preload_images(dataset, processor.image_processor)
-    model = load_model(config)
+    model = model if model is not None else load_model(config)
     vllm_start_folder(model, processor, config)
     trainer = GRPOTrainer(
         model=model,
@@ -60,6 +74,9 @@ def train_grpo(config: GRPOConfig, resume: bool = False) -> Path:
         train_dataset=dataset,
         processing_class=processor,
         peft_config=lora_config(config),
+        callbacks=callbacks,
     )
     trainer.train(resume_from_checkpoint=checkpoint)
+    if not save:  # a benchmark measuring steps: nothing to keep
+        return Path(config.output_dir)
     return finish_run(trainer, config, processor)
