@@ -7,6 +7,7 @@ from medgen.console import App
 from medgen.demo.cli import demo_command
 from medgen.export.cli import export_command, publish_command, schema_command
 from medgen.generation.cli import generate_command
+from medgen.screen.cli import screen_command
 from medgen.sources.cli import samples, sources_app
 from medgen.workspace.cli import init, status
 from training.cli import train_app
@@ -27,6 +28,7 @@ app.command("export", rich_help_panel=STAGES)(export_command)
 app.command("publish", rich_help_panel=STAGES)(publish_command)
 app.add_typer(train_app, name="train", rich_help_panel=STAGES)
 app.command("eval", rich_help_panel=STAGES)(eval_cli)
+app.command("screen", rich_help_panel=STAGES)(screen_command)
 app.command("demo", rich_help_panel=MAIN)(demo_command)
 app.command("schema", rich_help_panel=REFERENCE)(schema_command)
 

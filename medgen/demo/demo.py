@@ -70,7 +70,7 @@ class Demo:
 
     @contextmanager
     def stage(self, number: int, title: str) -> Iterator[None]:
-        console.rule(f"[bold]{number}/8 {title}")
+        console.rule(f"[bold]{number}/9 {title}")
         start = time.perf_counter()
         yield
         elapsed = time.perf_counter() - start
@@ -106,6 +106,8 @@ class Demo:
                 grpo_dir = self.train(workspace, "grpo", export_dir, sft_dir)
             with self.stage(8, "evaluate against baselines"):
                 self.evaluate(workspace, export_dir, grpo_dir)
+            with self.stage(9, "screen new generations with the trained model"):
+                self.screen(workspace, grpo_dir)
         finally:
             self.stop_server(workspace)
             workspace.close()
@@ -130,14 +132,9 @@ class Demo:
         self.artefacts["sample photos"] = str(photos)
 
     def generate(self, workspace: Workspace) -> None:
-        from medgen.generation.config import GenerationConfig
         from medgen.generation.generate import generate
 
-        c = self.config
-        values: dict[str, Any] = {"backend": c.backend, "seed": c.seed}
-        if c.backend == "diffusers":
-            values.update(model=c.model, device=c.device)
-        config = GenerationConfig(**values)
+        config = self.generation_config(self.config.seed)
         with progress() as bar:
             task = bar.add_task("generating", total=None, unit="images")
             report = generate(
@@ -150,6 +147,15 @@ class Demo:
             f"{counts['candidates']} candidates for {counts['sources_complete']} sources "
             f"({report.images_generated} made now, {counts['generation_failures']} failures)"
         )
+
+    def generation_config(self, seed: int) -> Any:  # -> GenerationConfig
+        from medgen.generation.config import GenerationConfig
+
+        c = self.config
+        values: dict[str, Any] = {"backend": c.backend, "seed": seed}
+        if c.backend == "diffusers":
+            values.update(model=c.model, device=c.device)
+        return GenerationConfig(**values)
 
     def annotate(self, workspace: Workspace) -> int:
         """Serve, push, simulate, pull, agree; returns how many sources have consensus labels."""
@@ -322,6 +328,36 @@ class Demo:
         console.print(markdown(title_of(results), results.models), highlight=False)
         console.print(standing(results.models), highlight=False)
         self.artefacts["evaluation"] = str(output_dir / "results.md")
+
+    def screen(self, workspace: Workspace, model_dir: Path) -> None:
+        """New products arrive: generate their candidates in a workspace of their own and screen them."""
+        from medgen.generation.generate import generate
+        from medgen.screen.screen import ScreenConfig, groups_from_workspace, screen
+        from medgen.sources.ingest import add_sources
+        from medgen.sources.samples import write_samples
+        from medgen.workspace import init_workspace
+
+        c = self.config
+        incoming = init_workspace(workspace.root / "new-generations")
+        try:
+            photos = write_samples(incoming.root / "photos", 2, seed=c.seed + 1000)
+            add_sources(incoming, photos)
+            generate(incoming, self.generation_config(c.seed + 1000))
+            groups = groups_from_workspace(incoming)
+        finally:
+            incoming.close()
+        config = ScreenConfig(
+            model=str(model_dir), max_new_tokens=256, device="cpu", output_dir=workspace.root / "screen"
+        )
+        results, paths = screen(groups, config)
+        counts = {v: sum(r.verdict == v for r in results) for v in ("publishable", "reject", "unknown")}
+        console.print(
+            f"screened {len(results)} new candidates of {len(groups)} products: {counts['publishable']} "
+            f"publishable, {counts['reject']} rejected, {counts['unknown']} unknown (a tiny demo model: "
+            "read its verdicts as a demonstration of the output, not as judgements)"
+        )
+        console.print(f"contact sheet: {paths['contact sheet']}", highlight=False)
+        self.artefacts["screening contact sheet"] = str(paths["contact sheet"])
 
     def stop_server(self, workspace: Workspace) -> None:
         from annotation.server import running_server, stop

@@ -51,6 +51,10 @@ def test_demo_runs_every_stage(demo_workspace):
     output = (demo_workspace / "demo-output.txt").read_text()
     assert "sft loss (log scale), steps 25-500" in output and "grpo reward, steps 1-10" in output
     assert "where the demo model stands: format" in output
+    # Stage 9: new products generated in a workspace of their own, screened by the trained model.
+    screened = (demo_workspace / "screen" / "screen.jsonl").read_text().splitlines()
+    assert len(screened) == 8 and "screened 8 new candidates of 2 products" in output
+    assert (demo_workspace / "screen" / "contact_sheet.html").is_file()
     assert not server_file.exists() or not _server_alive(server_file)  # the demo stops its server
 
 

@@ -1,0 +1,1 @@
+"""Screening new generations with the trained model (`medgen screen`)."""

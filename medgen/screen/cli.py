@@ -1,0 +1,110 @@
+"""`medgen screen`: verdicts, flagged dimensions and reasons for new candidates, from a trained screener."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from medgen.console import WorkspaceOpt, console, progress
+from medgen.errors import config_error
+
+
+def screen_command(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="A source photo, then its candidate images (any number, screened four at a time). "
+            "Without files: the workspace's candidates that nobody has annotated yet.",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Checkpoint folder or Hub id; with --endpoint, the model name the server serves.",
+        ),
+    ] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="OpenAI-compatible API base URL (e.g. http://localhost:8000/v1); key from $OPENAI_API_KEY."
+        ),
+    ] = None,
+    samples: Annotated[
+        int, typer.Option("--samples", "-k", help="Completions per question; confidence = their agreement.")
+    ] = 1,
+    temperature: Annotated[
+        float | None, typer.Option(help="Sampling temperature (default: 0 for one sample, 0.7 for several).")
+    ] = None,
+    threshold: Annotated[
+        float,
+        typer.Option(help="Share of samples that makes a candidate publishable or a dimension defective."),
+    ] = 0.5,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir", "-o", help="Where results go (default: <workspace>/screen, or ./screen)."
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Screen at most this many workspace sources.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer at most.")] = 512,
+    image_max_pixels: Annotated[
+        int | None,
+        typer.Option(help="Image bound (checkpoint; default: its training bound).", show_default=False),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Questions per batch (checkpoint).")] = 4,
+    device: Annotated[
+        str | None, typer.Option(help="torch device (checkpoint; default: cuda if present).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight (endpoint).")] = 4,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Screen new generations: publishable or not, which dimensions are defective and why, with a confidence."""
+    from medgen.errors import MedgenError
+    from medgen.screen.screen import ScreenConfig, groups_from_files, groups_from_workspace, screen
+
+    if not model:
+        raise MedgenError("give the screener: --model CHECKPOINT, or --endpoint URL --model NAME")
+    if files:
+        source, *candidates = files
+        groups = groups_from_files(source, candidates)
+        default_out = Path("screen")
+    else:
+        from medgen.workspace import open_workspace
+
+        with open_workspace(workspace) as ws:
+            groups = groups_from_workspace(ws, limit)
+            default_out = ws.root / "screen"
+    try:
+        config = ScreenConfig(
+            model=model,
+            endpoint=endpoint,
+            samples=samples,
+            temperature=temperature,
+            threshold=threshold,
+            output_dir=output_dir or default_out,
+            max_new_tokens=max_new_tokens,
+            image_max_pixels=image_max_pixels,
+            batch_size=batch_size,
+            device=device,
+            concurrency=concurrency,
+        )
+    except ValidationError as error:
+        raise config_error(error) from None
+    with progress() as bar:
+        task = bar.add_task("screening", total=None, unit="answers")
+        results, paths = screen(
+            groups, config, lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    counts = {v: sum(r.verdict == v for r in results) for v in ("publishable", "reject", "unknown")}
+    console.print(
+        f"{len(results)} candidates: {counts['publishable']} publishable, {counts['reject']} rejected, "
+        f"{counts['unknown']} unknown (no readable answer)"
+    )
+    for name, path in paths.items():
+        console.print(f"{name}: {path}", highlight=False)

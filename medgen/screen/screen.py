@@ -1,0 +1,414 @@
+"""`medgen screen`: the trained screener on new generations, before anyone publishes them.
+
+Each source and its candidates (up to four per group, as in the benchmark) get the benchmark's five
+questions: one per defect dimension ("which images are unreasonable?") and the overall one ("which are
+acceptable to publish?"). With ``samples`` K > 1 each question is sampled K times; a candidate's
+share of samples naming it is its probability, so
+
+- **verdict**: publishable when the share of "acceptable" answers naming it reaches ``threshold``;
+  **confidence** is the share that agrees with the verdict (self-consistency);
+- **defective dimensions**: those whose share reaches ``threshold``, each with the model's own
+  words about that candidate (its ``Image X: ...`` line of reasoning, else the whole reasoning).
+
+Fewer than four candidates fill the remaining slots with copies of the last one (their letters are
+ignored). Model outputs are cached per question in the output folder, so an interrupted run resumes
+without asking again; results are written at the end as ``screen.jsonl``, ``screen.csv`` and
+``contact_sheet.html`` (thumbnails beside it, so the folder can be shared).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import html
+import io
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from medgen.errors import MedgenError
+from medgen.files import atomic_write_text
+from schemas.taxonomy import LETTERS, NUM_CANDIDATES, OVERALL, QUESTION_DIMENSIONS, TAXONOMY
+
+DIMENSIONS = tuple(d for d in QUESTION_DIMENSIONS if d != OVERALL)
+THUMB_SIZE = 256
+
+
+class ScreenConfig(BaseModel):
+    """How to screen: which model, how many samples, the decision threshold, where outputs go."""
+
+    model: str = Field(
+        description="Checkpoint folder or Hub id; with endpoint, the model name the server knows."
+    )
+    model_revision: str | None = Field(default=None, description="Hub revision of the checkpoint.")
+    endpoint: str | None = Field(default=None, description="Base URL of an OpenAI-compatible API.")
+    samples: int = Field(default=1, ge=1, le=64, description="Completions per question (self-consistency).")
+    temperature: float | None = Field(
+        default=None, ge=0.0, description="Sampling temperature (default: 0 for one sample, 0.7 for several)."
+    )
+    threshold: float = Field(default=0.5, gt=0.0, le=1.0, description="Share of samples that decides.")
+    max_new_tokens: int = Field(default=512, gt=0, description="Generation budget per answer.")
+    image_max_pixels: int | None = Field(
+        default=None, description="Image bound (default: the checkpoint's training bound)."
+    )
+    dtype: str = Field(default="auto", description="Checkpoint dtype.")
+    device: str | None = Field(default=None, description="torch device (default: cuda if available).")
+    batch_size: int = Field(default=4, gt=0, description="Questions per generate() call (checkpoint).")
+    concurrency: int = Field(default=4, gt=0, description="Requests in flight (endpoint).")
+    max_retries: int = Field(default=4, ge=0, description="Retries per request (endpoint).")
+    timeout_s: float = Field(default=120.0, gt=0, description="Seconds per request (endpoint).")
+    output_dir: Path = Field(description="Folder for screen.jsonl, screen.csv and contact_sheet.html.")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        if not re.match(r"^https?://", url):
+            raise ValueError(
+                f"--endpoint must be an http(s) URL such as http://localhost:8000/v1, got {url!r}"
+            )
+        return re.sub(r"/chat/completions/?$", "", url.rstrip("/"))
+
+    @model_validator(mode="after")
+    def _sampling(self) -> ScreenConfig:
+        if self.temperature is None:
+            self.temperature = 0.0 if self.samples == 1 else 0.7
+        if self.samples > 1 and self.temperature == 0:
+            raise ValueError("--samples above 1 needs --temperature above 0 (greedy samples are identical)")
+        return self
+
+
+@dataclass
+class Group:
+    """A source and up to four of its candidates, screened together as one benchmark question set."""
+
+    key: str  # stable over reruns: the source and candidate ids
+    source_id: str
+    source: Path
+    candidates: list[tuple[str, Path]]  # (candidate id, image path)
+
+
+class CandidateVerdict(BaseModel):
+    """The screener's view of one candidate."""
+
+    candidate: str
+    source: str
+    letter: str
+    path: str
+    verdict: str = Field(description="publishable, reject, or unknown (no sample parsed).")
+    publishable: bool | None
+    confidence: float | None = Field(description="Share of samples agreeing with the verdict.")
+    p_publishable: float | None = Field(description="Share of parsed samples calling it acceptable.")
+    defects: dict[str, float | None] = Field(description="Per dimension: share of samples flagging it.")
+    defective_dimensions: list[str]
+    reasons: dict[str, str] = Field(
+        description="The model's words about this candidate, per flagged question."
+    )
+    samples: int
+    unparsed: int = Field(description="Samples whose answer could not be read, over the five questions.")
+
+
+# ---- inputs -----------------------------------------------------------------------------------------
+
+
+def _check_image(path: Path) -> None:
+    if not path.is_file():
+        raise MedgenError(f"no such image file: {path}")
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise MedgenError(f"cannot read {path} as an image ({type(error).__name__}): {error}") from None
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def groups_from_files(source: Path, candidates: Sequence[Path]) -> list[Group]:
+    """A source photo and its candidate files, four per group; bad files fail here in one line."""
+    if not candidates:
+        raise MedgenError(
+            "give the source photo, then at least one candidate image: medgen screen SOURCE CAND..."
+        )
+    for path in (source, *candidates):
+        _check_image(path)
+    source_id = _file_digest(source)
+    ids = [(_file_digest(path), path) for path in candidates]
+    groups = []
+    for start in range(0, len(ids), NUM_CANDIDATES):
+        chunk = ids[start : start + NUM_CANDIDATES]
+        key = hashlib.sha256("/".join([source_id, *(i for i, _ in chunk)]).encode()).hexdigest()[:16]
+        groups.append(Group(key, source_id, source, [(str(path), path) for _, path in chunk]))
+    return groups
+
+
+def groups_from_workspace(workspace: Any, limit: int | None = None) -> list[Group]:
+    """Sources whose candidates nobody has annotated yet, in catalog order."""
+    annotated = {
+        row["source_id"] for row in workspace.catalog.query("SELECT DISTINCT source_id FROM annotations")
+    }
+    groups = []
+    for source in workspace.catalog.sources():
+        if source.id in annotated:
+            continue
+        candidates = sorted(workspace.catalog.candidates(source.id), key=lambda c: c.slot)
+        if not candidates:
+            continue
+        chunk = [(c.id, workspace.store.path(c.image_key)) for c in candidates]
+        key = hashlib.sha256("/".join([source.id, *(c.id for c in candidates)]).encode()).hexdigest()[:16]
+        groups.append(Group(key, source.id, workspace.store.path(source.image_key), chunk))
+        if limit and len(groups) >= limit:
+            break
+    return groups
+
+
+# ---- asking the model -----------------------------------------------------------------------------
+
+
+def questions_for(groups: Sequence[Group], samples: int) -> list[Any]:
+    """Each group's five questions, ``samples`` times each; images padded to four candidates."""
+    from schemas.prompts import prompt_messages, question_text
+    from training.evaluation.metrics import Question
+
+    questions = []
+    for group in groups:
+        images = [Image.open(group.source).convert("RGB")]
+        images += [Image.open(path).convert("RGB") for _, path in group.candidates]
+        images += [images[-1]] * (NUM_CANDIDATES + 1 - len(images))
+        for dimension in QUESTION_DIMENSIONS:
+            prompt = prompt_messages(question_text(dimension))
+            for k in range(samples):
+                questions.append(
+                    Question(
+                        id=f"{group.key}/{dimension}/{k}",
+                        source_id=group.source_id,
+                        dimension=dimension,
+                        answer="",
+                        prompt=prompt,
+                        images=images,
+                    )
+                )
+    return questions
+
+
+def _model(config: ScreenConfig) -> Any:
+    if config.endpoint:
+        from training.evaluation.endpoint import EndpointClient, EndpointConfig
+
+        return EndpointClient(
+            EndpointConfig(
+                url=config.endpoint,
+                model=config.model,
+                max_tokens=config.max_new_tokens,
+                temperature=config.temperature or 0.0,
+                concurrency=config.concurrency,
+                max_retries=config.max_retries,
+                timeout_s=config.timeout_s,
+            )
+        )
+    from training.evaluation.evaluate import CheckpointModel
+
+    return CheckpointModel(config)
+
+
+def reason_for(raw: str, letter: str) -> str:
+    """The model's words about one candidate: its ``Image X: ...`` line, else the whole reasoning."""
+    think = re.search(r"<think>(.*?)(?:</think>|$)", raw, re.DOTALL | re.IGNORECASE)
+    text = (think.group(1) if think else raw).strip()
+    line = re.search(rf"(?:^|\n)\s*(?:Image\s+)?{letter}\s*[:.)-]\s*(.+)", text)
+    reason = line.group(1).strip() if line else text
+    return reason[:500]
+
+
+def verdicts(groups: Sequence[Group], raw: dict[str, str], config: ScreenConfig) -> list[CandidateVerdict]:
+    """Aggregate each candidate's samples into its verdict, confidence, flagged dimensions and reasons."""
+    from training.rewards import parse_answer
+
+    results = []
+    for group in groups:
+        answers: dict[str, list[tuple[set[str] | None, str]]] = {}
+        for dimension in QUESTION_DIMENSIONS:
+            texts = [raw.get(f"{group.key}/{dimension}/{k}", "") for k in range(config.samples)]
+            answers[dimension] = [(_letters(parse_answer(text)), text) for text in texts]
+        for (candidate_id, path), letter in zip(group.candidates, LETTERS, strict=False):
+            shares: dict[str, float | None] = {}
+            reasons: dict[str, str] = {}
+            for dimension, parsed in answers.items():
+                readable = [(letters, text) for letters, text in parsed if letters is not None]
+                naming = [text for letters, text in readable if letter in letters]
+                shares[dimension] = len(naming) / len(readable) if readable else None
+                if dimension != OVERALL and naming and len(naming) / len(readable) >= config.threshold:
+                    reasons[dimension] = reason_for(naming[0], letter)  # why it is unreasonable
+            p_publishable = shares.pop(OVERALL)
+            if p_publishable is None:
+                verdict, publishable, confidence = "unknown", None, None
+            else:
+                publishable = p_publishable >= config.threshold
+                verdict = "publishable" if publishable else "reject"
+                confidence = p_publishable if publishable else 1 - p_publishable
+            if publishable is False:  # why not publishable: a sample that left it out of the acceptable ones
+                text = next(
+                    t for letters, t in answers[OVERALL] if letters is not None and letter not in letters
+                )
+                reasons[OVERALL] = reason_for(text, letter)
+            unparsed = sum(letters is None for parsed in answers.values() for letters, _ in parsed)
+            results.append(
+                CandidateVerdict(
+                    candidate=candidate_id,
+                    source=group.source_id,
+                    letter=letter,
+                    path=str(path),
+                    verdict=verdict,
+                    publishable=publishable,
+                    confidence=None if confidence is None else round(confidence, 4),
+                    p_publishable=None if p_publishable is None else round(p_publishable, 4),
+                    defects={d: None if s is None else round(s, 4) for d, s in shares.items()},
+                    defective_dimensions=[d for d in DIMENSIONS if (shares[d] or 0) >= config.threshold],
+                    reasons=reasons,
+                    samples=config.samples,
+                    unparsed=unparsed,
+                )
+            )
+    return results
+
+
+def _letters(answer: Any) -> set[str] | None:
+    if answer is None:
+        return None
+    return set(answer)
+
+
+# ---- outputs --------------------------------------------------------------------------------------
+
+
+def write_outputs(
+    results: list[CandidateVerdict], groups: Sequence[Group], config: ScreenConfig
+) -> dict[str, Path]:
+    out = config.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    jsonl = out / "screen.jsonl"
+    atomic_write_text(jsonl, "".join(r.model_dump_json() + "\n" for r in results))
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(
+        ["candidate", "source", "letter", "path", "verdict", "confidence", "p_publishable"]
+        + [f"p_{d}" for d in DIMENSIONS]
+        + ["defective_dimensions", "reasons"]
+    )
+    for r in results:
+        writer.writerow(
+            [r.candidate, r.source, r.letter, r.path, r.verdict, _num(r.confidence), _num(r.p_publishable)]
+            + [_num(r.defects[d]) for d in DIMENSIONS]
+            + [";".join(r.defective_dimensions), " | ".join(f"{k}: {v}" for k, v in r.reasons.items())]
+        )
+    csv_path = out / "screen.csv"
+    atomic_write_text(csv_path, table.getvalue())
+    sheet = out / "contact_sheet.html"
+    atomic_write_text(sheet, contact_sheet(results, groups, config))
+    return {"jsonl": jsonl, "csv": csv_path, "contact sheet": sheet}
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def _thumb(path: Path, out: Path) -> str:
+    """A JPEG thumbnail beside the sheet (content-named); returns its relative path."""
+    digest = hashlib.sha256(str(path.resolve()).encode() + path.read_bytes()[:4096]).hexdigest()[:20]
+    target = out / "thumbs" / f"{digest}.jpg"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            image.thumbnail((THUMB_SIZE, THUMB_SIZE))
+            image.save(target, quality=85)
+    return f"thumbs/{target.name}"
+
+
+def contact_sheet(results: list[CandidateVerdict], groups: Sequence[Group], config: ScreenConfig) -> str:
+    """A standalone HTML page: each source, its candidates, verdict badges and the model's reasons."""
+    names = {d.id: d.label for d in TAXONOMY.dimensions}
+    names[OVERALL] = "Not publishable"
+    in_order = iter(results)  # verdicts come group by group, candidate by candidate
+    rows = []
+    for group in groups:
+        cells = [
+            f'<figure class="source"><img src="{_thumb(group.source, config.output_dir)}" alt="source">'
+            f"<figcaption>source {html.escape(group.source_id[:12])}</figcaption></figure>"
+        ]
+        for _, path in group.candidates:
+            r = next(in_order)
+            badge = {"publishable": "ok", "reject": "bad"}.get(r.verdict, "unknown")
+            confidence = "" if r.confidence is None else f" {r.confidence:.0%}"
+            reasons = "".join(
+                f"<li><b>{html.escape(names.get(d, d))}</b>"
+                f"{'' if r.defects.get(d) is None else f' ({r.defects[d]:.0%})'}: {html.escape(text)}</li>"
+                for d, text in r.reasons.items()
+            )
+            cells.append(
+                f'<figure class="candidate"><img src="{_thumb(path, config.output_dir)}" alt="{r.letter}">'
+                f'<figcaption><span class="badge {badge}">{r.letter}: {r.verdict}{confidence}</span>'
+                f"<ul>{reasons}</ul></figcaption></figure>"
+            )
+        rows.append(f'<section class="group">{"".join(cells)}</section>')
+    counts = {v: sum(r.verdict == v for r in results) for v in ("publishable", "reject", "unknown")}
+    where = config.endpoint or "checkpoint"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>medgen screen: {html.escape(config.model)}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}}
+.group{{display:flex;gap:.8rem;align-items:flex-start;border-bottom:1px solid #ddd;padding:.8rem 0}}
+figure{{margin:0;width:{THUMB_SIZE}px}} img{{max-width:100%;border-radius:4px}}
+.source img{{outline:3px solid #888}} ul{{margin:.3rem 0;padding-left:1.1rem;font-size:.85rem}}
+.badge{{display:inline-block;padding:.1rem .5rem;border-radius:1rem;font-weight:600;color:#fff}}
+.ok{{background:#1a7f37}} .bad{{background:#c62828}} .unknown{{background:#777}}
+</style></head><body>
+<h1>Screening: {html.escape(config.model)}</h1>
+<p>{html.escape(where)}; {config.samples} sample(s) per question at temperature {config.temperature:g}; threshold
+{config.threshold:g}. {counts["publishable"]} publishable, {counts["reject"]} rejected, {counts["unknown"]} unknown
+(no readable answer). Percentages: share of samples.</p>
+{"".join(rows)}
+</body></html>
+"""
+
+
+# ---- the run --------------------------------------------------------------------------------------
+
+
+def screen(
+    groups: Sequence[Group],
+    config: ScreenConfig,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[CandidateVerdict], dict[str, Path]]:
+    """Screen ``groups``; answers already in the output folder's cache are not asked again."""
+    from training.evaluation.evaluate import cache_path, generate_cached
+
+    if not groups:
+        raise MedgenError("nothing to screen: no candidates given, or every workspace source is annotated")
+    questions = questions_for(groups, config.samples)
+    model = _model(config)
+    details = {**model.details(), "max_new_tokens": config.max_new_tokens, "samples": config.samples}
+    cache = cache_path(config.output_dir, "screen", details)
+    done = 0
+
+    def advance(k: int) -> None:
+        nonlocal done
+        done += k
+        if on_progress:
+            on_progress(done, len(questions))
+
+    raw = generate_cached(questions, model.generate, cache, on_done=advance)
+    results = verdicts(groups, raw, config)
+    atomic_write_text(
+        config.output_dir / "screen_config.json",
+        json.dumps({**details, "threshold": config.threshold}, indent=2),
+    )
+    return results, write_outputs(results, groups, config)
