@@ -104,7 +104,9 @@ class CandidateVerdict(BaseModel):
     path: str
     verdict: str = Field(description="publishable, reject, or unknown (no sample parsed).")
     publishable: bool | None
-    confidence: float | None = Field(description="Share of samples agreeing with the verdict.")
+    confidence: float | None = Field(
+        description="Share of samples agreeing with the verdict (None with one sample, or no readable answer)."
+    )
     p_publishable: float | None = Field(description="Share of parsed samples calling it acceptable.")
     defects: dict[str, float | None] = Field(description="Per dimension: share of samples flagging it.")
     defective_dimensions: list[str]
@@ -254,6 +256,8 @@ def verdicts(groups: Sequence[Group], raw: dict[str, str], config: ScreenConfig)
                 publishable = p_publishable >= config.threshold
                 verdict = "publishable" if publishable else "reject"
                 confidence = p_publishable if publishable else 1 - p_publishable
+                if config.samples == 1:
+                    confidence = None  # one sample agrees with itself: no confidence to report
             if publishable is False:  # why not publishable: a sample that left it out of the acceptable ones
                 text = next(
                     t for letters, t in answers[OVERALL] if letters is not None and letter not in letters
