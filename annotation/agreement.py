@@ -23,6 +23,7 @@ from annotation.consensus import (
     consensus_labels,
     labels_from_json,
 )
+from annotation.prefill import edit_rates, stored
 from annotation.push import (
     ADJUDICATOR,
     PushConfig,
@@ -50,6 +51,8 @@ class AgreementReport:
     adjudication_requeued: int = 0
     report_path: Path | None = None
     logins: list[NewLogin] = field(default_factory=list)  # the adjudicator's, when made now
+    # Per dimension: shares of pre-filled decisions annotators kept, changed, added to or removed (and n).
+    prefill_edits: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _alpha(matrix: list[list[float]]) -> float | None:
@@ -137,7 +140,10 @@ def compute_agreement(
             "acceptable_accuracy": sum(h[1] for h in hits) / len(hits),
         }
     consensus = consensus_labels(workspace, min_agreement=min_agreement, min_annotators=min_annotators)
-    return AgreementReport(alpha, gold, consensus, annotators)
+    prefills = stored(workspace)
+    pairs = [(prefills[s].labels, labels) for (_, s), labels in votes.items() if s in prefills]
+    edits = edit_rates(pairs) if pairs else {}
+    return AgreementReport(alpha, gold, consensus, annotators, prefill_edits=edits)
 
 
 def agreement(
@@ -229,6 +235,7 @@ def write_report(workspace: Workspace, report: AgreementReport) -> Path:
         "unresolved": report.consensus.unresolved,
         "adjudication_tasks_pushed": report.adjudication_pushed,
         "adjudications_requeued": report.adjudication_requeued,
+        "prefill_edits": report.prefill_edits,
     }
     path = workspace.reports_dir / REPORT
     atomic_write_text(path, json.dumps(body, indent=2) + "\n")

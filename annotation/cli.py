@@ -180,8 +180,17 @@ def push(
         float, typer.Option(help="Share of new sources with known labels sent to everyone as gold.")
     ] = 0.0,
     predictions: Annotated[
-        bool, typer.Option("--predictions", help="Pre-annotate from known labels (not on gold).")
-    ] = False,
+        str | None,
+        typer.Option(
+            help="Pre-fill every task (gold too) with a screener's answers for annotators to verify: "
+            "simulated (known labels with errors), screen:PATH (a `medgen screen -w` screen.jsonl) or "
+            "model:CHECKPOINT (screens the new sources first).",
+            show_default=False,
+        ),
+    ] = None,
+    order: Annotated[
+        str, typer.Option(help="Queue order: random, or uncertainty (the screener's least confident first).")
+    ] = "random",
     batch_size: Annotated[int, typer.Option(help="Tasks per import request.")] = 500,
     seed: Annotated[int, typer.Option(help="Seed of the gold draw and queue order.")] = 0,
 ) -> None:
@@ -199,6 +208,7 @@ def push(
             overlap=overlap,
             gold_rate=gold_rate,
             predictions=predictions,
+            order=order,
             batch_size=batch_size,
             seed=seed,
         )
@@ -333,6 +343,21 @@ def agreement(
                 _fmt(score["acceptable_accuracy"]),
             )
         console.print(gold)
+    if report.prefill_edits:
+        edits = Table(title="what annotators did with the screener's pre-fill (share of candidate decisions)")
+        for column in ("dimension", "kept", "changed", "added", "removed", "n"):
+            edits.add_column(column, justify="left" if column == "dimension" else "right")
+        for dimension, rates in report.prefill_edits.items():
+            edits.add_row(
+                dimension,
+                *(f"{rates[k]:.0%}" for k in ("kept", "changed", "added", "removed")),
+                str(int(rates["n"])),
+            )
+        console.print(edits)
+        console.print(
+            "a high 'kept' on tasks where the pre-fill was wrong is anchoring: compare with gold accuracy",
+            highlight=False,
+        )
     c = report.consensus
     console.print(
         f"consensus {len(c.items)} source(s) ({sum(i.adjudicated for i in c.items.values())} adjudicated), "

@@ -15,9 +15,9 @@ recorded instead of imported again.
 from __future__ import annotations
 
 import hashlib
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -27,17 +27,15 @@ from annotation.config import SOURCE_KEY, label_result, labeling_config
 from annotation.consensus import ADJUDICATION
 from annotation.guideline import example_urls, instruction_html
 from annotation.images import image_urls
-from annotation.noise import Noise, noisy_label
+from annotation.prefill import Prefill, known_labels, resolve, stored
+from annotation.prefill import store as store_prefills
 from medgen.errors import MedgenError
 from medgen.workspace import Workspace
 from medgen.workspace.catalog import now
-from schemas import LETTERS, NUM_CANDIDATES, Candidate, CandidateLabel
+from schemas import LETTERS, NUM_CANDIDATES, Candidate
 
 ANNOTATOR = "annotator"  # ls_projects.kind of an annotator's queue
 ADJUDICATOR = "adjudicator"
-PREDICTION_MODEL = "medgen-simulated-screener"
-SCREENER_NOISE = Noise(missed_tag=0.1, extra_tag=0.05, flipped=0.1, skip=0.0)
-SCREENER_SCORE = 0.8  # the simulated screener's stated confidence: the same on every task
 
 
 class PushConfig(BaseModel):
@@ -53,10 +51,15 @@ class PushConfig(BaseModel):
         le=1.0,
         description="Share of new sources with known labels sent to everyone as gold.",
     )
-    predictions: bool = Field(
-        default=False,
-        description="Pre-fill every task (gold too) with a simulated screener's answers: the known labels "
-        "with screener-like errors, so annotators verify rather than copy.",
+    predictions: str | None = Field(
+        default=None,
+        description="Pre-fill every task (gold too) with a screener's answers, which annotators verify: "
+        "simulated, screen:PATH (medgen screen output) or model:CHECKPOINT (see annotation.prefill).",
+    )
+    order: Literal["random", "uncertainty"] = Field(
+        default="random",
+        description="Queue order: random, or the screener's least confident tasks first (needs predictions "
+        "with scores).",
     )
     batch_size: int = Field(default=500, ge=1, le=10_000, description="Tasks per import request.")
     seed: int = Field(default=0, description="Seed of the gold draw and the queue order.")
@@ -73,8 +76,19 @@ class PushConfig(BaseModel):
             raise ValueError(f"{ADJUDICATOR!r} is reserved for the adjudication project")
         return names
 
+    @field_validator("predictions", mode="before")
+    @classmethod
+    def _spec(cls, value: object) -> object:
+        if value is True:
+            return "simulated"
+        return None if value is False or value == "" else value
+
     @model_validator(mode="after")
     def _overlap_fits(self) -> PushConfig:
+        if self.order == "uncertainty" and not self.predictions:
+            raise ValueError(
+                "--order uncertainty needs --predictions (the screener's confidence orders the queue)"
+            )
         if self.overlap > len(self.annotators):
             raise ValueError(
                 f"--overlap {self.overlap} needs at least {self.overlap} annotators, got {len(self.annotators)}"
@@ -91,32 +105,6 @@ class PushReport:
     recovered: int = 0  # tasks found on the server but missing from the catalog
     new_sources: int = 0
     gold_sources: int = 0
-
-
-def known_labels(candidates: list[Candidate]) -> tuple[CandidateLabel, ...] | None:
-    """Ground-truth labels from injected defects, or None when any candidate's are unknown."""
-    if len(candidates) != NUM_CANDIDATES or any(c.injected_defects is None for c in candidates):
-        return None
-    return tuple(
-        CandidateLabel(defects=tuple(c.injected_defects or ()), acceptable=not c.injected_defects)
-        for c in candidates
-    )
-
-
-def screener_labels(source_id: str, candidates: list[Candidate]) -> tuple[CandidateLabel, ...] | None:
-    """A simulated screener's answer for one task: the known labels with errors, fixed per source.
-
-    Every task gets one (gold included), so a pre-fill never marks a task out, and it is not the
-    answer, so gold still measures whether an annotator checks it.
-    """
-    truth = known_labels(candidates)
-    if truth is None:
-        return None
-    rng = random.Random(f"screener/{source_id}")
-    return tuple(
-        CandidateLabel(defects=guess.defects, acceptable=guess.acceptable)
-        for guess in (noisy_label(label, SCREENER_NOISE, rng) for label in truth)
-    )
 
 
 def _rank(seed: int, key: str) -> str:
@@ -205,7 +193,7 @@ def _task_payload(
     workspace: Workspace,
     source_id: str,
     candidates: list[Candidate],
-    predictions: bool,
+    prefill: Prefill | None,
     urls: dict[str, str] | None = None,
 ) -> dict[str, object]:
     keys = _image_keys(workspace, source_id, candidates)
@@ -214,11 +202,14 @@ def _task_payload(
     for letter, key in zip(LETTERS, keys[1:], strict=True):
         data[letter] = urls[key]
     task: dict[str, object] = {"data": data}
-    labels = screener_labels(source_id, candidates) if predictions else None
-    if labels is not None:
-        task["predictions"] = [
-            {"model_version": PREDICTION_MODEL, "score": SCREENER_SCORE, "result": label_result(labels)}
-        ]
+    if prefill is not None:
+        prediction: dict[str, object] = {
+            "model_version": prefill.model_version,
+            "result": label_result(prefill.labels),
+        }
+        if prefill.score is not None:
+            prediction["score"] = prefill.score
+        task["predictions"] = [prediction]
     return task
 
 
@@ -281,7 +272,8 @@ def import_batches(
         candidates = {s: workspace.catalog.candidates(s) for s in batch}
         keys = [key for s in batch for key in _image_keys(workspace, s, candidates[s])]
         urls = image_urls(queue, workspace, keys)
-        payload = [_task_payload(queue, workspace, s, candidates[s], config.predictions, urls) for s in batch]
+        prefills = stored(workspace, batch) if config.predictions else {}
+        payload = [_task_payload(queue, workspace, s, candidates[s], prefills.get(s), urls) for s in batch]
         for task in payload:  # e.g. the annotators' answers, shown to the adjudicator
             task["data"].update((extra or {}).get(str(task["data"]["source_id"]), {}))  # type: ignore[union-attr]
         try:
@@ -307,8 +299,16 @@ def import_batches(
     return imported
 
 
-def plan(workspace: Workspace, config: PushConfig) -> tuple[int, int]:
-    """Assign the sources not planned yet to annotators and record it: (new sources, gold among them)."""
+def plan(
+    workspace: Workspace,
+    config: PushConfig,
+    prefill_of: Callable[[str, list[Candidate]], Prefill | None] | None = None,
+) -> tuple[int, int]:
+    """Assign the sources not planned yet to annotators and record it: (new sources, gold among them).
+
+    With ``prefill_of``, each new source's pre-fill is stored now; ``order: uncertainty`` ranks each
+    queue by its score, least confident first (gold included, so it does not stand out).
+    """
     catalog = workspace.catalog
     planned = {r["source_id"] for r in catalog.query("SELECT DISTINCT source_id FROM task_plan")}
     new = [
@@ -325,6 +325,24 @@ def plan(workspace: Workspace, config: PushConfig) -> tuple[int, int]:
         if capable:
             count = max(1, round(config.gold_rate * len(new)))
             gold = set(sorted(capable, key=lambda s: _rank(config.seed, s))[:count])
+    scores: dict[str, float] = {}
+    if prefill_of is not None:
+        prefills = {s: p for s in new if (p := prefill_of(s, catalog.candidates(s))) is not None}
+        missing = [s for s in new if s not in prefills]
+        if config.order == "uncertainty":
+            unscored = [s for s, p in prefills.items() if p.score is None]
+            if unscored or missing:
+                raise MedgenError(
+                    f"--order uncertainty: {len(unscored) + len(missing)} of {len(new)} new sources have no "
+                    "screener score (screen them with --samples 2 or more, or use --order random)"
+                )
+            scores = {s: p.score for s, p in prefills.items() if p.score is not None}
+        store_prefills(workspace, prefills)
+
+    def rank(name: str, source_id: str) -> str:
+        tie = _rank(config.seed, f"{name}/{source_id}")
+        return f"{scores[source_id]:.6f}/{tie}" if source_id in scores else tie
+
     load = dict.fromkeys(config.annotators, 0)
     for row in catalog.query(
         "SELECT annotator, COUNT(*) AS n FROM task_plan WHERE is_gold = 0 GROUP BY annotator"
@@ -338,12 +356,9 @@ def plan(workspace: Workspace, config: PushConfig) -> tuple[int, int]:
         chosen = sorted(config.annotators, key=lambda a: (load[a], (order[a] - i) % n))[: config.overlap]
         for name in chosen:
             load[name] += 1
-            rows.append((source_id, name, 0, _rank(config.seed, f"{name}/{source_id}"), now()))
+            rows.append((source_id, name, 0, rank(name, source_id), now()))
     for source_id in sorted(gold):  # gold goes to everyone, shuffled into each queue by rank
-        rows.extend(
-            (source_id, name, 1, _rank(config.seed, f"{name}/{source_id}"), now())
-            for name in config.annotators
-        )
+        rows.extend((source_id, name, 1, rank(name, source_id), now()) for name in config.annotators)
     with catalog.transaction() as conn:
         conn.executemany("INSERT INTO task_plan VALUES (?, ?, ?, ?, ?)", rows)
     return len(new), len(gold)
@@ -368,6 +383,9 @@ def push(
 ) -> PushReport:
     """Create/reuse one project per annotator and import every planned source not imported yet."""
     report = PushReport()
+    prefill_of = (
+        resolve(config.predictions, workspace) if config.predictions else None
+    )  # bad spec: fail first
     connection = with_accounts(workspace, connection, config.annotators, ANNOTATOR, report)
     projects: dict[str, int] = {}
     for name in config.annotators:
@@ -380,7 +398,7 @@ def push(
     }
     for name, project_id in projects.items():  # tasks a crashed run imported but did not record
         report.recovered += recover_tasks(connection, workspace, project_id, name, gold_all)
-    report.new_sources, report.gold_sources = plan(workspace, config)
+    report.new_sources, report.gold_sources = plan(workspace, config, prefill_of)
     queues = {name: pending(workspace, name, project_id) for name, project_id in projects.items()}
     if on_start is not None:
         on_start(sum(len(queue) for queue, _ in queues.values()))

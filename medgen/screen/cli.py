@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from annotation.prefill import register as register_prefill
 from medgen.console import WorkspaceOpt, console, progress
 from medgen.errors import config_error
 
@@ -108,3 +109,18 @@ def screen_command(
     )
     for name, path in paths.items():
         console.print(f"{name}: {path}", highlight=False)
+
+
+def screen_workspace_for_prefill(workspace: object, model: str) -> Path:
+    """``annotate push --predictions model:CHECKPOINT``: screen the sources nobody annotated, 3 samples each."""
+    from medgen.screen.screen import ScreenConfig, groups_from_workspace, screen
+
+    config = ScreenConfig(model=model, samples=3, output_dir=workspace.root / "screen" / "prefill")  # type: ignore[attr-defined]
+    groups = groups_from_workspace(workspace)
+    with progress(transient=True) as bar:
+        task = bar.add_task("screening for pre-fill", total=None, unit="answers")
+        _, paths = screen(groups, config, lambda done, total: bar.update(task, completed=done, total=total))
+    return paths["jsonl"]
+
+
+register_prefill("model", screen_workspace_for_prefill)

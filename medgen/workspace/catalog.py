@@ -129,6 +129,16 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (server, image_key)
     );
     """,
+    # 4: the pre-fill each task was pushed with (a screener's answers), to measure what annotators kept.
+    """
+    CREATE TABLE prefills (
+        source_id TEXT PRIMARY KEY REFERENCES sources(id),
+        model_version TEXT NOT NULL,
+        score REAL,
+        labels TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

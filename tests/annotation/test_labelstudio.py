@@ -12,16 +12,9 @@ from typer.testing import CliRunner
 from annotation.agreement import agreement
 from annotation.config import controls, label_result, labeling_config
 from annotation.consensus import consensus_labels
+from annotation.prefill import SIMULATED_MODEL, simulated_prefill
 from annotation.pull import fetch_project, project_status, pull, read_export_file
-from annotation.push import (
-    ADJUDICATOR,
-    PREDICTION_MODEL,
-    SCREENER_SCORE,
-    PushConfig,
-    known_labels,
-    push,
-    screener_labels,
-)
+from annotation.push import ADJUDICATOR, PushConfig, known_labels, push
 from annotation.simulate import MARK, simulate_annotators
 from annotation.validation import CANCELLED, CONTRADICTORY, INCOMPLETE, INVALID, VALID, parse_export
 from medgen.cli import app
@@ -76,11 +69,11 @@ def test_round_trip_overlap_blinding_gold_and_idempotence(ls_workspace, connecti
         }
         for task in on_server:
             [prediction] = task.predictions
-            assert prediction.model_version == PREDICTION_MODEL and prediction.score == SCREENER_SCORE
             source_id = task.data["source_id"]
-            expected = screener_labels(source_id, ws.catalog.candidates(source_id))
+            expected = simulated_prefill(source_id, ws.catalog.candidates(source_id))
+            assert prediction.model_version == SIMULATED_MODEL and prediction.score == expected.score
             assert [(r["from_name"], r["value"]) for r in prediction.result] == [
-                (r["from_name"], r["value"]) for r in label_result(expected)
+                (r["from_name"], r["value"]) for r in label_result(expected.labels)
             ]
 
     # Images are served by Label Studio's local-files storage, straight from the workspace store.

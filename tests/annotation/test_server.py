@@ -71,7 +71,7 @@ def test_serve_once_hide_token_survive_a_dying_server_and_stop(ls_root, runner):
             "SELECT source_id FROM task_plan WHERE annotator = 'b' AND source_id NOT IN (SELECT source_id FROM tasks) "
             "ORDER BY rank LIMIT 1"
         )[0]["source_id"]
-        payload = _task_payload(connection, ws, planned, ws.catalog.candidates(planned), False)
+        payload = _task_payload(connection, ws, planned, ws.catalog.candidates(planned), None)
         connection.queue("b").client.projects.import_tasks(project_id, request=[payload])  # b's organization
 
         result = runner.invoke(

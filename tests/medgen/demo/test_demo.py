@@ -101,8 +101,13 @@ def test_notebooks_run_top_to_bottom(demo_workspace, notebook, monkeypatch):
     assert not errors
 
 
-def test_three_notebooks_ship():
-    assert {n.stem for n in NOTEBOOKS} == {"explore_dataset", "annotation_agreement", "evaluation_report"}
+def test_the_notebooks_ship():
+    assert {n.stem for n in NOTEBOOKS} == {
+        "explore_dataset",
+        "annotation_agreement",
+        "evaluation_report",
+        "preannotation_savings",
+    }
 
 
 def test_demo_pauses_for_real_annotators_when_nothing_has_labels(tmp_path, monkeypatch):
