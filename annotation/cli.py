@@ -184,7 +184,7 @@ def push(
         typer.Option(
             help="Pre-fill every task (gold too) with a screener's answers for annotators to verify: "
             "simulated (known labels with errors), screen:PATH (a `medgen screen -w` screen.jsonl) or "
-            "model:CHECKPOINT (screens the new sources first).",
+            "model:CHECKPOINT or endpoint:NAME (at $OPENAI_BASE_URL; screens the new sources first).",
             show_default=False,
         ),
     ] = None,

@@ -111,11 +111,16 @@ def screen_command(
         console.print(f"{name}: {path}", highlight=False)
 
 
-def screen_workspace_for_prefill(workspace: object, model: str) -> Path:
+def screen_workspace_for_prefill(workspace: object, model: str, endpoint: str | None = None) -> Path:
     """``annotate push --predictions model:CHECKPOINT``: screen the sources nobody annotated, 3 samples each."""
     from medgen.screen.screen import ScreenConfig, groups_from_workspace, screen
 
-    config = ScreenConfig(model=model, samples=3, output_dir=workspace.root / "screen" / "prefill")  # type: ignore[attr-defined]
+    config = ScreenConfig(
+        model=model,
+        endpoint=endpoint,
+        samples=3,
+        output_dir=workspace.root / "screen" / "prefill",  # type: ignore[attr-defined]
+    )
     groups = groups_from_workspace(workspace)
     with progress(transient=True) as bar:
         task = bar.add_task("screening for pre-fill", total=None, unit="answers")
@@ -123,4 +128,19 @@ def screen_workspace_for_prefill(workspace: object, model: str) -> Path:
     return paths["jsonl"]
 
 
+def screen_endpoint_for_prefill(workspace: object, name: str) -> Path:
+    """``--predictions endpoint:NAME``: the model NAME at ``$OPENAI_BASE_URL`` (key: ``$OPENAI_API_KEY``)."""
+    import os
+
+    from medgen.errors import MedgenError
+
+    url = os.environ.get("OPENAI_BASE_URL")
+    if not url:
+        raise MedgenError(
+            "--predictions endpoint:NAME reads the API's base URL from $OPENAI_BASE_URL (e.g. http://host:8000/v1)"
+        )
+    return screen_workspace_for_prefill(workspace, name, endpoint=url)
+
+
 register_prefill("model", screen_workspace_for_prefill)
+register_prefill("endpoint", screen_endpoint_for_prefill)

@@ -141,3 +141,6 @@ def add_sources(ws: Workspace, count: int, known: bool = True, start: int = 0) -
         ws.catalog.add_candidates(candidates)
         ids.append(source_id)
     return ids
+
+
+from tests.training.evaluation.conftest import chat_server  # noqa: E402, F401 (a fixture: a local chat-completions API)

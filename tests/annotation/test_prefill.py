@@ -175,3 +175,32 @@ def test_model_prefill_screens_the_workspace_first(tmp_path):
     # A random-weight model gives no readable answer: no pre-fill is proposed rather than a guess.
     assert prefill_of(source, ws.catalog.candidates(source)) is None
     ws.close()
+
+
+def test_endpoint_prefill_screens_through_the_api(tmp_path, chat_server, monkeypatch):
+    import medgen.screen.cli  # noqa: F401 (registers the endpoint: kind)
+    from medgen.generation.config import GenerationConfig
+    from medgen.generation.generate import generate
+    from medgen.sources.ingest import add_sources as ingest
+    from medgen.sources.samples import write_samples
+    from medgen.workspace import init_workspace
+    from tests.training.eval_data import API_KEY
+
+    ws = init_workspace(tmp_path / "ws")
+    ingest(ws, write_samples(tmp_path / "photos", 1, seed=0))
+    generate(ws, GenerationConfig(backend="synthetic"))
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(MedgenError, match=r"\$OPENAI_BASE_URL"):
+        resolve("endpoint:judge", ws)
+    monkeypatch.setenv("OPENAI_BASE_URL", chat_server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    chat_server.reply = lambda body: (200, "<think>Image C: Floating: it hovers.</think><answer>C</answer>")
+    prefill_of = resolve("endpoint:judge", ws)
+    source = ws.catalog.sources()[0].id
+    prefill = prefill_of(source, ws.catalog.candidates(source))
+    assert len(chat_server.requests) == 5 * 3  # five questions, three samples each
+    # Every question names only C: A, B and D are not acceptable, C is acceptable but flagged in each dimension,
+    # so its pre-fill carries the tag its reason names (floating) and "Other" tags elsewhere.
+    assert prefill is not None and prefill.model_version == "judge" and prefill.score == 1.0
+    assert prefill.labels[2].defects and "floating" in prefill.labels[2].defects
+    ws.close()
