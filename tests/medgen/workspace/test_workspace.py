@@ -62,3 +62,27 @@ def test_store_is_content_addressed_and_atomic(tmp_path):
     atomic_write_text(tmp_path / "a" / "b.txt", "hello")
     assert (tmp_path / "a" / "b.txt").read_text() == "hello"
     assert not list((tmp_path / "a").glob(".tmp-*"))
+
+
+@pytest.mark.parametrize(("mode", "shape"), [("RGB", (37, 53, 3)), ("RGBA", (20, 30, 4)), ("L", (19, 23))])
+def test_png_encoding_is_lossless_deterministic_and_keeps_the_mode(mode, shape):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from medgen.workspace.store import png_bytes, png_bytes_many
+
+    pixels = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    image = Image.fromarray(pixels, mode)
+    data = png_bytes(image)
+    back = Image.open(io.BytesIO(data))
+    assert back.format == "PNG" and back.mode == mode and (np.asarray(back) == pixels).all()
+    assert png_bytes(image.copy()) == data  # same pixels, same bytes: the content hash holds
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(3) as pool:
+        assert png_bytes_many([image] * 6, pool) == [data] * 6
+    palette = image.convert("L").convert("P")  # other modes go through Pillow, still lossless
+    reread = Image.open(io.BytesIO(png_bytes(palette))).convert("RGB")
+    assert (np.asarray(reread) == np.asarray(palette.convert("RGB"))).all()
