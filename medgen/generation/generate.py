@@ -23,8 +23,9 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,7 +48,7 @@ from medgen.generation.distributed import ranks
 from medgen.generation.examples import write_defect_examples
 from medgen.workspace import Workspace
 from medgen.workspace.catalog import now
-from medgen.workspace.store import png_bytes
+from medgen.workspace.store import png_bytes_many
 from schemas import Candidate, SourceImage
 from schemas.taxonomy import NUM_CANDIDATES
 
@@ -56,6 +57,9 @@ ProgressFn = Callable[[int, int], None]
 
 
 # ---------------------------------------------------------------------------------- manifests --
+
+
+STORE_QUEUE = 2  # generated batches waiting to be stored, at most (memory: a few images each)
 
 
 def manifest_path(workspace: Workspace, run_id: str, rank: int) -> Path:
@@ -276,21 +280,38 @@ def plan(
 def _requests(
     workspace: Workspace, shard: list[tuple[SourceImage, list[int]]], base_seed: int, batch_size: int
 ) -> Iterator[list[GenerationRequest]]:
-    """Batches of requests, loading each source's pixels only when its batch comes."""
+    """Batches of requests; each source's pixels are decoded on a thread while the one before is generated."""
     batch: list[GenerationRequest] = []
-    for source, slots in shard:
-        image, mask = load_source_pixels(workspace, source)
-        for slot in slots:
-            batch.append(
-                GenerationRequest(
-                    source, image, mask, slot, candidate_seed(base_seed, source.id, slot), base_seed
-                )
-            )
-            if len(batch) == batch_size:
-                yield batch
-                batch = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medgen-load") as loader:
+        loading = [loader.submit(load_source_pixels, workspace, source) for source, _ in shard[:1]]
+        for i, (source, slots) in enumerate(shard):
+            image, mask = loading.pop().result()
+            if i + 1 < len(shard):  # one source ahead: memory stays at two sources
+                loading.append(loader.submit(load_source_pixels, workspace, shard[i + 1][0]))
+            yield from _source_batches(source, image, mask, slots, base_seed, batch_size, batch)
     if batch:
         yield batch
+
+
+def _source_batches(
+    source: SourceImage,
+    image: Image.Image,
+    mask: Image.Image,
+    slots: list[int],
+    base_seed: int,
+    batch_size: int,
+    batch: list[GenerationRequest],
+) -> Iterator[list[GenerationRequest]]:
+    """Add one source's requests to ``batch``, yielding (and emptying) it each time it is full."""
+    for slot in slots:
+        batch.append(
+            GenerationRequest(
+                source, image, mask, slot, candidate_seed(base_seed, source.id, slot), base_seed
+            )
+        )
+        if len(batch) == batch_size:
+            yield list(batch)
+            batch.clear()
 
 
 def _one_line(error: BaseException) -> str:
@@ -405,21 +426,23 @@ def run_generation(
     if on_progress:
         on_progress(0, total)
     try:
-        # A writer thread stores batch k (PNG encode, fsync'd files, manifest lines) while the backend
-        # makes batch k + 1; at most one batch waits, and leaving the block waits for it.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medgen-store") as writer:
-            stored: Future[None] | None = None
+        # A writer thread stores batches (fsync'd files, manifest lines) while the backend makes the
+        # next ones, their PNGs encoded on a pool of threads (libdeflate releases the GIL); at
+        # most STORE_QUEUE batches wait, and leaving the block waits for them.
+        encoders = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="medgen-png")
+        with encoders, ThreadPoolExecutor(max_workers=1, thread_name_prefix="medgen-store") as writer:
+            queued: deque[Future[None]] = deque()
             for batch in _requests(workspace, shard, base_seed, batch_size):
                 results = _generate_isolating(backend, batch, on_failure)
-                if stored is not None:
-                    stored.result()
-                stored = writer.submit(_store, workspace, manifest, results)
+                while len(queued) >= STORE_QUEUE:
+                    queued.popleft().result()
+                queued.append(writer.submit(_store, workspace, manifest, results, encoders))
                 report.images_generated += len(results)
                 done += len(batch)
                 if on_progress:
                     on_progress(done, total)
-            if stored is not None:
-                stored.result()
+            while queued:
+                queued.popleft().result()
     except BaseException as error:
         manifest.close()
         report.seconds = time.perf_counter() - started
@@ -437,9 +460,16 @@ def run_generation(
     return report
 
 
-def _store(workspace: Workspace, manifest: _ManifestWriter, results: list[GeneratedImage]) -> None:
+def _store(
+    workspace: Workspace,
+    manifest: _ManifestWriter,
+    results: list[GeneratedImage],
+    encoders: Executor | None = None,
+) -> None:
     """Files first (announced as pending), then their candidate lines."""
-    encoded = [(result, png_bytes(result.image.convert("RGB"))) for result in results]
+    rgb = [r.image if r.image.mode == "RGB" else r.image.convert("RGB") for r in results]
+    images = png_bytes_many(rgb, encoders)
+    encoded = list(zip(results, images, strict=True))
     keys = [workspace.store.key_of(data) for _, data in encoded]
     for key in keys:
         manifest.write(kind="pending", key=key)
