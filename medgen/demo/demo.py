@@ -96,6 +96,7 @@ class Demo:
                 labelled = self.annotate(workspace)
             if not labelled:
                 return self.pause(workspace, time.perf_counter() - total_start)
+            self.stop_server(workspace)  # nothing after this needs it: its CPU goes to training
             with self.stage(4, f"export dataset {DEMO_VERSION}"):
                 export_dir = self.export(workspace)
             with self.stage(5, "tiny vision-language model"):
