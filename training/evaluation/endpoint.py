@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Literal
@@ -36,6 +37,15 @@ class EndpointConfig(BaseModel):
     max_retries: int = Field(default=4, ge=0, description="Retries per request, with exponential backoff.")
     timeout_s: float = Field(default=120.0, gt=0, description="Seconds per request attempt.")
     image_format: Literal["png", "jpeg"] = Field(default="png", description="Encoding of the images sent.")
+
+
+def endpoint_base(url: str | None) -> str | None:
+    """``--endpoint`` as the API's base URL (the full chat-completions URL is accepted too); None stays None."""
+    if url is None:
+        return None
+    if not re.match(r"^https?://", url):
+        raise ValueError(f"--endpoint must be an http(s) URL such as http://localhost:8000/v1, got {url!r}")
+    return re.sub(r"/chat/completions/?$", "", url.rstrip("/"))  # the client appends the route itself
 
 
 def image_data_url(image: Any, image_format: str = "png") -> str:

@@ -93,14 +93,9 @@ class EvalConfig(BaseModel):
     @field_validator("endpoint")
     @classmethod
     def _endpoint_base(cls, url: str | None) -> str | None:
-        if url is None:
-            return None
-        if not re.match(r"^https?://", url):
-            raise ValueError(
-                f"--endpoint must be an http(s) URL such as http://localhost:8000/v1, got {url!r}"
-            )
-        # Accept the full chat-completions URL too: the client appends the route itself.
-        return re.sub(r"/chat/completions/?$", "", url.rstrip("/"))
+        from training.evaluation.endpoint import endpoint_base
+
+        return endpoint_base(url)
 
     @model_validator(mode="after")
     def _one_model(self) -> EvalConfig:
