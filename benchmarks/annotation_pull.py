@@ -72,7 +72,7 @@ def main() -> None:
                 rng = random.Random(name)
                 payload = []
                 for source_id in sources:
-                    task = _task_payload(connection, ws, source_id, ws.catalog.candidates(source_id), False)
+                    task = _task_payload(connection, ws, source_id, ws.catalog.candidates(source_id), None)
                     answers = [
                         noisy_label(label, noise, rng)
                         for label in known_labels(ws.catalog.candidates(source_id))

@@ -37,7 +37,7 @@ def main() -> None:
         serve(ws, database=url, timeout=900)
         try:
             connection = connect(ws)
-            payload = [_task_payload(connection, ws, s, ws.catalog.candidates(s), False) for s in sources]
+            payload = [_task_payload(connection, ws, s, ws.catalog.candidates(s), None) for s in sources]
             bare_project = connection.client.projects.create(
                 title="bare baseline", label_config=labeling_config()
             )
