@@ -241,6 +241,12 @@ def push(
     console.print(
         f"new sources {report.new_sources} (gold {report.gold_sources}); tasks imported: {imported}"
     )
+    if predictions:
+        console.print(
+            f"pre-filled {report.prefilled} of {report.new_sources} new sources from {predictions} "
+            f"(queue order: {order}); the rest start blank",
+            highlight=False,
+        )
 
 
 @annotate_app.command()

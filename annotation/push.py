@@ -105,6 +105,7 @@ class PushReport:
     recovered: int = 0  # tasks found on the server but missing from the catalog
     new_sources: int = 0
     gold_sources: int = 0
+    prefilled: int = 0  # new sources with a screener pre-fill (the rest start blank)
 
 
 def _rank(seed: int, key: str) -> str:
@@ -398,7 +399,9 @@ def push(
     }
     for name, project_id in projects.items():  # tasks a crashed run imported but did not record
         report.recovered += recover_tasks(connection, workspace, project_id, name, gold_all)
+    before = workspace.catalog.count("prefills")
     report.new_sources, report.gold_sources = plan(workspace, config, prefill_of)
+    report.prefilled = workspace.catalog.count("prefills") - before
     queues = {name: pending(workspace, name, project_id) for name, project_id in projects.items()}
     if on_start is not None:
         on_start(sum(len(queue) for queue, _ in queues.values()))

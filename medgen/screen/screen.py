@@ -409,6 +409,6 @@ def screen(
     results = verdicts(groups, raw, config)
     atomic_write_text(
         config.output_dir / "screen_config.json",
-        json.dumps({**details, "threshold": config.threshold}, indent=2),
+        json.dumps({**details, "model": config.model, "threshold": config.threshold}, indent=2),
     )
     return results, write_outputs(results, groups, config)

@@ -110,7 +110,8 @@ def test_prefilled_queues_ordered_by_uncertainty_and_the_edits_reported(ls_works
     config = PushConfig(
         annotators=["ann1", "ann2"], overlap=2, gold_rate=0.25, predictions="simulated", order="uncertainty"
     )
-    push(ws, connection, config)
+    report = push(ws, connection, config)
+    assert report.prefilled == 8
     prefills = stored(ws)
     assert set(prefills) == set(sources)
     for project in ws.catalog.query("SELECT DISTINCT ls_project_id FROM tasks"):
@@ -130,8 +131,8 @@ def test_prefilled_queues_ordered_by_uncertainty_and_the_edits_reported(ls_works
         ws, connection, noise=0.0, seed=0
     )  # perfect annotators: they fix every screener error
     pull(ws, connection)
-    report = agreement(ws, connection)
-    edits = report.prefill_edits
+    result = agreement(ws, connection)
+    edits = result.prefill_edits
     assert set(edits) == {
         "appearance_deformation",
         "lighting_shadow",
@@ -152,7 +153,7 @@ def test_prefilled_queues_ordered_by_uncertainty_and_the_edits_reported(ls_works
     )
     assert wrong > 0 and all(0 < rates["kept"] <= 1 for rates in edits.values())
     assert any(rates["kept"] < 1 for rates in edits.values())  # the screener's errors were corrected
-    saved = json.loads(report.report_path.read_text())["prefill_edits"]
+    saved = json.loads(result.report_path.read_text())["prefill_edits"]
     assert saved.keys() == edits.keys()
 
 
