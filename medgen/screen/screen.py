@@ -235,7 +235,7 @@ def verdicts(groups: Sequence[Group], raw: dict[str, str], config: ScreenConfig)
         answers: dict[str, list[tuple[set[str] | None, str]]] = {}
         for dimension in QUESTION_DIMENSIONS:
             texts = [raw.get(f"{group.key}/{dimension}/{k}", "") for k in range(config.samples)]
-            answers[dimension] = [(_letters(parse_answer(text)), text) for text in texts]
+            answers[dimension] = [(parse_answer(text), text) for text in texts]
         for (candidate_id, path), letter in zip(group.candidates, LETTERS, strict=False):
             shares: dict[str, float | None] = {}
             reasons: dict[str, str] = {}
@@ -278,12 +278,6 @@ def verdicts(groups: Sequence[Group], raw: dict[str, str], config: ScreenConfig)
                 )
             )
     return results
-
-
-def _letters(answer: Any) -> set[str] | None:
-    if answer is None:
-        return None
-    return set(answer)
 
 
 # ---- outputs --------------------------------------------------------------------------------------
