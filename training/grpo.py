@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from training import rewards
-from training.data import GRPO_COLUMNS, check_columns, load_split, preload_images
+from training.data import GRPO_COLUMNS
 from training.grpo_config import GRPOConfig
-from training.model import check_vlm, load_model, load_processor, lora_config
-from training.run import finish_run, start_run
+from training.model import lora_config
+from training.run import prepare_run, train_and_finish
 
 
 def reward_functions(config: GRPOConfig) -> list[Any]:
@@ -53,30 +53,18 @@ def train_grpo(
 
     ``dataset``, ``model``, ``processor`` and ``callbacks`` as in ``training.sft.train_sft``.
     """
-    if dataset is None:
-        dataset = load_split(config.dataset, config.dataset_split, config.dataset_revision)
-    check_columns(dataset, GRPO_COLUMNS, config.dataset or "given")
-    if model is None:
-        check_vlm(config.model_name_or_path, config.model_revision)
-    checkpoint = start_run(config, resume)
+    inputs = prepare_run(config, GRPO_COLUMNS, resume, dataset, model, processor)
+    vllm_start_folder(inputs.model, inputs.processor, config)
 
     from trl import GRPOTrainer
 
-    processor = processor or load_processor(config)
-    if config.preload_images:
-        dataset = preload_images(dataset, processor.image_processor)
-    model = model if model is not None else load_model(config)
-    vllm_start_folder(model, processor, config)
     trainer = GRPOTrainer(
-        model=model,
+        model=inputs.model,
         reward_funcs=reward_functions(config),
         args=config,
-        train_dataset=dataset,
-        processing_class=processor,
+        train_dataset=inputs.dataset,
+        processing_class=inputs.processor,
         peft_config=lora_config(config),
         callbacks=callbacks,
     )
-    trainer.train(resume_from_checkpoint=checkpoint)
-    if not save:  # a benchmark measuring steps: nothing to keep
-        return Path(config.output_dir)
-    return finish_run(trainer, config, processor)
+    return train_and_finish(trainer, config, inputs, save)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,52 @@ def last_checkpoint(output_dir: str) -> str:
             f"nothing to resume: no checkpoint-* folder in {output_dir} (drop --resume to start fresh)"
         )
     return checkpoint
+
+
+@dataclass
+class RunInputs:
+    """What a trainer is built from, checked and loaded once for SFT and GRPO alike."""
+
+    dataset: Any
+    model: Any
+    processor: Any
+    checkpoint: str | None  # where to resume from (None: a fresh run)
+
+
+def prepare_run(
+    config: Any,
+    columns: tuple[str, ...],
+    resume: bool,
+    dataset: Any = None,
+    model: Any = None,
+    processor: Any = None,
+) -> RunInputs:
+    """The split (checked for ``columns``), model and processor, each unless given; config saved; resume point.
+
+    Checks that cost no weights come first: a bad dataset or model path fails before anything loads.
+    """
+    from training.data import check_columns, load_split, preload_images
+    from training.model import check_vlm, load_model, load_processor
+
+    if dataset is None:
+        dataset = load_split(config.dataset, config.dataset_split, config.dataset_revision)
+    check_columns(dataset, columns, config.dataset or "given")
+    if model is None:
+        check_vlm(config.model_name_or_path, config.model_revision)
+    checkpoint = start_run(config, resume)
+    processor = processor or load_processor(config)
+    if config.preload_images:
+        dataset = preload_images(dataset, processor.image_processor)
+    model = model if model is not None else load_model(config)
+    return RunInputs(dataset, model, processor, checkpoint)
+
+
+def train_and_finish(trainer: Any, config: Any, inputs: RunInputs, save: bool = True) -> Path:
+    """Train (resuming when asked), then save the model beside its config unless ``save`` is False."""
+    trainer.train(resume_from_checkpoint=inputs.checkpoint)
+    if not save:  # a benchmark measuring steps: nothing to keep
+        return Path(config.output_dir)
+    return finish_run(trainer, config, inputs.processor)
 
 
 def finish_run(trainer: Any, config: Any, processor: Any) -> Path:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from training.data import SFT_COLUMNS, check_columns, load_split, preload_images
-from training.model import check_vlm, load_model, load_processor, lora_config
-from training.run import finish_run, start_run
+from training.data import SFT_COLUMNS
+from training.model import lora_config
+from training.run import prepare_run, train_and_finish
 from training.sft_config import SFTConfig
 
 
@@ -26,27 +26,16 @@ def train_sft(
     ``dataset``, ``model`` and ``processor`` replace what the config names (benchmarks pass random-weight
     full-size models and synthetic rows); ``callbacks`` go to the trainer; ``save=False`` keeps no model.
     """
-    if dataset is None:
-        dataset = load_split(config.dataset, config.dataset_split, config.dataset_revision)
-    check_columns(dataset, SFT_COLUMNS, config.dataset or "given")
-    if model is None:
-        check_vlm(config.model_name_or_path, config.model_revision)
-    checkpoint = start_run(config, resume)
+    inputs = prepare_run(config, SFT_COLUMNS, resume, dataset, model, processor)
 
     from trl import SFTTrainer
 
-    processor = processor or load_processor(config)
-    if config.preload_images:
-        dataset = preload_images(dataset, processor.image_processor)
     trainer = SFTTrainer(
-        model=model if model is not None else load_model(config),
+        model=inputs.model,
         args=config,
-        train_dataset=dataset,
-        processing_class=processor,
+        train_dataset=inputs.dataset,
+        processing_class=inputs.processor,
         peft_config=lora_config(config),
         callbacks=callbacks,
     )
-    trainer.train(resume_from_checkpoint=checkpoint)
-    if not save:  # a benchmark measuring steps: nothing to keep
-        return Path(config.output_dir)
-    return finish_run(trainer, config, processor)
+    return train_and_finish(trainer, config, inputs, save)
