@@ -50,6 +50,32 @@ class IngestReport:
         return {"added": len(self.added), "duplicate": len(self.duplicates), "rejected": len(self.rejected)}
 
 
+class PhashIndex:
+    """The perceptual hashes of the known sources, compared with a new one all at once.
+
+    One XOR and popcount over a uint64 array per new photo (about 0.1 ms at 100k sources) instead of
+    a Python loop over ``ImageHash`` objects, which made adding N sources quadratic.
+    """
+
+    def __init__(self) -> None:
+        self._ids: list[str] = []
+        self._hashes = np.empty(1024, dtype=np.uint64)
+
+    def add(self, source_id: str, phash: imagehash.ImageHash | str) -> None:
+        if len(self._ids) == len(self._hashes):
+            self._hashes = np.concatenate([self._hashes, np.empty_like(self._hashes)])
+        self._hashes[len(self._ids)] = int(str(phash), 16)
+        self._ids.append(source_id)
+
+    def near(self, phash: imagehash.ImageHash, threshold: int) -> tuple[str, int] | None:
+        """The first known source within ``threshold`` bits of ``phash``, and the distance."""
+        if not self._ids:
+            return None
+        distances = np.bitwise_count(self._hashes[: len(self._ids)] ^ np.uint64(int(str(phash), 16)))
+        within = np.flatnonzero(distances <= threshold)
+        return (self._ids[within[0]], int(distances[within[0]])) if within.size else None
+
+
 @dataclass
 class NormalisedImage:
     rgb: Image.Image
@@ -223,10 +249,9 @@ def add_sources(
     report = IngestReport(rejected=list(missing))
     catalog, store = workspace.catalog, workspace.store
     known_ids = {row["id"] for row in catalog.query("SELECT id FROM sources")}
-    known_phashes = [
-        (row["id"], imagehash.hex_to_hash(row["phash"]))
-        for row in catalog.query("SELECT id, phash FROM sources")
-    ]
+    known_phashes = PhashIndex()
+    for row in catalog.query("SELECT id, phash FROM sources ORDER BY added_at, id"):
+        known_phashes.add(row["id"], row["phash"])
     if on_start:
         on_start(len(files))
     for path in files:
@@ -238,9 +263,9 @@ def add_sources(
                 report.duplicates.append((name, source_id, "identical pixels"))
                 continue
             phash = imagehash.phash(image.rgb)
-            near = next(((sid, h) for sid, h in known_phashes if phash - h <= phash_threshold), None)
+            near = known_phashes.near(phash, phash_threshold)
             if near is not None:
-                report.duplicates.append((name, near[0], f"perceptual hash within {phash - near[1]} bits"))
+                report.duplicates.append((name, near[0], f"perceptual hash within {near[1]} bits"))
                 continue
             mask = image.alpha_mask if image.alpha_mask is not None else product_mask(image.rgb)
             # Files first, then the row: a crash in between leaves a file the rerun reuses, never a dangling row.
@@ -257,7 +282,7 @@ def add_sources(
             )
             catalog.add_source(source)
             known_ids.add(source_id)
-            known_phashes.append((source_id, phash))
+            known_phashes.add(source_id, phash)
             report.added.append((name, source_id))
         except RejectedFile as reason:
             report.rejected.append((name, str(reason)))

@@ -167,3 +167,28 @@ def test_kill_mid_run_leaves_consistent_catalog(workspace, tmp_path):
         add_sources(clean, [folder])
         expected = clean.catalog.query("SELECT id FROM sources ORDER BY id")
     assert [r[0] for r in resumed] == [r["id"] for r in expected]
+
+
+def test_phash_index_finds_what_imagehash_distance_finds() -> None:
+    """The vectorised index answers as the pairwise ImageHash loop it replaces: first match, same distance."""
+    import imagehash
+    import numpy as np
+
+    from medgen.sources.ingest import PhashIndex
+
+    rng = np.random.default_rng(0)
+    known = [imagehash.ImageHash(rng.random((8, 8)) < 0.5) for _ in range(3000)]  # grows past 1,024
+    index = PhashIndex()
+    for i, phash in enumerate(known):
+        index.add(f"s{i}", str(phash))
+    queries = [imagehash.ImageHash(rng.random((8, 8)) < 0.5) for _ in range(50)]
+    for phash in known[::97]:  # near copies: a few bits flipped
+        bits = phash.hash.copy()
+        bits.flat[rng.choice(64, size=int(rng.integers(0, 6)), replace=False)] ^= True
+        queries.append(imagehash.ImageHash(bits))
+    found = 0
+    for query in queries:
+        expected = next(((f"s{i}", query - h) for i, h in enumerate(known) if query - h <= 4), None)
+        assert index.near(query, 4) == expected
+        found += expected is not None
+    assert found >= 20  # the near copies within 4 bits were found
