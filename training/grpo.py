@@ -56,9 +56,12 @@ def train_grpo(
     inputs = prepare_run(config, GRPO_COLUMNS, resume, dataset, model, processor)
     vllm_start_folder(inputs.model, inputs.processor, config)
 
-    from trl import GRPOTrainer
+    if config.hard_cases:
+        from training.hard_cases import HardCaseGRPOTrainer as Trainer
+    else:
+        from trl import GRPOTrainer as Trainer
 
-    trainer = GRPOTrainer(
+    trainer = Trainer(
         model=inputs.model,
         reward_funcs=reward_functions(config),
         args=config,

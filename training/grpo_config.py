@@ -37,8 +37,30 @@ class GRPOConfig(MedgenArguments, trl.GRPOConfig):
         default=0.5, metadata={"help": "Weight of the <think>...</think><answer>...</answer> format reward."}
     )
 
+    hard_cases: bool = field(
+        default=False,
+        metadata={
+            "help": "Hard-case mining (HCM-GRPO): drop groups whose rewards do not vary and refill the batch, "
+            "keep each prompt's difficulty (training/hard_cases.py)."
+        },
+    )
+    hard_cases_max_refills: int = field(
+        default=2, metadata={"help": "Refill rounds per generation batch before a flat group is masked out."}
+    )
+    hard_cases_oversample: float = field(
+        default=0.0,
+        metadata={"help": "Draw prompts with weight 1 + this x difficulty (0: uniform, as GRPO does)."},
+    )
+    hard_cases_decay: float = field(
+        default=0.5, metadata={"help": "Weight of a prompt's earlier difficulty when a new one is measured."}
+    )
+
     def __post_init__(self) -> None:
         self.check_medgen_fields()
+        if self.hard_cases_max_refills < 0 or self.hard_cases_oversample < 0:
+            raise MedgenError("hard_cases_max_refills and hard_cases_oversample must not be negative")
+        if not 0 <= self.hard_cases_decay < 1:
+            raise MedgenError(f"hard_cases_decay must be in [0, 1), got {self.hard_cases_decay}")
         try:
             lambda_schedule(0.0, self.dpa_lambda0, self.dpa_schedule)
         except ValueError as error:

@@ -420,24 +420,20 @@ def _scripted_grpo_run(
     return json.loads((output / "checkpoint-2" / "trainer_state.json").read_text())
 
 
-def test_grpo_rewards_follow_lambda_and_move_the_weights(
-    sft_run: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """Scripted completions per group (gold, partial, malformed, unparseable) through the real GRPOTrainer."""
+def _every_answer_is_a(tmp_path: Path, sources: int = 3) -> Path:
+    """An export whose every question's answer is A: A is defective in all four dimensions, B-D are clean."""
     import datasets
 
     from medgen.export.parquet import dataset_features, sample_row
     from schemas import CandidateLabel
     from tests.training.eval_data import png, source_samples
-    from training.rewards import lambda_schedule
 
-    # Every question's answer is A: A is defective in all four dimensions, B-D are clean.
     bad = CandidateLabel(
         defects=("product_warped", "shadow_missing", "floating", "visible_seam"), acceptable=False
     )
     rows = [
         sample_row(sample, [png((9 * s, 40 * i, 90)) for i in range(5)])
-        for s in range(3)
+        for s in range(sources)
         for sample in source_samples(f"s{s}", [bad, *[CandidateLabel(acceptable=True)] * 3])
         if sample.dimension != "overall"
     ]
@@ -446,6 +442,16 @@ def test_grpo_rewards_follow_lambda_and_move_the_weights(
     datasets.Dataset.from_list(rows, features=dataset_features()).to_parquet(
         dataset / "data" / "train-00000-of-00001.parquet"
     )
+    return dataset
+
+
+def test_grpo_rewards_follow_lambda_and_move_the_weights(
+    sft_run: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Scripted completions per group (gold, partial, malformed, unparseable) through the real GRPOTrainer."""
+    from training.rewards import lambda_schedule
+
+    dataset = _every_answer_is_a(tmp_path)
     gold = SCRIPT[0]  # then partial (A,B), malformed, unparseable
     state = _scripted_grpo_run(runner, monkeypatch, sft_run, dataset, tmp_path / "grpo", SCRIPT)
     logged = [e for e in state["log_history"] if "rewards/dpa_accuracy/mean" in e]
@@ -460,3 +466,81 @@ def test_grpo_rewards_follow_lambda_and_move_the_weights(
     # Control: four identical completions give identical rewards, zero advantages; with beta 0, no update.
     _scripted_grpo_run(runner, monkeypatch, sft_run, dataset, tmp_path / "control", [gold] * 4)
     assert not changed(weights(sft_run), weights(tmp_path / "control"))
+
+
+def test_hard_case_mining_drops_flat_groups_and_refills_the_batch(
+    sft_run: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Through the real GRPOTrainer: questions the model always answers right (no reward variance) are
+    dropped and replaced by other prompts; what is left flat is masked out; difficulty is kept per prompt."""
+    import pyarrow.parquet as pq
+    import torch
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    from schemas.prompts import question_text
+    from training import hard_cases
+
+    # The model answers the three 'easy' dimensions right every time, and the fourth one four ways.
+    easy = ("appearance_deformation", "lighting_shadow", "placement_layout")
+    hard = "extension_rationality"
+    tokenizer = AutoProcessor.from_pretrained(sft_run).tokenizer
+    eos = tokenizer.eos_token_id
+    encode = {text: tokenizer(text, add_special_tokens=False)["input_ids"] for text in SCRIPT}
+
+    def generate(self, input_ids, **kwargs):
+        rows = []
+        for i, ids in enumerate(input_ids):
+            prompt = tokenizer.decode(ids)
+            assert sum(question_text(d) in prompt for d in (*easy, hard)) == 1
+            text = SCRIPT[0] if question_text(hard) not in prompt else SCRIPT[i % len(SCRIPT)]
+            rows.append(encode[text] + [eos])
+        width = max(len(row) for row in rows)
+        tail = torch.tensor([row + [eos] * (width - len(row)) for row in rows], dtype=input_ids.dtype)
+        return torch.cat([input_ids, tail.to(input_ids.device)], dim=1)
+
+    monkeypatch.setattr(Qwen2_5_VLForConditionalGeneration, "generate", generate)
+    batches: list[dict] = []
+    original = hard_cases.HardCaseGRPOTrainer._generate_and_score_completions
+
+    def spy(self, inputs):
+        output = original(self, inputs)
+        batches.append({key: value for key, value in output.items()})
+        return output
+
+    monkeypatch.setattr(hard_cases.HardCaseGRPOTrainer, "_generate_and_score_completions", spy)
+    output = tmp_path / "grpo"
+    settings = ["hard_cases=true", "hard_cases_max_refills=3", "per_device_train_batch_size=8"]
+    dataset = _every_answer_is_a(tmp_path)
+    result = run_cli(
+        runner, "grpo", "--recipe", "tiny", "--dataset", str(dataset),
+        "--model", str(sft_run), "-o", str(output), *[arg for s in settings for arg in ("--set", s)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+    assert len(batches) == 2  # two steps, two groups of four each
+    masked = 0
+    for batch in batches:
+        groups = batch["advantages"].view(-1, 4)
+        assert groups.shape[0] == 2 and batch["completion_mask"].shape[0] == 8
+        for g, advantages in enumerate(groups):
+            flat = bool((advantages.abs() < 1e-6).all())
+            # A group reaches the loss only with varying rewards; a flat one left over counts for nothing.
+            assert not flat or not batch["completion_mask"][4 * g : 4 * g + 4].any()
+            masked += flat
+        assert batch["num_items_in_batch"] == batch["completion_mask"].sum()
+    state = json.loads((output / "checkpoint-2" / "trainer_state.json").read_text())
+    logged = [e for e in state["log_history"] if "hard_cases/refilled" in e]
+    assert len(logged) == 2
+    dropped = {d: sum(e[f"hard_cases/{d}/dropped"] for e in logged) for d in (*easy, hard)}
+    kept = {d: sum(e[f"hard_cases/{d}/kept"] for e in logged) for d in (*easy, hard)}
+    assert dropped[hard] == 0 and sum(dropped[d] for d in easy) >= 1  # only the flat questions are dropped
+    assert all(kept[d] == 0 for d in easy) and kept[hard] == 4 - masked  # only varying ones are kept
+    assert sum(e["hard_cases/refilled"] for e in logged) >= 1  # flat groups were replaced, not only masked
+    assert sum(e["hard_cases/masked"] for e in logged) == masked
+    # Difficulty per prompt (1 - mean DPA accuracy): 0 for the questions always answered right.
+    difficulty = json.loads((output / hard_cases.DIFFICULTY_FILE).read_text())
+    table = pq.read_table(next((dataset / "data").glob("*.parquet")), columns=["id", "dimension"])
+    rows = list(zip(table["id"].to_pylist(), table["dimension"].to_pylist(), strict=True))
+    assert difficulty and all(difficulty[i] == 0.0 for i, d in rows if d in easy and i in difficulty)
+    assert all(difficulty[i] > 0.5 for i, d in rows if d == hard and i in difficulty)
+    assert changed(weights(sft_run), weights(output))  # the varying groups moved the policy
