@@ -8,16 +8,30 @@ each candidate's rationale (``[simulated]``), so it can never pass for real work
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 
 from annotation.client import Connection, api_error
 from annotation.config import label_result
 from annotation.consensus import SIMULATED_MARK
 from annotation.noise import Noise, noisy_label
-from annotation.pull import fetch_project
+from annotation.pull import DatabaseUnavailable, fetch_project, fetch_project_db, local_database
 from annotation.push import ANNOTATOR, known_labels
 from medgen.workspace import Workspace
 
 MARK = SIMULATED_MARK
+WORKERS = 4
+"""Requests in flight at once, as several people annotating at the same time (the server's workers are busy)."""
+
+
+def _annotated(workspace: Workspace, client: Connection, name: str, project_id: int) -> set[int]:
+    """Tasks of one project that already hold an annotation (read from the local database when possible)."""
+    try:
+        database = local_database(workspace, client)
+        if database is not None:
+            return {raw.task_id for raw in fetch_project_db(database, project_id)}
+    except DatabaseUnavailable:
+        pass
+    return {raw.task_id for raw in fetch_project(client.queue(name), project_id)}
 
 
 def simulate_annotators(
@@ -27,7 +41,7 @@ def simulate_annotators(
 
     Args:
         noise: overall error rate; split into missed tags, extra tags, flipped verdicts and skips.
-        seed: the same seed gives the same answers.
+        seed: the same seed gives the same answers (whatever order the requests finish in).
     """
     rates = Noise(missed_tag=noise / 2, extra_tag=noise / 4, flipped=noise / 4, skip=noise / 5)
     made: dict[str, int] = {}
@@ -36,16 +50,16 @@ def simulate_annotators(
     )
     for project in projects:
         name, project_id = project["annotator"], int(project["ls_project_id"])
-        done = {raw.task_id for raw in fetch_project(client.queue(name), project_id)}
+        done = _annotated(workspace, client, name, project_id)
         account = client.accounts.get(name)
         annotator = (
             client.with_token(account.token) if account else client
         )  # as that person, when they have a login
-        made[name] = 0
         tasks = workspace.catalog.query(
             "SELECT ls_task_id, source_id FROM tasks WHERE ls_project_id = ? ORDER BY ls_task_id",
             (project_id,),
         )
+        answers: list[tuple[int, dict[str, object]]] = []
         for task in tasks:
             if int(task["ls_task_id"]) in done:
                 continue
@@ -54,15 +68,27 @@ def simulate_annotators(
                 continue  # no known labels to simulate from
             rng = random.Random(f"{seed}/{name}/{task['source_id']}")
             skipped = rng.random() < rates.skip
-            answers = [noisy_label(label, rates, rng) for label in truth]
-            try:
-                annotator.client.annotations.create(
+            labels = [noisy_label(label, rates, rng) for label in truth]
+            answers.append(
+                (
                     int(task["ls_task_id"]),
-                    result=[] if skipped else label_result(answers),
-                    was_cancelled=skipped,
-                    lead_time=round(rng.uniform(15, 90), 1),
+                    {
+                        "result": [] if skipped else label_result(labels),
+                        "was_cancelled": skipped,
+                        "lead_time": round(rng.uniform(15, 90), 1),
+                    },
                 )
+            )
+
+        def create(
+            answer: tuple[int, dict[str, object]], as_whom: Connection = annotator, who: str = name
+        ) -> None:
+            try:
+                as_whom.client.annotations.create(answer[0], **answer[1])  # type: ignore[arg-type]
             except Exception as error:
-                raise api_error(f"creating a simulated annotation for {name}", error) from None
-            made[name] += 1
+                raise api_error(f"creating a simulated annotation for {who}", error) from None
+
+        with ThreadPoolExecutor(WORKERS) as pool:
+            list(pool.map(create, answers))
+        made[name] = len(answers)
     return made

@@ -172,6 +172,8 @@ def one_size(n: int, args: argparse.Namespace, root: Path) -> list[Step]:
                 *medgen,
                 "export",
                 *w,
+                "--version",
+                "v1",
                 "--labels",
                 "consensus",
                 "--min-annotators",
