@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from annotation.cli import annotate_app
 from medgen.console import App
+from medgen.cot.cli import cot_command
 from medgen.demo.cli import demo_command
 from medgen.export.cli import export_command, publish_command, schema_command
 from medgen.generation.cli import generate_command
@@ -26,6 +27,7 @@ app.command("generate", rich_help_panel=STAGES)(generate_command)
 app.add_typer(annotate_app, name="annotate", rich_help_panel=STAGES)
 app.command("export", rich_help_panel=STAGES)(export_command)
 app.command("publish", rich_help_panel=STAGES)(publish_command)
+app.command("cot", rich_help_panel=STAGES)(cot_command)
 app.add_typer(train_app, name="train", rich_help_panel=STAGES)
 app.command("eval", rich_help_panel=STAGES)(eval_cli)
 app.command("screen", rich_help_panel=STAGES)(screen_command)

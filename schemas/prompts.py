@@ -65,8 +65,10 @@ def _finding(label: CandidateLabel, dimension: str) -> str:
     return "; ".join(findings)
 
 
-def rationale_text(labels: list[CandidateLabel] | tuple[CandidateLabel, ...], dimension: str) -> str:
-    """Reference chain of thought: a finding per candidate, annotators' notes, then the conclusion.
+def rationale_text(
+    labels: list[CandidateLabel] | tuple[CandidateLabel, ...], dimension: str, notes: bool = True
+) -> str:
+    """Reference chain of thought: a finding per candidate, annotators' notes (``notes``), then the conclusion.
 
     A simulated annotator's note (``[simulated] defects: ... (as labelled)``) is bookkeeping, not
     reasoning about the image, so it stays out.
@@ -77,7 +79,7 @@ def rationale_text(labels: list[CandidateLabel] | tuple[CandidateLabel, ...], di
     for letter, label in zip(LETTERS, labels, strict=True):
         line = f"Image {letter}: {_finding(label, dimension)}."
         note = _TAG.sub("", label.rationale).strip()  # a note is text, never a tag of the answer format
-        if note and not note.startswith(SIMULATED_MARK):
+        if notes and note and not note.startswith(SIMULATED_MARK):
             line += f" Note: {note}"
         lines.append(line)
     letters = answer_letters(labels, dimension)

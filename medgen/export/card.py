@@ -37,6 +37,8 @@ class CardStats:
     recipes: Counter[str] = field(default_factory=Counter)
     tags: Counter[str] = field(default_factory=Counter)  # candidates carrying each defect tag
     skipped: Counter[str] = field(default_factory=Counter)
+    rationales: Counter[str] = field(default_factory=Counter)  # samples per rationale origin
+    teachers: Counter[str] = field(default_factory=Counter)  # samples per teacher model
     figure: list[tuple[str, str, list[bytes]]] = field(default_factory=list)
     _last_source: str = ""
 
@@ -57,6 +59,11 @@ class CardStats:
                 self.recipes[provenance.recipe] += 1
             if len(self.figure) < FIGURE_SAMPLES:  # the first question of the first few sources
                 self.figure.append((sample.dimension, sample.answer, list(images)))
+
+    def rationale(self, origin: str, teacher: str | None = None) -> None:
+        self.rationales[origin] += 1
+        if teacher:
+            self.teachers[teacher] += 1
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] += 1
@@ -136,6 +143,30 @@ def _metadata(stats: CardStats, features: datasets.Features, shards: dict[str, l
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+_ORIGINS = {
+    "template": "written from the defect tags (a finding per candidate, then the conclusion)",
+    "annotator": "written from the defect tags, with the annotators' own notes where they wrote one",
+    "teacher": "answer-driven: a teacher model explained the known answer (`medgen cot`), validated",
+}
+
+
+def _reasoning_lines(stats: CardStats) -> list[str]:
+    lines = [
+        f"- {count} samples: {_ORIGINS.get(origin, origin)}"
+        for origin, count in stats.rationales.most_common()
+    ]
+    if stats.teachers:
+        lines.append(
+            "- teacher model(s): "
+            + ", ".join(f"`{name}` ({count})" for name, count in stats.teachers.most_common())
+        )
+    if stats.config.rationale == "teacher" and stats.rationales.get("annotator"):
+        lines.append(
+            f"- {stats.rationales['annotator']} samples had no accepted teacher rationale for their current answer"
+        )
     return lines
 
 
@@ -223,6 +254,10 @@ def card_markdown(stats: CardStats, changes: dict[str, int], previous: str | Non
         "",
         "Each dimension's `*_other` tag is a defect no other tag names; the annotator described it in words, "
         "kept in the `rationale` column.",
+        "",
+        "## Reasoning (the `rationale` column and the completion's <think>)",
+        "",
+        *_reasoning_lines(stats),
         "",
         "## Generation models",
         "",

@@ -41,6 +41,13 @@ def export_command(
         float, typer.Option(help="Consensus needs at least this agreement (else the source is left out).")
     ] = 0.5,
     min_annotators: MinAnnotatorsOpt = None,
+    rationale: Annotated[
+        str,
+        typer.Option(
+            help="Reference reasoning: 'annotator' (from the tags, with annotators' notes), 'template' (tags "
+            "only) or 'teacher' (validated rationales from `medgen cot`, where they explain the current answer)."
+        ),
+    ] = "annotator",
     row_group_rows: Annotated[int, typer.Option(help="Max rows per Parquet row group.")] = 100,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -61,6 +68,7 @@ def export_command(
                 "row_group_rows": row_group_rows,
                 "min_agreement": min_agreement,
                 "min_annotators": min_annotators,
+                "rationale": rationale,
                 **_ratios(split),
             }
         )

@@ -23,6 +23,12 @@ class ExportConfig(BaseModel):
         default="consensus",
         description="'consensus': annotators' majority labels; 'injected': the synthetic backend's ground truth.",
     )
+    rationale: Literal["template", "annotator", "teacher"] = Field(
+        default="annotator",
+        description="Reference reasoning: 'template' (from the tags), 'annotator' (the template with the "
+        "annotators' notes), 'teacher' (a teacher model's answer-driven rationale from `medgen cot`, where "
+        "there is one for the current answer; else 'annotator').",
+    )
     min_agreement: float = Field(
         default=0.5,
         ge=0.0,

@@ -35,6 +35,7 @@ from medgen.export.parquet import (
     dataset_features,
     sample_row,
 )
+from medgen.export.rationales import origin_of, teacher_rationales
 from medgen.export.samples import SampleError, assign_split, build_source_samples, load_labels
 from medgen.files import atomic_write_text
 from medgen.workspace.catalog import now
@@ -143,6 +144,7 @@ def export_dataset(
     """
     target = _check_new_version(workspace, config.version)
     labels = load_labels(workspace, config.labels, config.min_agreement, config.min_annotators)
+    teacher = teacher_rationales(workspace) if config.rationale == "teacher" else {}
     previous = _previous_export(workspace)
     workspace.exports_dir.mkdir(parents=True, exist_ok=True)
     for leftover in workspace.exports_dir.glob(".tmp-*"):
@@ -179,7 +181,13 @@ def export_dataset(
                     workspace.store.path(c.image_key) for c in sorted(candidates, key=lambda c: c.slot)
                 ]
                 samples = build_source_samples(
-                    source.id, [str(p) for p in paths], candidates, source_labels, config.version
+                    source.id,
+                    [str(p) for p in paths],
+                    candidates,
+                    source_labels,
+                    config.version,
+                    config.rationale,
+                    teacher,
                 )
                 try:
                     images = [clean_image_bytes(path) for path in paths]
@@ -196,6 +204,8 @@ def export_dataset(
                     writer.write(split, sample_row(sample, images), nbytes)
                     hashes[split][sample.id] = content_hash(sample, digests)
                     stats.add(split, sample, images)
+                    origin = origin_of(sample.id, sample.answer, config.rationale, teacher)
+                    stats.rationale(origin, teacher[sample.id].model if origin == "teacher" else None)
             if on_progress:
                 on_progress(stats.num_samples - samples_before)
         shards = writer.close()

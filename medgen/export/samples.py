@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from medgen.errors import MedgenError
 from medgen.export.config import SPLITS
+from medgen.export.rationales import RationaleSource, TeacherRationale, origin_of
 from schemas import AnnotatorAnswer, BenchmarkSample, Candidate, CandidateLabel
 from schemas.models import answer_letters, format_answer, sample_id
 from schemas.prompts import completion_messages, prompt_messages, question_text, rationale_text
@@ -121,6 +122,8 @@ def build_source_samples(
     candidates: Sequence[Candidate],
     labels: SourceLabels,
     dataset_version: str,
+    rationale: RationaleSource = "annotator",
+    teacher: dict[str, TeacherRationale] | None = None,
 ) -> list[BenchmarkSample]:
     """Every question one source makes, validated: one per defective dimension, plus ``overall``.
 
@@ -130,6 +133,8 @@ def build_source_samples(
         candidates: The source's four candidates (any order; slots 0-3).
         labels: One label per candidate, in letter order.
         dataset_version: Written into every sample.
+        rationale: Where the reference reasoning comes from (``medgen.export.rationales``).
+        teacher: Accepted teacher rationales by sample id (``rationale="teacher"``).
 
     Raises:
         SampleError: the source cannot make a valid sample (the message says why).
@@ -150,7 +155,12 @@ def build_source_samples(
         if not letters:
             continue
         answer = format_answer(letters)
-        rationale = rationale_text(labels.labels, dimension)
+        origin = origin_of(sample_id(source_id, dimension), answer, rationale, teacher or {})
+        reasoning = (
+            (teacher or {})[sample_id(source_id, dimension)].text
+            if origin == "teacher"
+            else rationale_text(labels.labels, dimension, notes=origin == "annotator")
+        )
         question = question_text(dimension)
         try:
             samples.append(
@@ -163,7 +173,7 @@ def build_source_samples(
                     answer=answer,
                     defects=[list(label.defects) for label in labels.labels],
                     acceptable=[label.acceptable for label in labels.labels],
-                    rationale=rationale,
+                    rationale=reasoning,
                     num_annotators=labels.num_annotators,
                     agreement=labels.agreement,
                     votes=[
@@ -173,7 +183,7 @@ def build_source_samples(
                     generation=generation,
                     dataset_version=dataset_version,
                     prompt=prompt_messages(question),
-                    completion=completion_messages(rationale, answer),
+                    completion=completion_messages(reasoning, answer),
                 )
             )
         except ValidationError as error:

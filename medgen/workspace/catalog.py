@@ -139,6 +139,23 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     );
     """,
+    # 5: rationales written for a question by someone other than the template (a teacher model, `medgen
+    # cot`), with the gold answer they explain; rejected ones keep their reason and no text.
+    """
+    CREATE TABLE rationales (
+        sample_id TEXT NOT NULL,
+        source_id TEXT NOT NULL REFERENCES sources(id),
+        dimension TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        model TEXT NOT NULL,
+        answer TEXT NOT NULL,
+        status TEXT NOT NULL,
+        text TEXT,
+        reason TEXT,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (sample_id, origin)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,1 @@
+"""Answer-driven chain of thought from a teacher model: `medgen cot`."""
