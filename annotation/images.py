@@ -42,12 +42,10 @@ def image_urls(connection: Connection, workspace: Workspace, keys: Sequence[str]
     """URL of each image store key as ``connection``'s server reads it (uploading what it lacks)."""
     if connection.document_root is not None:
         return {key: connection.image_url(workspace.store.path(key)) for key in keys}
+    rows = workspace.catalog.rows_in("SELECT server, image_key, url FROM ls_uploads WHERE image_key", keys)
     known = {
-        r["image_key"]: r["url"]
-        for r in workspace.catalog.query(
-            "SELECT image_key, url FROM ls_uploads WHERE server = ?", (connection.url,)
-        )
-    }
+        r["image_key"]: r["url"] for r in rows if r["server"] == connection.url
+    }  # this batch's keys only
     missing = sorted(set(keys) - set(known))
     if missing:
         project_id = _store_project(connection)

@@ -160,12 +160,14 @@ def store(workspace: Workspace, prefills: dict[str, Prefill]) -> None:
 
 
 def stored(workspace: Workspace, source_ids: list[str] | None = None) -> dict[str, Prefill]:
-    rows = workspace.catalog.query("SELECT source_id, model_version, score, labels FROM prefills")
-    wanted = None if source_ids is None else set(source_ids)
+    select = "SELECT source_id, model_version, score, labels FROM prefills"
+    rows = (
+        workspace.catalog.query(select)
+        if source_ids is None
+        else workspace.catalog.rows_in(f"{select} WHERE source_id", source_ids)  # a batch, not the table
+    )
     return {
-        r["source_id"]: Prefill(labels_from_json(r["labels"]), r["score"], r["model_version"])
-        for r in rows
-        if wanted is None or r["source_id"] in wanted
+        r["source_id"]: Prefill(labels_from_json(r["labels"]), r["score"], r["model_version"]) for r in rows
     }
 
 

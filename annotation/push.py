@@ -183,10 +183,14 @@ def ensure_project(
     return int(project.id), True
 
 
-def _image_keys(workspace: Workspace, source_id: str, candidates: list[Candidate]) -> list[str]:
-    source = workspace.catalog.source(source_id)
-    assert source is not None
-    return [source.image_key, *(c.image_key for c in candidates)]
+def _image_keys(
+    workspace: Workspace, source_id: str, candidates: list[Candidate], source_key: str | None = None
+) -> list[str]:
+    if source_key is None:
+        source = workspace.catalog.source(source_id)
+        assert source is not None
+        source_key = source.image_key
+    return [source_key, *(c.image_key for c in candidates)]
 
 
 def _task_payload(
@@ -196,8 +200,9 @@ def _task_payload(
     candidates: list[Candidate],
     prefill: Prefill | None,
     urls: dict[str, str] | None = None,
+    source_key: str | None = None,
 ) -> dict[str, object]:
-    keys = _image_keys(workspace, source_id, candidates)
+    keys = _image_keys(workspace, source_id, candidates, source_key)
     urls = urls if urls is not None else image_urls(connection, workspace, keys)
     data: dict[str, object] = {"source_id": source_id, SOURCE_KEY: urls[keys[0]]}
     for letter, key in zip(LETTERS, keys[1:], strict=True):
@@ -270,11 +275,15 @@ def import_batches(
     imported = 0
     for start in range(0, len(sources), config.batch_size):
         batch = sources[start : start + config.batch_size]
-        candidates = {s: workspace.catalog.candidates(s) for s in batch}
-        keys = [key for s in batch for key in _image_keys(workspace, s, candidates[s])]
+        candidates = workspace.catalog.candidates_by_source(batch)  # one query per batch, not per task
+        source_keys = {s: source.image_key for s, source in workspace.catalog.sources_by_id(batch).items()}
+        keys = [key for s in batch for key in _image_keys(workspace, s, candidates[s], source_keys[s])]
         urls = image_urls(queue, workspace, keys)
         prefills = stored(workspace, batch) if config.predictions else {}
-        payload = [_task_payload(queue, workspace, s, candidates[s], prefills.get(s), urls) for s in batch]
+        payload = [
+            _task_payload(queue, workspace, s, candidates[s], prefills.get(s), urls, source_keys[s])
+            for s in batch
+        ]
         for task in payload:  # e.g. the annotators' answers, shown to the adjudicator
             task["data"].update((extra or {}).get(str(task["data"]["source_id"]), {}))  # type: ignore[union-attr]
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -159,6 +159,7 @@ MIGRATIONS: list[str] = [
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+IN_CHUNK = 500  # values per ``IN (...)`` query
 
 
 def now() -> str:
@@ -242,6 +243,10 @@ class Catalog:
     def sources(self) -> list[SourceImage]:
         return [_source(row) for row in self.query("SELECT * FROM sources ORDER BY added_at, id")]
 
+    def sources_by_id(self, ids: Sequence[str]) -> dict[str, SourceImage]:
+        """The sources with these ids, in one query per 500 (not one per source)."""
+        return {row["id"]: _source(row) for row in self.rows_in("SELECT * FROM sources WHERE id", ids)}
+
     # candidates --------------------------------------------------------------------------------
 
     def add_candidates(self, candidates: list[Candidate], run_id: str | None = None) -> int:
@@ -273,6 +278,25 @@ class Catalog:
         else:
             rows = self.query("SELECT * FROM candidates WHERE source_id = ? ORDER BY slot", (source_id,))
         return [_candidate(row) for row in rows]
+
+    def candidates_by_source(self, source_ids: Sequence[str]) -> dict[str, list[Candidate]]:
+        """Each of these sources' candidates in slot order (empty list: none), one query per 500 sources."""
+        found: dict[str, list[Candidate]] = {source_id: [] for source_id in source_ids}
+        rows = self.rows_in(
+            "SELECT * FROM candidates WHERE source_id", source_ids, "ORDER BY source_id, slot"
+        )
+        for row in rows:
+            found[row["source_id"]].append(_candidate(row))
+        return found
+
+    def rows_in(self, select: str, values: Sequence[str], order: str = "") -> list[sqlite3.Row]:
+        """``select`` + `` IN (...)`` over ``values``, in chunks that stay under SQLite's variable limit."""
+        rows: list[sqlite3.Row] = []
+        unique = list(dict.fromkeys(values))
+        for start in range(0, len(unique), IN_CHUNK):
+            chunk = unique[start : start + IN_CHUNK]
+            rows += self.query(f"{select} IN ({', '.join('?' * len(chunk))}) {order}", tuple(chunk))
+        return rows
 
     def candidate_slots(self) -> dict[str, set[int]]:
         """Slots already filled, per source."""
