@@ -291,7 +291,16 @@ def pull(
 
     with open_workspace(workspace) as ws:
         connection = None if export_file else _connect(ws, url, document_root)
-        report = pull_annotations(ws, connection, export_file)
+        with progress() as bar:
+            task = bar.add_task("pulling", total=None, unit="annotations")
+            report = pull_annotations(
+                ws,
+                connection,
+                export_file,
+                on_project=lambda name: bar.update(task, description=f"pulling {name}"),
+                on_start=lambda total: bar.update(task, total=total),
+                on_progress=lambda n: bar.advance(task, n),
+            )
     for note in report.notes:
         console.print(f"[yellow]note[/]: {note}", highlight=False)
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(report.statuses.items())) or "none"

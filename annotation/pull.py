@@ -3,6 +3,11 @@
 Idempotent by annotation id: an annotation seen before is stored again only when Label Studio
 updated it. Every annotation gets a status (``annotation.validation``); those that are not valid
 are listed with their reasons in ``reports/annotation_pull.json`` and kept out of consensus.
+
+Streamed: a project's annotations are read from Label Studio's database a chunk at a time (ordered by
+task, a task never split) and each chunk is validated and committed on its own, so memory stays flat
+with the project's size and a pull killed at any point keeps what it committed; the rerun finds those
+annotations unchanged and goes on.
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ import json
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,9 +101,11 @@ DB_COLUMNS = {
 # it must still be found (else a pulled annotation would look deleted).
 SELECT = (
     "SELECT c.id, c.task_id, t.project_id, c.result, c.was_cancelled, c.lead_time, c.created_at, c.updated_at, "
-    "c.completed_by_id FROM task_completion c JOIN task t ON t.id = c.task_id WHERE t.project_id = {} ORDER BY c.id"
+    "c.completed_by_id FROM task_completion c JOIN task t ON t.id = c.task_id WHERE t.project_id = {} ORDER BY c.task_id, c.id"
 )
+COUNT = "SELECT COUNT(*) FROM task_completion c JOIN task t ON t.id = c.task_id WHERE t.project_id = {}"
 DB_TIMEOUT_S = 30.0  # how long a read waits for a lock Label Studio holds
+CHUNK = 2000  # annotations validated and committed per transaction
 
 Database = Path | str
 """Label Studio's own database: the SQLite file, or the PostgreSQL URL (from the credentials file)."""
@@ -152,29 +159,84 @@ def fetch_project_db(database: Database, project_id: int) -> list[RawAnnotation]
     Raises:
         DatabaseUnavailable: the database is locked, mid-journal or unreachable (the caller uses the API).
     """
+    return [raw for chunk in iter_project_db(database, project_id) for raw in chunk]
+
+
+def count_project_db(database: Database, project_id: int) -> int:
+    """How many annotations one project holds in Label Studio's database (for the progress bar)."""
     try:
         if isinstance(database, Path):
             with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=DB_TIMEOUT_S)) as conn:
-                rows = conn.execute(SELECT.format("?"), (project_id,)).fetchall()
-        else:
-            with connect_database(database, read_only=True) as conn:
-                rows = conn.execute(SELECT.format("%s"), (project_id,)).fetchall()
+                return int(conn.execute(COUNT.format("?"), (project_id,)).fetchone()[0])
+        with connect_database(database, read_only=True) as conn:
+            return int(conn.execute(COUNT.format("%s"), (project_id,)).fetchone()[0])
     except Exception as error:  # sqlite3.Error, psycopg.Error
         raise DatabaseUnavailable(_one_line(error)) from None
-    return [
-        RawAnnotation(
-            id=int(row[0]),
-            task_id=int(row[1]),
-            project_id=int(row[2]),
-            result=list((json.loads(row[3]) if isinstance(row[3], str) else row[3]) or []),
-            cancelled=bool(row[4]),
-            lead_time=row[5],
-            created_at=canonical_time(row[6]),
-            updated_at=canonical_time(row[7]),
-            completed_by=int(row[8]) if row[8] is not None else None,
-        )
-        for row in rows
-    ]
+
+
+def iter_project_db(
+    database: Database, project_id: int, chunk: int | None = None
+) -> Iterator[list[RawAnnotation]]:
+    """One project's annotations a chunk at a time, ordered by task; a task's annotations stay together.
+
+    Raises:
+        DatabaseUnavailable: the database cannot be read (before the first chunk, or midway).
+    """
+    try:
+        with ExitStack() as stack:
+            if isinstance(database, Path):
+                conn = stack.enter_context(
+                    closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=DB_TIMEOUT_S))
+                )
+                cursor = conn.execute(SELECT.format("?"), (project_id,))
+            else:
+                conn = stack.enter_context(connect_database(database, read_only=True))
+                cursor = conn.cursor(name="medgen_pull")  # server-side: rows arrive as they are fetched
+                cursor.execute(SELECT.format("%s"), (project_id,))
+            pending: list[RawAnnotation] = []
+            while rows := cursor.fetchmany(chunk or CHUNK):
+                pending += [_raw(row) for row in rows]
+                last_task = pending[-1].task_id
+                cut = (
+                    next((i for i in range(len(pending) - 1, -1, -1) if pending[i].task_id != last_task), -1)
+                    + 1
+                )
+                if cut:
+                    yield pending[:cut]
+                    pending = pending[cut:]
+            if pending:
+                yield pending
+    except DatabaseUnavailable:
+        raise
+    except Exception as error:  # sqlite3.Error, psycopg.Error
+        raise DatabaseUnavailable(_one_line(error)) from None
+
+
+def _raw(row: Any) -> RawAnnotation:
+    return RawAnnotation(
+        id=int(row[0]),
+        task_id=int(row[1]),
+        project_id=int(row[2]),
+        result=list((json.loads(row[3]) if isinstance(row[3], str) else row[3]) or []),
+        cancelled=bool(row[4]),
+        lead_time=row[5],
+        created_at=canonical_time(row[6]),
+        updated_at=canonical_time(row[7]),
+        completed_by=int(row[8]) if row[8] is not None else None,
+    )
+
+
+def by_task_chunks(raws: list[RawAnnotation], chunk: int | None = None) -> Iterator[list[RawAnnotation]]:
+    """``raws`` (an export download or file) in chunks ordered by task, a task never split."""
+    chunk = chunk or CHUNK
+    ordered = sorted(raws, key=lambda raw: (raw.task_id, raw.id))
+    start = 0
+    while start < len(ordered):
+        end = min(start + chunk, len(ordered))
+        while end < len(ordered) and ordered[end].task_id == ordered[end - 1].task_id:
+            end += 1
+        yield ordered[start:end]
+        start = end
 
 
 class DatabaseUnavailable(Exception):
@@ -195,29 +257,59 @@ def pull(
     connection: Connection | None = None,
     export_files: list[Path] | None = None,
     on_project: Callable[[str], None] | None = None,
+    on_start: Callable[[int | None], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> PullReport:
-    """Pull every project this workspace pushed (and/or the given export files) into the catalog."""
-    raws: list[RawAnnotation] = []
+    """Pull every project this workspace pushed (and/or the given export files) into the catalog, in chunks.
+
+    ``on_start(total)``: annotations to read when Label Studio's database tells (else None);
+    ``on_progress(n)`` after each committed chunk.
+    """
+    store = _Store(workspace)
+    files: list[RawAnnotation] = []
     for path in export_files or []:
-        raws.extend(read_export_file(path))
-    complete: list[int] = []
+        files.extend(read_export_file(path))
     notes: list[str] = []
+    projects = []
+    database = None
     if connection is not None:
         database = _unless_unavailable(functools.partial(local_database, workspace, connection), notes)
-        for row in workspace.catalog.query(
+        projects = workspace.catalog.query(
             "SELECT ls_project_id, annotator FROM ls_projects ORDER BY ls_project_id"
-        ):
-            if on_project is not None:
-                on_project(row["annotator"])
-            project_id = int(row["ls_project_id"])
-            read = functools.partial(fetch_project_db, database, project_id) if database else None
-            fetched = _unless_unavailable(read, notes) if read else None
-            if fetched is None:  # the API answers, for this project and (once the database failed) the rest
-                database = None
-                fetched = fetch_project(connection.queue(row["annotator"]), project_id)
-            raws.extend(fetched)
-            complete.append(project_id)
-    report = store_annotations(workspace, raws, complete_projects=complete)
+        )
+    if on_start is not None:
+        counted: int | None = None
+        if database:
+            with contextlib.suppress(DatabaseUnavailable):  # the bar has no total then; reading tries anyway
+                counted = sum(count_project_db(database, int(r["ls_project_id"])) for r in projects)
+        on_start(None if counted is None and projects else (counted or 0) + len(files))
+    for chunk in by_task_chunks(files):
+        store.add(chunk)
+        if on_progress:
+            on_progress(len(chunk))
+    for row in projects:
+        if on_project is not None:
+            on_project(row["annotator"])
+        project_id = int(row["ls_project_id"])
+        read = False
+        if database:
+            try:
+                for chunk in iter_project_db(database, project_id):
+                    store.add(chunk)
+                    read = True
+                    if on_progress:
+                        on_progress(len(chunk))
+            except DatabaseUnavailable as error:
+                notes.append(f"Label Studio's database could not be read ({error}); used the export API")
+                database = None  # the API answers, for this project (from the start: storing is idempotent) and the rest
+                read = False
+        if not read and not database:
+            for chunk in by_task_chunks(fetch_project(connection.queue(row["annotator"]), project_id)):  # type: ignore[union-attr]
+                store.add(chunk)
+                if on_progress:
+                    on_progress(len(chunk))
+        store.complete(project_id)
+    report = store.finish()
     report.notes = notes
     return report
 
@@ -266,98 +358,124 @@ def _attribution(
     return found
 
 
+class _Store:
+    """Validates and upserts annotations chunk by chunk, one transaction each; finishes with the report.
+
+    Each annotation is credited to the Label Studio user who made it: one made in a queue by anyone
+    but its annotator is ``foreign``, and an earlier one by the same person on the same task is
+    ``duplicate``; both are reported, neither is used. Chunks never split a task, so both checks see
+    all of a task's annotations.
+    """
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.report = PullReport()
+        accounts = workspace.catalog.query("SELECT name, email, ls_user_id FROM ls_accounts")
+        self.owners = {r["name"]: int(r["ls_user_id"]) for r in accounts}
+        self.emails = {int(r["ls_user_id"]): r["email"] for r in accounts}
+        conn = workspace.catalog.conn
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS pulled_now (id INTEGER PRIMARY KEY)")  # seen this pull
+        conn.execute("DELETE FROM pulled_now")
+
+    def add(self, raws: list[RawAnnotation]) -> None:
+        catalog, report = self.workspace.catalog, self.report
+        unique = list({raw.id: raw for raw in raws}.values())  # a file and the server may both hold one
+        tasks = {
+            int(r["ls_task_id"]): r
+            for r in catalog.rows_in(
+                "SELECT t.ls_task_id, t.ls_project_id, t.source_id, p.annotator FROM tasks t "
+                "JOIN ls_projects p ON p.ls_project_id = t.ls_project_id WHERE t.ls_task_id",
+                [raw.task_id for raw in unique],
+            )
+        }
+        seen = {
+            int(r["ls_annotation_id"]): (r["updated_at"], r["status"])
+            for r in catalog.rows_in(
+                "SELECT ls_annotation_id, updated_at, status FROM annotations WHERE ls_annotation_id",
+                [raw.id for raw in unique],
+            )
+        }
+        overruled = _attribution(unique, tasks, self.owners, self.emails)
+        rows = []
+        for raw in unique:
+            task = tasks.get(raw.task_id)
+            if task is None:
+                report.unknown_tasks.append(raw.task_id)
+                continue
+            checked = check(raw)
+            if checked.status == VALID and raw.id in overruled:
+                status, reason = overruled[raw.id]
+                checked = Checked(status, [reason])
+            if raw.id in seen and seen[raw.id] == (raw.updated_at, checked.status):
+                report.unchanged += 1
+                continue
+            report.statuses[checked.status] += 1
+            if raw.id in seen:
+                report.updated += 1
+            else:
+                report.new += 1
+            rows.append(
+                (
+                    raw.id,
+                    raw.task_id,
+                    int(task["ls_project_id"]),
+                    task["annotator"],
+                    task["source_id"],
+                    checked.status,
+                    json.dumps(checked.reasons),
+                    labels_to_json(checked.labels) if checked.labels is not None else None,
+                    raw.lead_time,
+                    raw.created_at,
+                    raw.updated_at,
+                    now(),
+                    raw.completed_by,
+                )
+            )
+        with catalog.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO annotations (ls_annotation_id, ls_task_id, ls_project_id, annotator, "
+                "source_id, status, reasons, labels, lead_time_s, created_at, updated_at, pulled_at, completed_by) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            conn.executemany("INSERT OR IGNORE INTO pulled_now VALUES (?)", [(raw.id,) for raw in unique])
+
+    def complete(self, project_id: int) -> None:
+        """Every annotation of ``project_id`` was added: a counted one not seen now was deleted in Label Studio."""
+        with self.workspace.catalog.transaction() as conn:
+            # Only a counted annotation can turn 'deleted'; one already kept out keeps its reasons.
+            cursor = conn.execute(
+                "UPDATE annotations SET status = ?, reasons = ?, labels = NULL, pulled_at = ? "
+                "WHERE ls_project_id = ? AND status = ? AND ls_annotation_id NOT IN (SELECT id FROM pulled_now)",
+                (
+                    DELETED,
+                    json.dumps(["deleted in Label Studio after an earlier pull"]),
+                    now(),
+                    project_id,
+                    VALID,
+                ),
+            )
+            self.report.deleted += cursor.rowcount
+
+    def finish(self) -> PullReport:
+        self.report.report_path = write_report(self.workspace, self.report)
+        return self.report
+
+
 def store_annotations(
     workspace: Workspace, raws: list[RawAnnotation], complete_projects: list[int] | None = None
 ) -> PullReport:
-    """Validate and upsert annotations (by id); write the report of every annotation that is not valid.
+    """Validate and upsert ``raws`` (by id) in chunks; write the report of every annotation that is not valid.
 
     ``complete_projects``: projects whose every annotation is in ``raws``; a stored annotation of
     theirs that is missing now was deleted in Label Studio and is marked ``deleted`` (kept, not used).
-    Each annotation is credited to the Label Studio user who made it: one made in a queue by anyone
-    but its annotator is ``foreign``, and an earlier one by the same person on the same task is
-    ``duplicate``; both are reported, neither is used.
     """
-    catalog = workspace.catalog
-    tasks = {
-        int(r["ls_task_id"]): r
-        for r in catalog.query(
-            "SELECT t.ls_task_id, t.ls_project_id, t.source_id, p.annotator FROM tasks t "
-            "JOIN ls_projects p ON p.ls_project_id = t.ls_project_id"
-        )
-    }
-    accounts = catalog.query("SELECT name, email, ls_user_id FROM ls_accounts")
-    owners = {r["name"]: int(r["ls_user_id"]) for r in accounts}
-    emails = {int(r["ls_user_id"]): r["email"] for r in accounts}
-    seen = {
-        int(r["ls_annotation_id"]): (r["updated_at"], r["status"])
-        for r in catalog.query("SELECT ls_annotation_id, updated_at, status FROM annotations")
-    }
-    unique = list({raw.id: raw for raw in raws}.values())  # a file and the server may both hold one
-    overruled = _attribution(unique, tasks, owners, emails)
-    report = PullReport()
-    rows = []
-    for raw in unique:
-        task = tasks.get(raw.task_id)
-        if task is None:
-            report.unknown_tasks.append(raw.task_id)
-            continue
-        checked = check(raw)
-        if checked.status == VALID and raw.id in overruled:
-            status, reason = overruled[raw.id]
-            checked = Checked(status, [reason])
-        if raw.id in seen and seen[raw.id] == (raw.updated_at, checked.status):
-            report.unchanged += 1
-            continue
-        report.statuses[checked.status] += 1
-        if raw.id in seen:
-            report.updated += 1
-        else:
-            report.new += 1
-        rows.append(
-            (
-                raw.id,
-                raw.task_id,
-                int(task["ls_project_id"]),
-                task["annotator"],
-                task["source_id"],
-                checked.status,
-                json.dumps(checked.reasons),
-                labels_to_json(checked.labels) if checked.labels is not None else None,
-                raw.lead_time,
-                raw.created_at,
-                raw.updated_at,
-                now(),
-                raw.completed_by,
-            )
-        )
-    present = {raw.id for raw in raws}
-    gone = [
-        int(r["ls_annotation_id"])
-        for project_id in complete_projects or []
-        for r in catalog.query(
-            # Only a counted annotation can turn 'deleted'; one already kept out keeps its reasons.
-            "SELECT ls_annotation_id FROM annotations WHERE ls_project_id = ? AND status = ?",
-            (project_id, VALID),
-        )
-        if int(r["ls_annotation_id"]) not in present
-    ]
-    report.deleted = len(gone)
-    with catalog.transaction() as conn:
-        conn.executemany(
-            "INSERT OR REPLACE INTO annotations (ls_annotation_id, ls_task_id, ls_project_id, annotator, source_id, "
-            "status, reasons, labels, lead_time_s, created_at, updated_at, pulled_at, completed_by) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        conn.executemany(
-            "UPDATE annotations SET status = ?, reasons = ?, labels = NULL, pulled_at = ? WHERE ls_annotation_id = ?",
-            [
-                (DELETED, json.dumps(["deleted in Label Studio after an earlier pull"]), now(), i)
-                for i in gone
-            ],
-        )
-    report.report_path = write_report(workspace, report)
-    return report
+    store = _Store(workspace)
+    for chunk in by_task_chunks(raws):
+        store.add(chunk)
+    for project_id in complete_projects or []:
+        store.complete(project_id)
+    return store.finish()
 
 
 def write_report(workspace: Workspace, report: PullReport) -> Path:

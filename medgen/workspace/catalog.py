@@ -289,7 +289,7 @@ class Catalog:
             found[row["source_id"]].append(_candidate(row))
         return found
 
-    def rows_in(self, select: str, values: Sequence[str], order: str = "") -> list[sqlite3.Row]:
+    def rows_in(self, select: str, values: Sequence[Any], order: str = "") -> list[sqlite3.Row]:
         """``select`` + `` IN (...)`` over ``values``, in chunks that stay under SQLite's variable limit."""
         rows: list[sqlite3.Row] = []
         unique = list(dict.fromkeys(values))

@@ -329,3 +329,34 @@ def test_every_export_shape_parses_to_the_same_annotations(ls_workspace, connect
     assert (
         result.exit_code == 0 and "acceptable" in result.output and "consensus 2 source(s)" in result.output
     )
+
+
+def test_a_pull_killed_midway_keeps_its_committed_chunks_and_the_rerun_goes_on(
+    ls_workspace, connection, ls_server, ls_root
+):
+    import os
+    import subprocess
+    import sys
+
+    ws = ls_workspace
+    add_sources(ws, 6)
+    push(ws, connection, PushConfig(annotators=["solo"]))
+    simulate_annotators(ws, connection, noise=0.0)
+    script = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from annotation import pull as p\n"
+        "from annotation.client import connect\n"
+        "from medgen.workspace import open_workspace\n"
+        "p.CHUNK = 2\n"
+        "ws = open_workspace(Path(sys.argv[1]))\n"
+        "connection = connect(ws, url=sys.argv[2], document_root=Path(sys.argv[3]))\n"
+        "p.pull(ws, connection, on_progress=lambda n: os.kill(os.getpid(), signal.SIGKILL))\n"
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", script, str(ws.root), ls_server[0], str(ls_root)], env=dict(os.environ)
+    )
+    assert killed.returncode == -9  # kill -9 right after its first chunk of two annotations committed
+    assert ws.catalog.count("annotations") == 2
+    resumed = pull(ws, connection)
+    assert (resumed.new, resumed.unchanged) == (4, 2) and ws.catalog.count("annotations") == 6
