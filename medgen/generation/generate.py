@@ -24,12 +24,12 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from PIL import Image
 from pydantic import BaseModel
@@ -70,14 +70,23 @@ def _merged_marker(manifest: Path) -> Path:
     return manifest.with_suffix(".merged")
 
 
+MERGE_CHUNK = 2000  # candidate rows per catalog transaction when merging a manifest
+
+
+def manifest_entries(path: Path) -> Iterator[dict[str, Any]]:
+    """One manifest's entries, line by line; a torn last line (crash) is skipped."""
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
 def read_manifest(path: Path) -> tuple[list[Candidate], list[dict[str, str]], set[str]]:
-    """Candidates, failures and pending keys of one manifest; a torn last line (crash) is skipped."""
+    """Candidates, failures and pending keys of one manifest (all in memory: tests and small runs)."""
     candidates, failures, pending = [], [], set()
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for entry in manifest_entries(path):
         if entry["kind"] == "candidate":
             candidates.append(Candidate.model_validate(entry["candidate"]))
         elif entry["kind"] == "failure":
@@ -88,12 +97,23 @@ def read_manifest(path: Path) -> tuple[list[Candidate], list[dict[str, str]], se
 
 
 def merge_manifest(workspace: Workspace, path: Path) -> tuple[int, list[dict[str, str]]]:
-    """Insert one manifest's candidates (those whose file exists) and failures; idempotent. Returns (rows added, failures)."""
+    """Insert one manifest's candidates (those whose file exists) and failures; idempotent. Returns (rows added, failures).
+
+    Streamed: ``MERGE_CHUNK`` candidates per transaction, so memory does not grow with the run's size.
+    """
     run_id = path.parent.name
-    candidates, failures, _ = read_manifest(path)
-    added = workspace.catalog.add_candidates(
-        [c for c in candidates if workspace.store.exists(c.image_key)], run_id
-    )
+    added, failures, chunk = 0, [], []
+    for entry in manifest_entries(path):
+        if entry["kind"] == "failure":
+            failures.append(entry)
+        elif entry["kind"] == "candidate":
+            candidate = Candidate.model_validate(entry["candidate"])
+            if workspace.store.exists(candidate.image_key):
+                chunk.append(candidate)
+            if len(chunk) >= MERGE_CHUNK:
+                added += workspace.catalog.add_candidates(chunk, run_id)
+                chunk = []
+    added += workspace.catalog.add_candidates(chunk, run_id)
     with workspace.catalog.transaction() as conn:
         for failure in failures:
             conn.execute(
@@ -133,7 +153,7 @@ def recover_interrupted(workspace: Workspace) -> tuple[int, int]:
     recovered, pending = 0, set()
     for path in leftovers:
         recovered += merge_manifest(workspace, path)[0]
-        pending |= read_manifest(path)[2]
+        pending |= {entry["key"] for entry in manifest_entries(path) if entry["kind"] == "pending"}
     referenced = workspace.catalog.referenced_keys()
     removed = 0
     for key in sorted(pending - referenced):
@@ -235,9 +255,12 @@ class GenerationReport:
         }
 
 
-def resolve_sources(sources: list[SourceImage], wanted: list[str]) -> list[SourceImage]:
-    """Sources named by id, unique id prefix (>= 6 characters) or original file name."""
-    chosen: dict[str, SourceImage] = {}
+def resolve_sources(sources: Sequence[Any], wanted: list[str]) -> list[str]:
+    """Ids of the sources named by id, unique id prefix (>= 6 characters) or original file name.
+
+    ``sources``: anything with ``id`` and ``original_name`` (``SourceImage``, or the catalog's rows).
+    """
+    chosen: set[str] = set()
     for name in wanted:
         matches = [s for s in sources if s.id == name or s.original_name == name]
         if not matches and len(name) >= 6:
@@ -248,8 +271,13 @@ def resolve_sources(sources: list[SourceImage], wanted: list[str]) -> list[Sourc
             )
         if len({s.id for s in matches}) > 1:
             raise MedgenError(f"--sources: {name!r} matches {len(matches)} sources: give more of the id")
-        chosen[matches[0].id] = matches[0]
-    return [chosen[key] for key in sorted(chosen)]
+        chosen.add(matches[0].id)
+    return sorted(chosen)
+
+
+class _Named(NamedTuple):
+    id: str
+    original_name: str
 
 
 def plan(
@@ -257,20 +285,36 @@ def plan(
     candidates: int = NUM_CANDIDATES,
     source_ids: list[str] | None = None,
     limit: int | None = None,
-) -> list[tuple[SourceImage, list[int]]]:
-    """Every source (sorted by id) with its missing slots; the same answer on every rank."""
+) -> list[tuple[str, list[int]]]:
+    """Every source id (sorted) with its missing slots; the same answer on every rank.
+
+    Ids and slots only, computed in SQL: the plan of 100k sources is a few MB, not 100k models.
+    """
     if not 1 <= candidates <= NUM_CANDIDATES:
         raise MedgenError(f"--candidates must be between 1 and {NUM_CANDIDATES}, got {candidates}")
     if limit is not None and limit < 1:
         raise MedgenError(f"--limit must be at least 1, got {limit}")
-    sources = sorted(workspace.catalog.sources(), key=lambda s: s.id)
-    if not sources:
+    if not workspace.catalog.count("sources"):
         raise MedgenError("the workspace has no sources yet: add photos with `medgen sources add PATH...`")
+    wanted: set[str] | None = None
     if source_ids:
-        sources = resolve_sources(sources, source_ids)
-    filled = workspace.catalog.candidate_slots()
-    todo = [(s, [slot for slot in range(candidates) if slot not in filled.get(s.id, set())]) for s in sources]
-    todo = [(s, slots) for s, slots in todo if slots]
+        named = [
+            _Named(r["id"], r["original_name"])
+            for r in workspace.catalog.query("SELECT id, original_name FROM sources")
+        ]
+        wanted = set(resolve_sources(named, source_ids))
+    rows = workspace.catalog.query(
+        "SELECT s.id, group_concat(c.slot) AS filled FROM sources s "
+        "LEFT JOIN candidates c ON c.source_id = s.id AND c.slot < ? "
+        "GROUP BY s.id HAVING COUNT(c.slot) < ? ORDER BY s.id",
+        (candidates, candidates),
+    )
+    todo = []
+    for row in rows:
+        if wanted is not None and row["id"] not in wanted:
+            continue
+        filled = {int(slot) for slot in (row["filled"] or "").split(",") if slot}
+        todo.append((row["id"], [slot for slot in range(candidates) if slot not in filled]))
     return todo[:limit] if limit is not None else todo
 
 
@@ -278,16 +322,26 @@ def plan(
 
 
 def _requests(
-    workspace: Workspace, shard: list[tuple[SourceImage, list[int]]], base_seed: int, batch_size: int
+    workspace: Workspace, shard: list[tuple[str, list[int]]], base_seed: int, batch_size: int
 ) -> Iterator[list[GenerationRequest]]:
     """Batches of requests; each source's pixels are decoded on a thread while the one before is generated."""
     batch: list[GenerationRequest] = []
+
+    def sources(start: int) -> list[SourceImage]:  # the shard's sources, read 256 at a time
+        ids = [source_id for source_id, _ in shard[start : start + 256]]
+        found = workspace.catalog.sources_by_id(ids)
+        return [found[source_id] for source_id in ids]
+
+    window = sources(0)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medgen-load") as loader:
-        loading = [loader.submit(load_source_pixels, workspace, source) for source, _ in shard[:1]]
-        for i, (source, slots) in enumerate(shard):
+        loading = [loader.submit(load_source_pixels, workspace, source) for source in window[:1]]
+        for i, (_, slots) in enumerate(shard):
+            source = window[i % 256]
+            if (i + 1) % 256 == 0 and i + 1 < len(shard):
+                window = sources(i + 1)
             image, mask = loading.pop().result()
             if i + 1 < len(shard):  # one source ahead: memory stays at two sources
-                loading.append(loader.submit(load_source_pixels, workspace, shard[i + 1][0]))
+                loading.append(loader.submit(load_source_pixels, workspace, window[(i + 1) % 256]))
             yield from _source_batches(source, image, mask, slots, base_seed, batch_size, batch)
     if batch:
         yield batch

@@ -435,3 +435,21 @@ def test_gpu_real_checkpoint(workspace, photos_dir, tiny_inpaint):
         original = np.asarray(workspace.store.open(source.image_key).convert("RGB"))
         assert np.array_equal(np.asarray(workspace.store.open(candidate.image_key))[mask], original[mask])
         assert json.loads(candidate.provenance.extra)["dtype"] == "float16"
+
+
+def test_requests_follow_the_plan_across_source_windows(workspace) -> None:
+    """Sources are read from the catalog 256 at a time: every planned source and slot, in plan order."""
+    from medgen.generation.generate import _requests, plan
+    from tests.annotation.conftest import add_sources
+
+    add_sources(workspace, 600)
+    with workspace.catalog.transaction() as conn:  # leave some slots missing, unevenly
+        conn.execute("DELETE FROM candidates WHERE slot >= 2 AND rowid % 3 = 0")
+        conn.execute(
+            "DELETE FROM candidates WHERE source_id IN (SELECT id FROM sources ORDER BY id LIMIT 300)"
+        )
+    todo = plan(workspace)
+    assert len(todo) > 300 and all(slots for _, slots in todo)
+    made = [(r.source.id, r.slot) for batch in _requests(workspace, todo, 0, 4) for r in batch]
+    assert made == [(source_id, slot) for source_id, slots in todo for slot in slots]
+    assert all(r.image.size == (24, 24) for r in next(iter(_requests(workspace, todo[-3:], 0, 4))))
