@@ -7,7 +7,7 @@ from the annotators' consensus or from the synthetic backend's injected defects 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -35,11 +35,43 @@ class SourceLabels:
     votes: dict[str, tuple[CandidateLabel, ...]] = field(default_factory=dict)  # annotator -> their labels
 
 
+class InjectedLabels(Mapping[str, SourceLabels]):
+    """Injected ground truth, computed from a source's candidates when asked (not held for every source).
+
+    An export streams sources one by one; holding 4 labels of every source of a 100k-source workspace
+    at once would make its memory grow with the workspace. A source that cannot have labels is left out
+    (``get`` gives None) and its reason is kept in ``missing``.
+    """
+
+    def __init__(self, workspace: Workspace, missing: dict[str, str]):
+        self.workspace = workspace
+        self.missing = missing
+
+    def __getitem__(self, source_id: str) -> SourceLabels:
+        candidates = self.workspace.catalog.candidates(source_id)
+        if not candidates:
+            raise KeyError(source_id)
+        try:
+            return injected_labels(candidates)
+        except (SampleError, ValidationError) as error:
+            self.missing[source_id] = _reason(error)
+            raise KeyError(source_id) from None
+
+    def __iter__(self) -> Iterator[str]:
+        rows = self.workspace.catalog.query("SELECT DISTINCT source_id FROM candidates ORDER BY source_id")
+        return (row["source_id"] for row in rows)
+
+    def __len__(self) -> int:
+        return int(
+            self.workspace.catalog.query("SELECT COUNT(DISTINCT source_id) AS n FROM candidates")[0]["n"]
+        )
+
+
 @dataclass
 class LabelSet:
     """Labels per source, sources that have none (with the reason), and where the labels came from."""
 
-    items: dict[str, SourceLabels]
+    items: Mapping[str, SourceLabels]
     missing: dict[str, str] = field(default_factory=dict)
     simulated: bool = False
     origin: str = "consensus"
@@ -65,17 +97,8 @@ def load_labels(
 ) -> LabelSet:
     """Labels for every labelled source of the workspace, from consensus annotations or injected defects."""
     if origin == "injected":
-        items: dict[str, SourceLabels] = {}
         missing: dict[str, str] = {}
-        by_source: dict[str, list[Candidate]] = {}
-        for candidate in workspace.catalog.candidates():
-            by_source.setdefault(candidate.source_id, []).append(candidate)
-        for source_id, candidates in by_source.items():
-            try:
-                items[source_id] = injected_labels(candidates)
-            except (SampleError, ValidationError) as error:
-                missing[source_id] = _reason(error)
-        return LabelSet(items=items, missing=missing, origin="injected")
+        return LabelSet(items=InjectedLabels(workspace, missing), missing=missing, origin="injected")
     try:
         from annotation.agreement import krippendorff_alpha
         from annotation.consensus import consensus_labels
