@@ -500,16 +500,23 @@ def test_hard_case_mining_drops_flat_groups_and_refills_the_batch(
 
     monkeypatch.setattr(Qwen2_5_VLForConditionalGeneration, "generate", generate)
     batches: list[dict] = []
+    trainers: list = []
     original = hard_cases.HardCaseGRPOTrainer._generate_and_score_completions
 
     def spy(self, inputs):
+        trainers.append(self)
         output = original(self, inputs)
         batches.append({key: value for key, value in output.items()})
         return output
 
     monkeypatch.setattr(hard_cases.HardCaseGRPOTrainer, "_generate_and_score_completions", spy)
     output = tmp_path / "grpo"
-    settings = ["hard_cases=true", "hard_cases_max_refills=3", "per_device_train_batch_size=8"]
+    settings = [
+        "hard_cases=true",
+        "hard_cases_max_refills=3",
+        "hard_cases_oversample=4",
+        "per_device_train_batch_size=8",
+    ]
     dataset = _every_answer_is_a(tmp_path)
     result = run_cli(
         runner, "grpo", "--recipe", "tiny", "--dataset", str(dataset),
@@ -544,3 +551,18 @@ def test_hard_case_mining_drops_flat_groups_and_refills_the_batch(
     assert difficulty and all(difficulty[i] == 0.0 for i, d in rows if d in easy and i in difficulty)
     assert all(difficulty[i] > 0.5 for i, d in rows if d == hard and i in difficulty)
     assert changed(weights(sft_run), weights(output))  # the varying groups moved the policy
+
+    # The next epochs draw from what this run recorded: hard prompts come back about 1 + 4 x d times as often.
+    from collections import Counter
+
+    trainer = trainers[0]
+    sampler = trainer._get_train_sampler()
+    assert sampler.difficulty is trainer.difficulty
+    ids = [str(i) for i in trainer.train_dataset["id"]]
+    dimension_of = dict(rows)
+    drawn = Counter()
+    for _ in range(200):
+        drawn.update(dimension_of[ids[i]] for i in list(sampler)[:: sampler.mini_repeat_count])
+    assert [i for i, d in rows if d in easy and i in difficulty]  # some easy prompts were measured (d = 0)
+    per_easy = sum(drawn[d] for d in easy) / sum(d in easy for _, d in rows)
+    assert drawn[hard] / sum(d == hard for _, d in rows) > 1.5 * per_easy
