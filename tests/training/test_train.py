@@ -477,6 +477,7 @@ def test_hard_case_mining_drops_flat_groups_and_refills_the_batch(
     import torch
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
+    from medgen.export.parquet import dataset_features
     from schemas.prompts import question_text
     from training import hard_cases
 
@@ -547,7 +548,11 @@ def test_hard_case_mining_drops_flat_groups_and_refills_the_batch(
     # Difficulty per prompt (1 - mean DPA accuracy): 0 for the questions always answered right.
     difficulty = json.loads((output / hard_cases.DIFFICULTY_FILE).read_text())
     table = pq.read_table(next((dataset / "data").glob("*.parquet")), columns=["id", "dimension"])
-    rows = list(zip(table["id"].to_pylist(), table["dimension"].to_pylist(), strict=True))
+    name = dataset_features()["dimension"].int2str  # exports store the dimension as a class label
+    rows = [
+        (i, name(d)) for i, d in zip(table["id"].to_pylist(), table["dimension"].to_pylist(), strict=True)
+    ]
+    assert {d for _, d in rows} == {*easy, hard}
     assert difficulty and all(difficulty[i] == 0.0 for i, d in rows if d in easy and i in difficulty)
     assert all(difficulty[i] > 0.5 for i, d in rows if d == hard and i in difficulty)
     assert changed(weights(sft_run), weights(output))  # the varying groups moved the policy
