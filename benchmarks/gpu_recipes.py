@@ -187,7 +187,14 @@ def sample_rows(count: int, size: int) -> Any:  # -> datasets.Dataset
     from schemas.taxonomy import QUESTION_DIMENSIONS
 
     rng = np.random.default_rng(0)
-    rows: dict[str, list[Any]] = {"images": [], "prompt": [], "completion": [], "answer": []}
+    rows: dict[str, list[Any]] = {
+        "id": [],
+        "dimension": [],
+        "images": [],
+        "prompt": [],
+        "completion": [],
+        "answer": [],
+    }
     for i in range(count):
         dimension = QUESTION_DIMENSIONS[i % len(QUESTION_DIMENSIONS)]
         labels = [
@@ -204,6 +211,8 @@ def sample_rows(count: int, size: int) -> Any:  # -> datasets.Dataset
         rows["prompt"].append(prompt_messages(question_text(dimension)))
         rows["completion"].append(completion_messages(rationale_text(labels, dimension), answer))
         rows["answer"].append(answer)
+        rows["id"].append(f"q{i}")  # hard-case mining (on in the 3B/7B GRPO recipes) keeps difficulty per id
+        rows["dimension"].append(dimension)
     return datasets.Dataset.from_dict(rows)
 
 
