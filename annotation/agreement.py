@@ -8,6 +8,7 @@ the known labels. Unresolved consensus items go to the adjudication project in L
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -55,11 +56,10 @@ class AgreementReport:
     prefill_edits: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def _alpha(matrix: list[list[float]]) -> float | None:
+def _alpha(data: Any) -> float | None:
     import krippendorff
     import numpy as np
 
-    data = np.array(matrix, dtype=float)
     pairable = (np.sum(~np.isnan(data), axis=0) >= 2).sum()
     if data.size == 0 or pairable == 0:
         return None
@@ -70,40 +70,86 @@ def _alpha(matrix: list[list[float]]) -> float | None:
     return None if value != value else value  # NaN -> None
 
 
-def _votes(workspace: Workspace) -> dict[tuple[str, str], Any]:
-    """(annotator, source) -> labels of every valid annotation outside adjudication."""
-    rows = workspace.catalog.query(
-        "SELECT a.source_id, a.annotator, a.labels, a.ls_task_id FROM annotations a "
+PARTS = (*TAXONOMY.dimension_ids(), "acceptable")
+
+
+@dataclass
+class Votes:
+    """Every valid vote outside adjudication, compact: 0/1 per (candidate, part) in a uint8 array.
+
+    ``bits[k, i, j]``: vote k says candidate i is defective in ``PARTS[j]`` (or acceptable, the last
+    part). About 20 bytes per vote instead of four ``CandidateLabel`` models: 100k sources fit in MBs.
+    """
+
+    annotators: list[str]
+    sources: list[str]
+    annotator: Any  # int32 per vote: index into annotators
+    source: Any  # int32 per vote: index into sources
+    bits: Any  # uint8, (votes, 4, len(PARTS))
+
+
+def _votes(workspace: Workspace) -> Votes:
+    """The catalog's valid votes (an annotator's latest per source), streamed from a cursor."""
+    import numpy as np
+
+    cursor = workspace.catalog.conn.execute(
+        "SELECT a.source_id, a.annotator, a.labels FROM annotations a "
         "JOIN ls_projects p ON p.ls_project_id = a.ls_project_id WHERE a.status = 'valid' AND p.kind != ? "
         "ORDER BY a.ls_annotation_id",
         (ADJUDICATION,),
     )
-    return {(row["annotator"], row["source_id"]): labels_from_json(row["labels"]) for row in rows}
+    annotators: dict[str, int] = {}
+    sources: dict[str, int] = {}
+    latest: dict[tuple[int, int], bytes] = {}  # (annotator, source) -> packed bits; the latest vote wins
+    for row in cursor:
+        a = annotators.setdefault(row["annotator"], len(annotators))
+        src = sources.setdefault(row["source_id"], len(sources))
+        labels = labels_from_json(row["labels"])
+        bits = [
+            [*(bool(label.defects_in(part)) for part in PARTS[:-1]), label.acceptable] for label in labels
+        ]
+        latest[(a, src)] = np.packbits(np.array(bits, dtype=bool)).tobytes()
+    count = len(latest)
+    size = len(LETTERS) * len(PARTS)
+    packed = np.frombuffer(b"".join(latest.values()), dtype=np.uint8).reshape(count, -1) if count else None
+    bits = (
+        np.unpackbits(packed, axis=1)[:, :size].reshape(count, len(LETTERS), len(PARTS))
+        if packed is not None
+        else np.zeros((0, len(LETTERS), len(PARTS)), dtype=np.uint8)
+    )
+    keys = np.array(list(latest), dtype=np.int32).reshape(count, 2)
+    return Votes(list(annotators), list(sources), keys[:, 0], keys[:, 1], bits)
 
 
-def krippendorff_alpha(
-    workspace: Workspace, votes: dict[tuple[str, str], Any] | None = None
-) -> dict[str, float | None]:
+def _prefill_edits(workspace: Workspace) -> dict[str, dict[str, float]]:
+    """What annotators did with the pre-fills (only sources that had one; none when nothing was pre-filled)."""
+    if not workspace.catalog.count("prefills"):
+        return {}
+    prefills = stored(workspace)
+    rows = workspace.catalog.query(
+        "SELECT a.source_id, a.annotator, a.labels FROM annotations a "
+        "JOIN ls_projects p ON p.ls_project_id = a.ls_project_id WHERE a.status = 'valid' AND p.kind != ? "
+        "ORDER BY a.ls_annotation_id",
+        (ADJUDICATION,),
+    )
+    latest = {(r["annotator"], r["source_id"]): r["labels"] for r in rows if r["source_id"] in prefills}
+    pairs = [(prefills[s].labels, labels_from_json(text)) for (_, s), text in latest.items()]
+    return edit_rates(pairs) if pairs else {}
+
+
+def krippendorff_alpha(workspace: Workspace, votes: Votes | None = None) -> dict[str, float | None]:
     """Nominal alpha per dimension ('is this candidate defective here?') and for ``acceptable``."""
+    import numpy as np
+
     votes = _votes(workspace) if votes is None else votes
-    annotators = sorted({a for a, _ in votes})
-    sources = sorted({s for _, s in votes})
-    nan = float("nan")
+    order = sorted(range(len(votes.annotators)), key=lambda i: votes.annotators[i])
+    row_of = {a: r for r, a in enumerate(order)}
+    rows = np.array([row_of[a] for a in range(len(votes.annotators))], dtype=np.int64)[votes.annotator]
     alpha: dict[str, float | None] = {}
-    for part in [*TAXONOMY.dimension_ids(), "acceptable"]:
-        matrix = []
-        for annotator in annotators:
-            line = []
-            for source in sources:
-                labels = votes.get((annotator, source))
-                for i in range(len(LETTERS)):
-                    if labels is None:
-                        line.append(nan)
-                    elif part == "acceptable":
-                        line.append(float(labels[i].acceptable))
-                    else:
-                        line.append(float(bool(labels[i].defects_in(part))))
-            matrix.append(line)
+    for j, part in enumerate(PARTS):
+        matrix = np.full((len(votes.annotators), len(votes.sources) * len(LETTERS)), np.nan)
+        for i in range(len(LETTERS)):  # unit = (source, candidate)
+            matrix[rows, votes.source * len(LETTERS) + i] = votes.bits[:, i, j]
         alpha[part] = _alpha(matrix)
     return alpha
 
@@ -113,25 +159,25 @@ def compute_agreement(
 ) -> AgreementReport:
     """Alpha, gold accuracy and consensus from the catalog alone."""
     votes = _votes(workspace)
-    annotators = sorted({a for a, _ in votes})
+    annotators = sorted(votes.annotators)
     alpha = krippendorff_alpha(workspace, votes)
-    gold_sources = {
-        r["source_id"]
-        for r in workspace.catalog.query("SELECT DISTINCT source_id FROM tasks WHERE is_gold = 1")
-    }
+    del votes
     scores: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
-    truth_cache: dict[str, Any] = {}
-    for (annotator, source), labels in votes.items():
-        if source not in gold_sources:
-            continue
-        if source not in truth_cache:
-            truth_cache[source] = known_labels(workspace.catalog.candidates(source))
-        truth = truth_cache[source]
+    gold_votes = workspace.catalog.conn.execute(  # gold sources only: a few per cent of the votes
+        "SELECT a.source_id, a.annotator, a.labels FROM annotations a "
+        "JOIN ls_projects p ON p.ls_project_id = a.ls_project_id WHERE a.status = 'valid' AND p.kind != ? "
+        "AND a.source_id IN (SELECT source_id FROM tasks WHERE is_gold = 1) ORDER BY a.source_id, a.ls_annotation_id",
+        (ADJUDICATION,),
+    )
+    for source, rows in itertools.groupby(gold_votes, key=lambda row: row["source_id"]):
+        latest = {row["annotator"]: labels_from_json(row["labels"]) for row in rows}
+        truth = known_labels(workspace.catalog.candidates(source))
         if truth is None:
             continue
-        for given, known in zip(labels, truth, strict=True):
-            exact = given.acceptable == known.acceptable and given.defects == known.defects
-            scores[annotator].append((exact, given.acceptable == known.acceptable))
+        for annotator, labels in latest.items():
+            for given, known in zip(labels, truth, strict=True):
+                exact = given.acceptable == known.acceptable and given.defects == known.defects
+                scores[annotator].append((exact, given.acceptable == known.acceptable))
     gold: dict[str, dict[str, float | int]] = {}
     for annotator, hits in sorted(scores.items()):
         gold[annotator] = {
@@ -139,10 +185,10 @@ def compute_agreement(
             "candidate_accuracy": sum(h[0] for h in hits) / len(hits),
             "acceptable_accuracy": sum(h[1] for h in hits) / len(hits),
         }
-    consensus = consensus_labels(workspace, min_agreement=min_agreement, min_annotators=min_annotators)
-    prefills = stored(workspace)
-    pairs = [(prefills[s].labels, labels) for (_, s), labels in votes.items() if s in prefills]
-    edits = edit_rates(pairs) if pairs else {}
+    consensus = consensus_labels(
+        workspace, min_agreement=min_agreement, min_annotators=min_annotators, keep=False
+    )
+    edits = _prefill_edits(workspace)
     return AgreementReport(alpha, gold, consensus, annotators, prefill_edits=edits)
 
 
@@ -172,8 +218,7 @@ def agreement(
             )
         }
         todo = sorted(s for s in report.consensus.unresolved if s not in queued)
-        votes = _votes(workspace)
-        shown = {source: {"votes": describe_votes(votes, source)} for source in todo}
+        shown = {source: {"votes": describe_votes(workspace, source)} for source in todo}
         report.adjudication_pushed = import_batches(
             connection, workspace, project_id, ADJUDICATOR, todo, set(), PushConfig(), extra=shown
         )
@@ -182,13 +227,17 @@ def agreement(
     return report
 
 
-def describe_votes(votes: dict[tuple[str, str], Any], source: str) -> str:
+def describe_votes(workspace: Workspace, source: str) -> str:
     """'ann1: A ok, B floating | ann2: ...' for one source, in the tags' own words: what the adjudicator weighs."""
     names = {tag.id: tag.label.lower() for d in TAXONOMY.dimensions for tag in d.tags}
+    rows = workspace.catalog.query(
+        "SELECT a.annotator, a.labels FROM annotations a JOIN ls_projects p ON p.ls_project_id = a.ls_project_id "
+        "WHERE a.source_id = ? AND a.status = 'valid' AND p.kind != ? ORDER BY a.ls_annotation_id",
+        (source, ADJUDICATION),
+    )
+    latest = {row["annotator"]: labels_from_json(row["labels"]) for row in rows}  # the latest vote each
     parts = []
-    for (annotator, source_id), labels in sorted(votes.items()):
-        if source_id != source:
-            continue
+    for annotator, labels in sorted(latest.items()):
         said = ", ".join(
             f"{letter} {'ok' if label.acceptable else ' + '.join(names[tag] for tag in label.defects)}"
             for letter, label in zip(LETTERS, labels, strict=True)
@@ -221,16 +270,16 @@ def requeue_invalid(workspace: Workspace, connection: Connection, project_id: in
 
 
 def write_report(workspace: Workspace, report: AgreementReport) -> Path:
-    items = report.consensus.items
+    c = report.consensus
     body = {
         "computed_at": now(),
         "annotators": report.annotators,
         "krippendorff_alpha": report.alpha,
         "gold": report.gold,
         "consensus": {
-            "sources": len(items),
-            "adjudicated": sum(c.adjudicated for c in items.values()),
-            "mean_agreement": (sum(c.agreement for c in items.values()) / len(items)) if items else None,
+            "sources": c.resolved,
+            "adjudicated": c.adjudicated,
+            "mean_agreement": c.agreement_sum / c.resolved if c.resolved else None,
         },
         "unresolved": report.consensus.unresolved,
         "adjudication_tasks_pushed": report.adjudication_pushed,

@@ -375,7 +375,7 @@ def agreement(
         )
     c = report.consensus
     console.print(
-        f"consensus {len(c.items)} source(s) ({sum(i.adjudicated for i in c.items.values())} adjudicated), "
+        f"consensus {c.resolved} source(s) ({c.adjudicated} adjudicated), "
         f"unresolved {len(c.unresolved)}, sent to adjudication now {report.adjudication_pushed}, "
         f"requeued {report.adjudication_requeued}; report: {report.report_path}",
         highlight=False,

@@ -10,9 +10,12 @@ Pure catalog read: no Label Studio server is needed.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from medgen.workspace import Workspace
 from schemas import LETTERS, NUM_CANDIDATES, CandidateLabel
@@ -38,9 +41,19 @@ class Consensus:
 
 @dataclass
 class ConsensusResult:
-    items: dict[str, Consensus] = field(default_factory=dict)  # source_id -> consensus
+    items: dict[str, Consensus] = field(default_factory=dict)  # source_id -> consensus (when kept)
     unresolved: dict[str, str] = field(default_factory=dict)  # source_id -> reason
     simulated: bool = False  # some labels behind ``items`` come from simulated annotators
+    resolved: int = 0  # sources with a consensus (``len(items)`` when the items are kept)
+    adjudicated: int = 0
+    agreement_sum: float = 0.0
+
+    def add(self, consensus: Consensus, keep: bool = True) -> None:
+        self.resolved += 1
+        self.adjudicated += consensus.adjudicated
+        self.agreement_sum += consensus.agreement
+        if keep:
+            self.items[consensus.source_id] = consensus
 
 
 def labels_from_json(text: str) -> tuple[CandidateLabel, ...]:
@@ -111,59 +124,124 @@ def required_votes(workspace: Workspace) -> dict[str, int]:
     return {r["source_id"]: min(int(r["n"]), usual) if r["gold"] else int(r["n"]) for r in rows}
 
 
-def consensus_labels(
+CONSENSUS_ROWS = (
+    "SELECT a.source_id, a.annotator, a.status, a.labels, a.ls_annotation_id, p.kind "
+    "FROM annotations a LEFT JOIN ls_projects p ON p.ls_project_id = a.ls_project_id "
+)
+
+
+def source_consensus(
+    source_id: str, rows: list[Any], needed: int, min_agreement: float
+) -> tuple[Consensus | None, str, bool]:
+    """One source's consensus from its annotation rows in id order: (consensus or None, reason, simulated)."""
+    votes: dict[str, tuple[CandidateLabel, ...]] = {}
+    adjudicated: tuple[CandidateLabel, ...] | None = None
+    rejected = 0
+    simulated = False
+    for row in rows:
+        if row["status"] != "valid":
+            rejected += 1
+            continue
+        labels = labels_from_json(row["labels"])
+        simulated = simulated or any(label.rationale.startswith(SIMULATED_MARK) for label in labels)
+        if row["kind"] == ADJUDICATION:
+            adjudicated = labels  # the latest adjudication wins (rows are in id order)
+        else:
+            votes[row["annotator"]] = labels  # one vote per annotator: their latest
+    ballots = list(votes.values())
+    if adjudicated is not None:
+        agreement = agreement_with(ballots, adjudicated) if ballots else 1.0
+        return Consensus(source_id, adjudicated, len(ballots), agreement, True, votes), "", simulated
+    if not ballots:
+        return None, f"no valid annotation ({rejected} rejected)", simulated
+    if len(ballots) < needed:
+        return None, f"only {len(ballots)} valid annotation(s), {needed} required", simulated
+    labels_or_none, agreement, reason = majority_vote(ballots, min_agreement)
+    if labels_or_none is None:
+        return None, reason, simulated
+    return Consensus(source_id, labels_or_none, len(ballots), agreement, False, votes), "", simulated
+
+
+def iter_consensus(
     workspace: Workspace, min_agreement: float = DEFAULT_MIN_AGREEMENT, min_annotators: int | None = None
+) -> Iterator[tuple[str, Consensus | None, str, bool]]:
+    """(source id, consensus or None, reason, simulated) per annotated source, streamed in source order.
+
+    Rows come from a cursor, one source's at a time: memory does not grow with the workspace.
+    """
+    required = required_votes(workspace) if min_annotators is None else {}
+    cursor = workspace.catalog.conn.execute(CONSENSUS_ROWS + "ORDER BY a.source_id, a.ls_annotation_id")
+    for source_id, rows in itertools.groupby(cursor, key=lambda row: row["source_id"]):
+        needed = min_annotators if min_annotators is not None else required.get(source_id, 1)
+        yield source_id, *source_consensus(source_id, list(rows), needed, min_agreement)
+
+
+def consensus_labels(
+    workspace: Workspace,
+    min_agreement: float = DEFAULT_MIN_AGREEMENT,
+    min_annotators: int | None = None,
+    keep: bool = True,
 ) -> ConsensusResult:
     """Consensus per source from the catalog's valid annotations; adjudicated answers win.
 
     ``min_annotators``: valid votes a source needs (None: its overlap, ``required_votes``).
     Sources that have annotation rows but no usable consensus land in ``unresolved`` with a reason.
+    ``keep=False`` keeps only the counts and the unresolved sources (agreement over 100k sources).
     """
-    required = required_votes(workspace) if min_annotators is None else {}
-    rows = workspace.catalog.query(
-        "SELECT a.source_id, a.annotator, a.status, a.labels, a.ls_annotation_id, p.kind "
-        "FROM annotations a LEFT JOIN ls_projects p ON p.ls_project_id = a.ls_project_id "
-        "ORDER BY a.source_id, a.ls_annotation_id"
-    )
-    votes: dict[str, dict[str, tuple[CandidateLabel, ...]]] = {}
-    adjudicated: dict[str, tuple[CandidateLabel, ...]] = {}
-    rejected: Counter[str] = Counter()
-    simulated = False
-    for row in rows:
-        source_id = row["source_id"]
-        votes.setdefault(source_id, {})
-        if row["status"] != "valid":
-            rejected[source_id] += 1
-            continue
-        labels = labels_from_json(row["labels"])
-        simulated = simulated or any(label.rationale.startswith(SIMULATED_MARK) for label in labels)
-        if row["kind"] == ADJUDICATION:
-            adjudicated[source_id] = labels  # the latest adjudication wins (rows are in id order)
-        else:
-            votes[source_id][row["annotator"]] = labels  # one vote per annotator: their latest
-
-    result = ConsensusResult(simulated=simulated)
-    for source_id, by_annotator in votes.items():
-        ballots = list(by_annotator.values())
-        if source_id in adjudicated:
-            labels = adjudicated[source_id]
-            agreement = agreement_with(ballots, labels) if ballots else 1.0
-            result.items[source_id] = Consensus(
-                source_id, labels, len(ballots), agreement, True, dict(by_annotator)
-            )
-            continue
-        if not ballots:
-            result.unresolved[source_id] = f"no valid annotation ({rejected[source_id]} rejected)"
-            continue
-        needed = min_annotators if min_annotators is not None else required.get(source_id, 1)
-        if len(ballots) < needed:
-            result.unresolved[source_id] = f"only {len(ballots)} valid annotation(s), {needed} required"
-            continue
-        labels_or_none, agreement, reason = majority_vote(ballots, min_agreement)
-        if labels_or_none is None:
+    result = ConsensusResult()
+    for source_id, consensus, reason, simulated in iter_consensus(workspace, min_agreement, min_annotators):
+        result.simulated = result.simulated or simulated
+        if consensus is None:
             result.unresolved[source_id] = reason
         else:
-            result.items[source_id] = Consensus(
-                source_id, labels_or_none, len(ballots), agreement, False, dict(by_annotator)
-            )
+            result.add(consensus, keep)
     return result
+
+
+class ConsensusLabels(Mapping[str, Consensus]):
+    """Consensus computed for one source when asked (an export streams sources; none held for all).
+
+    A source without consensus is left out (``get`` gives None) and its reason kept in ``unresolved``.
+    """
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        min_agreement: float = DEFAULT_MIN_AGREEMENT,
+        min_annotators: int | None = None,
+    ):
+        self.workspace = workspace
+        self.min_agreement = min_agreement
+        self.min_annotators = min_annotators
+        self.required = required_votes(workspace) if min_annotators is None else {}
+        self.unresolved: dict[str, str] = {}
+
+    def __getitem__(self, source_id: str) -> Consensus:
+        rows = self.workspace.catalog.query(
+            CONSENSUS_ROWS + "WHERE a.source_id = ? ORDER BY a.ls_annotation_id", (source_id,)
+        )
+        if not rows:
+            raise KeyError(source_id)
+        needed = self.min_annotators if self.min_annotators is not None else self.required.get(source_id, 1)
+        consensus, reason, _ = source_consensus(source_id, rows, needed, self.min_agreement)
+        if consensus is None:
+            self.unresolved[source_id] = reason
+            raise KeyError(source_id)
+        return consensus
+
+    def __iter__(self) -> Iterator[str]:
+        rows = self.workspace.catalog.query("SELECT DISTINCT source_id FROM annotations ORDER BY source_id")
+        return (row["source_id"] for row in rows)
+
+    def __len__(self) -> int:
+        return int(
+            self.workspace.catalog.query("SELECT COUNT(DISTINCT source_id) AS n FROM annotations")[0]["n"]
+        )
+
+    def simulated(self) -> bool:
+        """Some valid annotation was made by a simulated annotator (its notes carry the mark)."""
+        mark = json.dumps(SIMULATED_MARK)[1:-1]
+        rows = self.workspace.catalog.query(
+            "SELECT 1 FROM annotations WHERE status = 'valid' AND instr(labels, ?) > 0 LIMIT 1", (mark,)
+        )
+        return bool(rows)

@@ -202,10 +202,10 @@ class Demo:
         alphas = ", ".join(f"{k} {v:.2f}" for k, v in result.alpha.items() if v is not None)
         console.print(f"Krippendorff's alpha: {alphas or 'n/a (fewer than two annotators per item yet)'}")
         console.print(
-            f"consensus for {len(result.consensus.items)} sources, {len(result.consensus.unresolved)} sent to adjudication"
+            f"consensus for {result.consensus.resolved} sources, {len(result.consensus.unresolved)} sent to adjudication"
         )
         self.artefacts["agreement report"] = str(result.report_path)
-        return len(result.consensus.items)
+        return result.consensus.resolved
 
     def pause(self, workspace: Workspace, elapsed: float) -> dict[str, Any]:
         """No consensus yet (candidates without known labels): leave Label Studio up for real annotators."""

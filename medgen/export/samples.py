@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -101,31 +101,53 @@ def load_labels(
         return LabelSet(items=InjectedLabels(workspace, missing), missing=missing, origin="injected")
     try:
         from annotation.agreement import krippendorff_alpha
-        from annotation.consensus import consensus_labels
+        from annotation.consensus import ConsensusLabels
     except ImportError as error:
         raise MedgenError(
             f"--labels consensus needs the annotation stage (annotation.consensus: {error}); "
             "for synthetic candidates use --labels injected"
         ) from None
-    result = consensus_labels(workspace, min_agreement=min_agreement, min_annotators=min_annotators)
-    items = {
-        source_id: SourceLabels(
+    consensus = ConsensusLabels(workspace, min_agreement=min_agreement, min_annotators=min_annotators)
+    return LabelSet(
+        items=_AsSourceLabels(consensus),
+        missing=_Unresolved(consensus.unresolved),
+        simulated=consensus.simulated(),
+        alpha=krippendorff_alpha(workspace),
+    )
+
+
+class _AsSourceLabels(Mapping[str, SourceLabels]):
+    """Each source's consensus, computed when the export reaches it, as ``SourceLabels``."""
+
+    def __init__(self, consensus: Mapping[str, Any]):
+        self.consensus = consensus
+
+    def __getitem__(self, source_id: str) -> SourceLabels:
+        c = self.consensus[source_id]
+        return SourceLabels(
             labels=tuple(c.labels),
             num_annotators=int(c.num_annotators),
             agreement=float(c.agreement),
             votes=dict(c.votes),
         )
-        for source_id, c in result.items.items()
-    }
-    missing = {
-        source_id: f"unresolved annotations: {reason}" for source_id, reason in result.unresolved.items()
-    }
-    return LabelSet(
-        items=items,
-        missing=missing,
-        simulated=bool(getattr(result, "simulated", False)),
-        alpha=krippendorff_alpha(workspace),
-    )
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.consensus)
+
+    def __len__(self) -> int:
+        return len(self.consensus)
+
+
+class _Unresolved(dict[str, str]):
+    """Reasons of the sources without consensus, as an export asks for them (filled when a lookup fails)."""
+
+    def __init__(self, unresolved: dict[str, str]):
+        super().__init__()
+        self.unresolved = unresolved
+
+    def get(self, source_id: str, default: Any = None) -> Any:  # type: ignore[override]
+        reason = self.unresolved.get(source_id)
+        return f"unresolved annotations: {reason}" if reason is not None else default
 
 
 class SampleError(ValueError):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from annotation.consensus import ADJUDICATION, consensus_labels, labels_to_json, majority_vote
 from medgen.workspace.catalog import now
 from schemas import CandidateLabel
@@ -79,3 +81,61 @@ def test_consensus_labels_reads_catalog_and_adjudication_wins(workspace):
     assert result.items["s2"].adjudicated and result.items["s2"].labels[0].defects == ("floating",)
     assert result.items["s2"].agreement == 7 / 8
     assert "s2" not in result.unresolved
+
+
+def test_streamed_agreement_equals_the_reference_computation(workspace):
+    """Compact votes give the alpha krippendorff computes from the plain matrix; the lazy consensus the
+    export reads equals consensus_labels; a later vote replaces an earlier one."""
+    import random
+
+    import krippendorff
+    import numpy as np
+
+    from annotation.agreement import PARTS, compute_agreement, krippendorff_alpha
+    from annotation.consensus import ConsensusLabels
+    from schemas import LETTERS, TAXONOMY
+
+    with workspace.catalog.transaction() as conn:
+        conn.execute("INSERT INTO ls_projects VALUES (1, 'annotator', 'x', 't', ?)", (now(),))
+    rng = random.Random(0)
+    tags = [t.id for d in TAXONOMY.dimensions for t in d.tags]
+    votes: dict[tuple[str, str], tuple] = {}
+    ann_id = 0
+    for s in range(40):
+        for annotator in ("ann1", "ann2", "ann3"):
+            if rng.random() < 0.2:
+                continue  # not every annotator saw every source
+            for _ in range(1 + (rng.random() < 0.1)):  # sometimes annotated twice: the later one counts
+                labels = tuple(bad(rng.choice(tags)) if rng.random() < 0.4 else OK for _ in LETTERS)
+                ann_id += 1
+                _add(workspace, ann_id, f"s{s:02d}", annotator, labels)
+                votes[(annotator, f"s{s:02d}")] = labels
+    annotators, sources = sorted({a for a, _ in votes}), sorted({s for _, s in votes})
+    expected = {}
+    for part in PARTS:
+        matrix = [
+            [
+                np.nan
+                if (a, s) not in votes
+                else float(
+                    votes[(a, s)][i].acceptable
+                    if part == "acceptable"
+                    else bool(votes[(a, s)][i].defects_in(part))
+                )
+                for s in sources
+                for i in range(len(LETTERS))
+            ]
+            for a in annotators
+        ]
+        expected[part] = float(
+            krippendorff.alpha(reliability_data=np.array(matrix), level_of_measurement="nominal")
+        )
+    got = krippendorff_alpha(workspace)
+    assert got == {part: pytest.approx(value) for part, value in expected.items()}
+
+    full = consensus_labels(workspace)
+    lazy = ConsensusLabels(workspace)
+    assert {s: lazy.get(s) for s in sources} == {s: full.items.get(s) for s in sources}
+    assert lazy.unresolved == full.unresolved and full.resolved == len(full.items) > 0
+    report = compute_agreement(workspace)
+    assert report.consensus.resolved == full.resolved and not report.consensus.items  # counts only
