@@ -154,7 +154,15 @@ def one_size(n: int, args: argparse.Namespace, root: Path) -> list[Step]:
         timed("sources add", [*medgen, "sources", "add", str(photos), *w])
         timed(
             "generate",
-            [*medgen, "generate", *w, "--backend", "synthetic", "--resolution", str(args.resolution)],
+            [
+                *medgen,
+                "generate",
+                *w,
+                "--backend",
+                "synthetic",
+                "--resolution",
+                str(args.candidate_resolution),
+            ],
         )
         serve = [*medgen, "annotate", "serve", *w] + (["--database", url] if url else [])
         subprocess.run(serve, env=env, check=True, stdout=subprocess.DEVNULL, timeout=1800)
@@ -196,7 +204,13 @@ def one_size(n: int, args: argparse.Namespace, root: Path) -> list[Step]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sources", type=int, nargs="+", default=[1500, 15000, 50000])
-    parser.add_argument("--resolution", type=int, default=128, help="Side of sources and candidates.")
+    parser.add_argument("--resolution", type=int, default=128, help="Side of the source photos.")
+    parser.add_argument(
+        "--candidate-resolution",
+        type=int,
+        default=512,
+        help="Side of the synthetic candidates (the default's).",
+    )
     parser.add_argument(
         "--postgres", action="store_true", help="Label Studio on a throw-away PostgreSQL instead of SQLite."
     )
@@ -216,13 +230,17 @@ def main() -> None:
     backend = "postgresql" if args.postgres else "sqlite"
     for n in sorted(args.sources):
         root = Path(tempfile.mkdtemp(prefix=f"medgen-scale-{n}-", dir=args.tmp))
-        print(f"N = {n} sources x 4 candidates at {args.resolution}px, Label Studio on {backend}", flush=True)
+        print(
+            f"N = {n} sources ({args.resolution}px) x 4 candidates ({args.candidate_resolution}px), "
+            f"Label Studio on {backend}",
+            flush=True,
+        )
         try:
             results[n] = one_size(n, args, root)
         finally:
             shutil.rmtree(root, ignore_errors=True)
     sizes = sorted(results)
-    print(f"\nscale ({backend}, {args.resolution}px): ms per source | peak RSS MB")
+    print(f"\nscale ({backend}, candidates {args.candidate_resolution}px): ms per source | peak RSS MB")
     print(
         f"{'step':<22}"
         + "".join(f"{n:>22,}" for n in sizes)

@@ -48,7 +48,8 @@ def end_to_end(num_images: int, resolution: int) -> tuple[float, float]:
         workspace = init_workspace(Path(tmp) / "ws")
         add_sources(workspace, write_samples(Path(tmp) / "photos", max(1, num_images // 4), seed=0))
         start = time.perf_counter()
-        report = generate(workspace, GenerationConfig(backend="synthetic", resolution=resolution))
+        options = SyntheticOptions(resolution=resolution)
+        report = generate(workspace, GenerationConfig(backend="synthetic", synthetic=options))
         seconds = time.perf_counter() - start
         sizes = [workspace.store.path(c.image_key).stat().st_size for c in workspace.catalog.candidates()]
         workspace.close()

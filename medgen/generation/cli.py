@@ -36,7 +36,10 @@ def generate_command(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Base seed (default 0).")] = None,
     resolution: Annotated[
-        int | None, typer.Option(help="Long side the model works at, pixels (default 512).")
+        int | None,
+        typer.Option(
+            help="Long side the model works at, pixels; with --backend synthetic, the candidates' side (default 512)."
+        ),
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Denoising steps (default 30).")] = None,
     guidance: Annotated[float | None, typer.Option(help="Guidance scale (default 7.5).")] = None,

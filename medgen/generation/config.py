@@ -230,6 +230,9 @@ def load_config(path: Path | None = None, **overrides: Any) -> GenerationConfig:
         if not isinstance(data, dict):
             raise MedgenError(f"{path} must hold a mapping of config fields, got {type(data).__name__}")
     data.update({key: value for key, value in overrides.items() if value is not None})
+    if overrides.get("resolution") is not None and data.get("backend") == "synthetic":
+        # --resolution sizes whatever makes the candidates: the synthetic backend draws them at its own size.
+        data["synthetic"] = {**(data.get("synthetic") or {}), "resolution": overrides["resolution"]}
     try:
         return GenerationConfig.model_validate(data)
     except ValidationError as error:

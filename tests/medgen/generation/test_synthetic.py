@@ -382,3 +382,20 @@ def test_run_generation_end_to_end(workspace, tmp_path) -> None:
     again = run_generation(workspace, backend, base_seed=5)
     assert again.images_generated == 0
     assert len(workspace.catalog.candidates()) == 12
+
+
+def test_resolution_option_sizes_synthetic_candidates(tmp_path) -> None:
+    """`--resolution` reaches the synthetic backend (it used to set only the diffusion model's size)."""
+    from medgen.errors import MedgenError
+    from medgen.generation.config import load_config
+
+    assert load_config(backend="synthetic", resolution=256).synthetic.resolution == 256
+    assert load_config(backend="synthetic").synthetic.resolution == 512
+    recipe = tmp_path / "gen.yaml"
+    recipe.write_text("backend: synthetic\nsynthetic:\n  resolution: 384\n  max_defects_per_candidate: 1\n")
+    assert load_config(recipe).synthetic.resolution == 384  # the file's own size stands without --resolution
+    both = load_config(recipe, resolution=640).synthetic
+    assert both.resolution == 640 and both.max_defects_per_candidate == 1
+    assert load_config(backend="diffusers", resolution=256).synthetic.resolution == 512
+    with pytest.raises(MedgenError, match="synthetic.resolution"):
+        load_config(backend="synthetic", resolution=64)
