@@ -216,23 +216,9 @@ class _Opened:
 
 
 def _teacher(config: CotConfig) -> Any:
-    if config.endpoint:
-        from training.evaluation.endpoint import EndpointClient, EndpointConfig
+    from training.evaluation.evaluate import answering_model
 
-        return EndpointClient(
-            EndpointConfig(
-                url=config.endpoint,
-                model=config.model,
-                max_tokens=config.max_new_tokens,
-                temperature=config.temperature,
-                concurrency=config.concurrency,
-                max_retries=config.max_retries,
-                timeout_s=config.timeout_s,
-            )
-        )
-    from training.evaluation.evaluate import CheckpointModel
-
-    return CheckpointModel(config)  # type: ignore[arg-type]
+    return answering_model(config)
 
 
 def teacher_rationales(

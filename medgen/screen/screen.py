@@ -198,23 +198,9 @@ def questions_for(groups: Sequence[Group], samples: int) -> list[Any]:
 
 
 def _model(config: ScreenConfig) -> Any:
-    if config.endpoint:
-        from training.evaluation.endpoint import EndpointClient, EndpointConfig
+    from training.evaluation.evaluate import answering_model
 
-        return EndpointClient(
-            EndpointConfig(
-                url=config.endpoint,
-                model=config.model,
-                max_tokens=config.max_new_tokens,
-                temperature=config.temperature or 0.0,
-                concurrency=config.concurrency,
-                max_retries=config.max_retries,
-                timeout_s=config.timeout_s,
-            )
-        )
-    from training.evaluation.evaluate import CheckpointModel
-
-    return CheckpointModel(config)
+    return answering_model(config)
 
 
 def reason_for(raw: str, letter: str) -> str:

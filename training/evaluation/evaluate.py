@@ -284,6 +284,26 @@ def training_image_bound(checkpoint: str) -> int | None:
     return int(value) if value else None
 
 
+def answering_model(config: Any) -> Any:
+    """What answers questions for ``medgen screen`` and ``medgen cot``: the OpenAI-compatible endpoint
+    ``config.endpoint`` when set, else the checkpoint ``config.model`` (fields as in ``EvalConfig``)."""
+    if config.endpoint:
+        from training.evaluation.endpoint import EndpointClient, EndpointConfig
+
+        return EndpointClient(
+            EndpointConfig(
+                url=config.endpoint,
+                model=config.model,
+                max_tokens=config.max_new_tokens,
+                temperature=config.temperature or 0.0,
+                concurrency=config.concurrency,
+                max_retries=config.max_retries,
+                timeout_s=config.timeout_s,
+            )
+        )
+    return CheckpointModel(config)
+
+
 class CheckpointModel:
     """A transformers vision-language checkpoint (Qwen2.5-VL class, or a LoRA adapter folder), answering in batches."""
 
