@@ -16,6 +16,7 @@ overwritten. Layout::
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import shutil
@@ -235,9 +236,20 @@ def export_dataset(
             tmp, stats, features, shards, changes=changes, previous=manifest["previous"], skipped=len(skipped)
         )
         tmp.rename(target)
-    except BaseException:
+    except BaseException as error:
         writer.abort()
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, OSError):
+            full = error.errno == errno.ENOSPC or "No space left" in str(error)
+            raise MedgenError(
+                f"export {config.version} stopped, nothing kept: "
+                + (
+                    f"the disk under {workspace.exports_dir} is full (an export needs about as much free space "
+                    "as the images it embeds)"
+                    if full
+                    else f"cannot write under {workspace.exports_dir} ({error.strerror or error})"
+                )
+            ) from None
         raise
     _record(workspace, config.version, target, manifest)
     report_path = None

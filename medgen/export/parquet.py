@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -218,6 +219,8 @@ class ShardedParquetWriter:
         return named
 
     def abort(self) -> None:
+        """Close every open file without raising: the caller deletes them (a full disk fails the close too)."""
         for writer in self._writers.values():
-            writer.close()
+            with contextlib.suppress(Exception):
+                writer.close()
         self._writers.clear()

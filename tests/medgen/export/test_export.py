@@ -262,6 +262,33 @@ def test_skipped_sources_are_reported_and_failed_export_leaves_nothing(workspace
     assert not (workspace.exports_dir / "v2").exists() and not list(workspace.exports_dir.glob(".tmp-*"))
 
 
+def test_a_full_disk_stops_the_export_in_one_line_and_leaves_nothing(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, runner
+) -> None:
+    """Seen at 50k sources: the write and then the writer's close both failed with ENOSPC, two tracebacks."""
+    import errno
+
+    import pyarrow.parquet as pq
+
+    from medgen.cli import app
+
+    populate(workspace, 3)
+    full = OSError(errno.ENOSPC, "No space left on device")
+
+    def no_space(*args, **kwargs):
+        raise full
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", no_space)
+    monkeypatch.setattr(pq.ParquetWriter, "close", no_space)
+    result = runner.invoke(
+        app, ["export", "-w", str(workspace.root), "--version", "v1", "--labels", "injected"]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "export v1 stopped, nothing kept: the disk under" in " ".join(result.output.split())
+    assert not list(workspace.exports_dir.glob(".tmp-*")) and not (workspace.exports_dir / "v1").exists()
+    assert not workspace.catalog.query("SELECT version FROM exports")
+
+
 def test_export_recovers_from_a_crash(workspace: Workspace) -> None:
     populate(workspace, 2)
     leftover = workspace.exports_dir / ".tmp-v1-deadbeef" / "data"
