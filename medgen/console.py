@@ -40,6 +40,15 @@ WorkspaceOpt = Annotated[
 ]
 
 
+EndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="OpenAI-compatible API base URL (e.g. http://localhost:8000/v1); key from $OPENAI_API_KEY."
+    ),
+]
+"""``--endpoint`` of the commands that ask a model through an API: eval, screen, cot."""
+
+
 MinAnnotatorsOpt = Annotated[
     int | None,
     typer.Option(

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from medgen.console import WorkspaceOpt, console, progress
+from medgen.console import EndpointOpt, WorkspaceOpt, console, progress
 from medgen.errors import config_error
 
 
@@ -18,12 +18,7 @@ def cot_command(
             "--model", "-m", help="Model name the --endpoint serves, or a local checkpoint folder / Hub id."
         ),
     ] = None,
-    endpoint: Annotated[
-        str | None,
-        typer.Option(
-            help="OpenAI-compatible API base URL (e.g. http://localhost:8000/v1); key from $OPENAI_API_KEY."
-        ),
-    ] = None,
+    endpoint: EndpointOpt = None,
     labels: Annotated[
         str,
         typer.Option(

@@ -9,7 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from annotation.prefill import register as register_prefill
-from medgen.console import WorkspaceOpt, console, progress
+from medgen.console import EndpointOpt, WorkspaceOpt, console, progress
 from medgen.errors import config_error
 
 
@@ -30,12 +30,7 @@ def screen_command(
             help="Checkpoint folder or Hub id; with --endpoint, the model name the server serves.",
         ),
     ] = None,
-    endpoint: Annotated[
-        str | None,
-        typer.Option(
-            help="OpenAI-compatible API base URL (e.g. http://localhost:8000/v1); key from $OPENAI_API_KEY."
-        ),
-    ] = None,
+    endpoint: EndpointOpt = None,
     samples: Annotated[
         int, typer.Option("--samples", "-k", help="Completions per question; confidence = their agreement.")
     ] = 1,

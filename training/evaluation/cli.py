@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from rich.progress import TaskID
 from rich.table import Table
 
-from medgen.console import console, progress
+from medgen.console import EndpointOpt, console, progress
 from medgen.errors import MedgenError, config_error
 
 
@@ -33,12 +33,7 @@ def eval_cli(
         ),
     ] = None,
     model_revision: Annotated[str | None, typer.Option(help="Hub revision of the checkpoint.")] = None,
-    endpoint: Annotated[
-        str | None,
-        typer.Option(
-            help="OpenAI-compatible API base URL (e.g. http://localhost:8000/v1); key from $OPENAI_API_KEY."
-        ),
-    ] = None,
+    endpoint: EndpointOpt = None,
     name: Annotated[str | None, typer.Option(help="Row name of the model in the report.")] = None,
     baselines: Annotated[
         str | None,
