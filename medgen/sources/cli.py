@@ -37,11 +37,19 @@ def sources_add(
             on_start=lambda total: bar.update(task, total=total),
             on_progress=lambda name: bar.advance(task),
         )
+    s = report.summary()
     for name, reason in report.rejected:
         console.print(f"[red]rejected[/] {name}: {reason}", highlight=False)
+    if s["rejected"] > len(report.rejected):
+        console.print(
+            f"[red]... and {s['rejected'] - len(report.rejected)} more rejected[/] (see the report)"
+        )
     for name, existing, how in report.duplicates:
         console.print(f"[yellow]duplicate[/] {name}: same as source {existing[:12]} ({how})", highlight=False)
-    s = report.summary()
+    if s["duplicate"] > len(report.duplicates):
+        console.print(
+            f"[yellow]... and {s['duplicate'] - len(report.duplicates)} more duplicates[/] (see the report)"
+        )
     console.print(
         f"added {s['added']}, duplicate {s['duplicate']}, rejected {s['rejected']}; report: {report.report_path}"
     )

@@ -10,9 +10,11 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import os
+import tempfile
 import warnings
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from medgen.errors import MedgenError
-from medgen.files import atomic_write_text
+from medgen.files import atomic_writer
 from medgen.workspace import Workspace
 from schemas import SourceImage
 
@@ -33,21 +35,64 @@ MAX_PIXELS = 40_000_000
 """Larger images are refused as possible decompression bombs (PIL's own limit is ~89 MP)."""
 PHASH_THRESHOLD = 4
 """Hamming distance at or below which two 64-bit perceptual hashes count as the same photo."""
+SHOWN = 20
+"""Duplicates and rejections (and additions) kept in memory and printed per kind; the report lists all."""
 
 
 class RejectedFile(Exception):
     """A file that cannot become a source; the message is the one-line reason."""
 
 
-@dataclass
 class IngestReport:
-    added: list[tuple[str, str]] = field(default_factory=list)  # (file, source id)
-    duplicates: list[tuple[str, str, str]] = field(default_factory=list)  # (file, existing source id, how)
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
-    report_path: Path | None = None
+    """What one ``sources add`` did, with memory that stays flat however many files it takes.
+
+    ``summary()`` counts every file. ``added``, ``duplicates`` and ``rejected`` keep the first ``SHOWN``
+    of each kind, for the console; every file goes, as it is decided, to a temporary file per kind,
+    from which ``write_report`` makes the JSON report (``report_path``).
+    """
+
+    KINDS = ("added", "duplicate", "rejected")
+
+    def __init__(self) -> None:
+        self.added: list[tuple[str, str]] = []  # (file, source id)
+        self.duplicates: list[tuple[str, str, str]] = []  # (file, existing source id, how)
+        self.rejected: list[tuple[str, str]] = []  # (file, reason)
+        self.report_path: Path | None = None
+        self._counts = dict.fromkeys(self.KINDS, 0)
+        # Closed by close(); deleted by the system even if the process dies.
+        self._parts = {kind: tempfile.TemporaryFile() for kind in self.KINDS}  # noqa: SIM115
+
+    def add(self, name: str, source_id: str) -> None:
+        self._record("added", self.added, (name, source_id), {"file": name, "source_id": source_id})
+
+    def duplicate(self, name: str, existing: str, how: str) -> None:
+        entry = {"file": name, "duplicate_of": existing, "how": how}
+        self._record("duplicate", self.duplicates, (name, existing, how), entry)
+
+    def reject(self, name: str, reason: str) -> None:
+        self._record("rejected", self.rejected, (name, reason), {"file": name, "reason": reason})
+
+    def _record(self, kind: str, shown: list, item: tuple, entry: dict[str, str]) -> None:
+        self._counts[kind] += 1
+        if len(shown) < SHOWN:
+            shown.append(item)
+        self._parts[kind].write(json.dumps(entry).encode() + b"\n")
 
     def summary(self) -> dict[str, int]:
-        return {"added": len(self.added), "duplicate": len(self.duplicates), "rejected": len(self.rejected)}
+        return dict(self._counts)
+
+    def entries(self, kind: str) -> Iterator[bytes]:
+        """Every entry of one kind so far, as JSON, in the order decided."""
+        part = self._parts[kind]
+        part.flush()
+        part.seek(0)
+        for line in part:
+            yield line.rstrip(b"\n")
+        part.seek(0, os.SEEK_END)
+
+    def close(self) -> None:
+        for part in self._parts.values():
+            part.close()
 
 
 class PhashIndex:
@@ -86,34 +131,55 @@ class NormalisedImage:
     alpha_mask: Image.Image | None
 
 
-def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Turn files, folders (recursively) and glob patterns into a sorted list of files.
+def expand_paths(paths: Iterable[str | Path], missing: list[tuple[str, str]]) -> Iterator[Path]:
+    """The image files under ``paths`` (files, folders searched recursively, glob patterns), each once.
 
-    Returns the files and the arguments that matched nothing, with the reason.
+    Lazily, one folder listed at a time: a folder of 100k photos costs its walk, not a list of 100k
+    paths. Each argument's files come in sorted order (``sorted(folder.rglob("*"))``'s). Arguments that
+    match nothing are appended to ``missing`` with the reason.
     """
-    files: list[Path] = []
-    missing: list[tuple[str, str]] = []
+    seen: set[int] = set()  # hashes of the resolved paths: a file named twice is taken once (~60 bytes each)
     for raw in paths:
         text = str(raw)
         path = Path(text).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                missing.append(
-                    (text, "folder holds no image files (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
-                )
-            files.extend(found)
+            found, empty = (
+                _walk(path, missing),
+                "folder holds no image files (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ")",
+            )
         elif path.is_file():
-            files.append(path)
+            found, empty = iter([path]), ""
         elif glob.has_magic(text):
-            matched = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
-            if not matched:
-                missing.append((text, "pattern matched no files"))
-            files.extend(matched)
+            matched = sorted(glob.iglob(str(path), recursive=True), key=lambda p: Path(p).parts)
+            found, empty = (Path(p) for p in matched if os.path.isfile(p)), "pattern matched no files"
         else:
             missing.append((text, "no such file or folder"))
-    unique = list(dict.fromkeys(p.resolve() for p in files))
-    return unique, missing
+            continue
+        none = True
+        for file in found:
+            none = False
+            resolved = file.resolve()
+            key = hash(str(resolved))
+            if key not in seen:
+                seen.add(key)
+                yield resolved
+        if none and empty:
+            missing.append((text, empty))
+
+
+def _walk(folder: Path, missing: list[tuple[str, str]]) -> Iterator[Path]:
+    """The image files under ``folder`` in ``sorted(folder.rglob("*"))``'s order; symlinked folders not followed."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted((e.name, e.is_dir(follow_symlinks=False), e.is_file()) for e in listing)
+    except OSError as error:
+        missing.append((str(folder), f"cannot list the folder: {error.strerror or error}"))
+        return
+    for name, is_dir, is_file in entries:
+        if is_dir:
+            yield from _walk(folder / name, missing)
+        elif is_file and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+            yield folder / name
 
 
 def load_and_normalise(path: Path) -> NormalisedImage:
@@ -249,27 +315,48 @@ def add_sources(
     on_start: Callable[[int], None] | None = None,
 ) -> IngestReport:
     """Add every image under ``paths`` to the workspace; see the module docstring."""
-    files, missing = expand_paths(paths)
-    report = IngestReport(rejected=list(missing))
+    paths = [str(p) for p in paths]
+    missing: list[tuple[str, str]] = []
+    total = sum(1 for _ in expand_paths(paths, missing))  # a first walk only counts, for the progress bar
+    report = IngestReport()
+    try:
+        for name, reason in missing:
+            report.reject(name, reason)
+        _add_files(workspace, expand_paths(paths, []), report, phash_threshold, on_progress, on_start, total)
+        report.report_path = write_report(workspace, report)
+    finally:
+        report.close()
+    return report
+
+
+def _add_files(
+    workspace: Workspace,
+    files: Iterator[Path],
+    report: IngestReport,
+    phash_threshold: int,
+    on_progress: Callable[[str], None] | None,
+    on_start: Callable[[int], None] | None,
+    total: int,
+) -> None:
     catalog, store = workspace.catalog, workspace.store
     known_phashes = PhashIndex()  # ids are looked up in the catalog: memory stays flat with its size
-    for row in catalog.query("SELECT rowid, phash FROM sources ORDER BY added_at, id"):
+    for row in catalog.conn.execute("SELECT rowid, phash FROM sources ORDER BY added_at, id"):
         known_phashes.add(int(row["rowid"]), row["phash"])
     if on_start:
-        on_start(len(files))
+        on_start(total)
     for path in files:
         name = str(path)
         try:
             image = load_and_normalise(path)
             source_id = content_id(image.rgb)
             if catalog.query("SELECT 1 FROM sources WHERE id = ?", (source_id,)):
-                report.duplicates.append((name, source_id, "identical pixels"))
+                report.duplicate(name, source_id, "identical pixels")
                 continue
             phash = imagehash.phash(image.rgb)
             near = known_phashes.near(phash, phash_threshold)
             if near is not None:
                 (twin,) = catalog.query("SELECT id FROM sources WHERE rowid = ?", (near[0],))
-                report.duplicates.append((name, twin["id"], f"perceptual hash within {near[1]} bits"))
+                report.duplicate(name, twin["id"], f"perceptual hash within {near[1]} bits")
                 continue
             mask = image.alpha_mask if image.alpha_mask is not None else product_mask(image.rgb)
             # Files first, then the row: a crash in between leaves a file the rerun reuses, never a dangling row.
@@ -287,28 +374,30 @@ def add_sources(
             catalog.add_source(source)
             (row,) = catalog.query("SELECT rowid FROM sources WHERE id = ?", (source_id,))
             known_phashes.add(int(row["rowid"]), phash)
-            report.added.append((name, source_id))
+            report.add(name, source_id)
         except RejectedFile as reason:
-            report.rejected.append((name, str(reason)))
+            report.reject(name, str(reason))
         except MemoryError:
-            report.rejected.append((name, "ran out of memory while decoding"))
+            report.reject(name, "ran out of memory while decoding")
         finally:
             if on_progress:
                 on_progress(name)
-    report.report_path = write_report(workspace, report)
-    return report
 
 
 def write_report(workspace: Workspace, report: IngestReport) -> Path:
+    """``reports/sources-add-<time>.json``: the summary, then every file by kind, one entry per line."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     path = workspace.reports_dir / f"sources-add-{stamp}.json"
-    body = {
-        "summary": report.summary(),
-        "added": [{"file": f, "source_id": s} for f, s in report.added],
-        "duplicates": [{"file": f, "duplicate_of": s, "how": how} for f, s, how in report.duplicates],
-        "rejected": [{"file": f, "reason": r} for f, r in report.rejected],
-    }
-    atomic_write_text(path, json.dumps(body, indent=2) + "\n")
+    with atomic_writer(path) as out:
+        out.write(b'{\n  "summary": ' + json.dumps(report.summary()).encode())
+        for key, kind in (("added", "added"), ("duplicates", "duplicate"), ("rejected", "rejected")):
+            out.write(f',\n  "{key}": ['.encode())
+            separator = b"\n    "
+            for entry in report.entries(kind):
+                out.write(separator + entry)
+                separator = b",\n    "
+            out.write(b"\n  ]" if separator != b"\n    " else b"]")
+        out.write(b"\n}\n")
     return path
 
 

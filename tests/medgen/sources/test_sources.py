@@ -192,3 +192,51 @@ def test_phash_index_finds_what_imagehash_distance_finds() -> None:
         assert index.near(query, 4) == expected
         found += expected is not None
     assert found >= 20  # the near copies within 4 bits were found
+
+
+def test_many_files_keep_only_a_few_in_memory_and_all_in_the_report(
+    workspace, photos_dir, runner, monkeypatch
+):
+    """Memory stays flat with the batch: the report object keeps SHOWN per kind, the JSON file every file."""
+    from medgen.cli import app
+    from medgen.sources import ingest
+
+    monkeypatch.setattr(ingest, "SHOWN", 2)
+    first = add_sources(workspace, [photos_dir])
+    assert first.summary() == {"added": 6, "duplicate": 0, "rejected": 0} and len(first.added) == 2
+    saved = json.loads(first.report_path.read_text())
+    assert sorted(Path(e["file"]).name for e in saved["added"]) == sorted(
+        p.name for p in photos_dir.iterdir()
+    )
+    assert {e["source_id"] for e in saved["added"]} == {s.id for s in workspace.catalog.sources()}
+    assert saved["duplicates"] == [] and saved["rejected"] == []
+    root = workspace.root
+    workspace.close()
+
+    result = runner.invoke(
+        app, ["sources", "add", str(photos_dir), str(photos_dir / "nothing"), "-w", str(root)]
+    )
+    assert result.exit_code == 1, result.output  # one argument matched nothing
+    lines = result.output.splitlines()
+    assert (
+        sum(line.startswith("duplicate ") for line in lines) == 2
+        and "... and 4 more duplicates" in result.output
+    )
+    assert "rejected" in result.output and "more rejected" not in result.output
+    (report,) = [p for p in (root / "reports").glob("sources-add-*.json") if p != first.report_path]
+    again = json.loads(report.read_text())
+    assert again["summary"] == {"added": 0, "duplicate": 6, "rejected": 1}
+    assert len(again["duplicates"]) == 6 and all(e["how"] == "identical pixels" for e in again["duplicates"])
+
+
+def test_folders_are_walked_lazily(tmp_path):
+    """Files are yielded as folders are listed, not after listing them all (no list of every path)."""
+    from medgen.sources.ingest import expand_paths
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        product_photo(1).save(tmp_path / name / "one.png")
+    files = expand_paths([tmp_path], [])
+    assert next(files).parent.name == "a"
+    product_photo(2).save(tmp_path / "b" / "two.png")  # after the walk started, in a folder not listed yet
+    assert [p.name for p in files] == ["one.png", "two.png"]
