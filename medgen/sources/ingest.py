@@ -35,6 +35,7 @@ MAX_PIXELS = 40_000_000
 """Larger images are refused as possible decompression bombs (PIL's own limit is ~89 MP)."""
 PHASH_THRESHOLD = 4
 """Hamming distance at or below which two 64-bit perceptual hashes count as the same photo."""
+NO_IMAGES = f"folder holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
 SHOWN = 20
 """Duplicates and rejections (and additions) kept in memory and printed per kind; the report lists all."""
 
@@ -143,10 +144,7 @@ def expand_paths(paths: Iterable[str | Path], missing: list[tuple[str, str]]) ->
         text = str(raw)
         path = Path(text).expanduser()
         if path.is_dir():
-            found, empty = (
-                _walk(path, missing),
-                "folder holds no image files (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ")",
-            )
+            found, empty = _walk(path, missing), NO_IMAGES
         elif path.is_file():
             found, empty = iter([path]), ""
         elif glob.has_magic(text):
