@@ -75,50 +75,57 @@ PARTS = (*TAXONOMY.dimension_ids(), "acceptable")
 
 @dataclass
 class Votes:
-    """Every valid vote outside adjudication, compact: 0/1 per (candidate, part) in a uint8 array.
+    """The valid votes (outside adjudication) that alpha can pair, compact: 0/1 per (candidate, part).
 
-    ``bits[k, i, j]``: vote k says candidate i is defective in ``PARTS[j]`` (or acceptable, the last
-    part). About 20 bytes per vote instead of four ``CandidateLabel`` models: 100k sources fit in MBs.
+    Only sources with votes from two or more annotators are kept: a unit with a single value adds
+    nothing to Krippendorff's coincidences, so alpha is the same, and memory follows the overlap (a few
+    per cent of the sources in a usual team plan), not the workspace. ``bits[k, i, j]``: vote k says
+    candidate i is defective in ``PARTS[j]`` (or acceptable, the last part).
     """
 
-    annotators: list[str]
-    sources: list[str]
+    annotators: list[str]  # everyone with a valid vote, paired or not
+    sources: list[str]  # the sources with two or more annotators' votes
     annotator: Any  # int32 per vote: index into annotators
     source: Any  # int32 per vote: index into sources
     bits: Any  # uint8, (votes, 4, len(PARTS))
 
 
 def _votes(workspace: Workspace) -> Votes:
-    """The catalog's valid votes (an annotator's latest per source), streamed from a cursor."""
+    """The catalog's pairable valid votes (an annotator's latest per source), one source at a time from a cursor."""
     import numpy as np
 
     cursor = workspace.catalog.conn.execute(
         "SELECT a.source_id, a.annotator, a.labels FROM annotations a "
         "JOIN ls_projects p ON p.ls_project_id = a.ls_project_id WHERE a.status = 'valid' AND p.kind != ? "
-        "ORDER BY a.ls_annotation_id",
+        "ORDER BY a.source_id, a.ls_annotation_id",
         (ADJUDICATION,),
     )
     annotators: dict[str, int] = {}
-    sources: dict[str, int] = {}
-    latest: dict[tuple[int, int], bytes] = {}  # (annotator, source) -> packed bits; the latest vote wins
-    for row in cursor:
-        a = annotators.setdefault(row["annotator"], len(annotators))
-        src = sources.setdefault(row["source_id"], len(sources))
-        labels = labels_from_json(row["labels"])
-        bits = [
-            [*(bool(label.defects_in(part)) for part in PARTS[:-1]), label.acceptable] for label in labels
-        ]
-        latest[(a, src)] = np.packbits(np.array(bits, dtype=bool)).tobytes()
-    count = len(latest)
+    sources: list[str] = []
+    keys: list[tuple[int, int]] = []
+    packed: list[bytes] = []
+    for source_id, rows in itertools.groupby(cursor, key=lambda row: row["source_id"]):
+        latest = {annotators.setdefault(row["annotator"], len(annotators)): row["labels"] for row in rows}
+        if len(latest) < 2:
+            continue
+        for a, text in latest.items():
+            bits = [
+                [*(bool(label.defects_in(part)) for part in PARTS[:-1]), label.acceptable]
+                for label in labels_from_json(text)
+            ]
+            keys.append((a, len(sources)))
+            packed.append(np.packbits(np.array(bits, dtype=bool)).tobytes())
+        sources.append(source_id)
+    count = len(keys)
     size = len(LETTERS) * len(PARTS)
-    packed = np.frombuffer(b"".join(latest.values()), dtype=np.uint8).reshape(count, -1) if count else None
+    matrix = np.frombuffer(b"".join(packed), dtype=np.uint8).reshape(count, -1) if count else None
     bits = (
-        np.unpackbits(packed, axis=1)[:, :size].reshape(count, len(LETTERS), len(PARTS))
-        if packed is not None
+        np.unpackbits(matrix, axis=1)[:, :size].reshape(count, len(LETTERS), len(PARTS))
+        if matrix is not None
         else np.zeros((0, len(LETTERS), len(PARTS)), dtype=np.uint8)
     )
-    keys = np.array(list(latest), dtype=np.int32).reshape(count, 2)
-    return Votes(list(annotators), list(sources), keys[:, 0], keys[:, 1], bits)
+    index = np.array(keys, dtype=np.int32).reshape(count, 2)
+    return Votes(list(annotators), sources, index[:, 0], index[:, 1], bits)
 
 
 def _prefill_edits(workspace: Workspace) -> dict[str, dict[str, float]]:

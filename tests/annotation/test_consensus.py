@@ -110,6 +110,11 @@ def test_streamed_agreement_equals_the_reference_computation(workspace):
                 ann_id += 1
                 _add(workspace, ann_id, f"s{s:02d}", annotator, labels)
                 votes[(annotator, f"s{s:02d}")] = labels
+    for s in range(3):  # sources only one annotator saw, one who never overlaps: no pair, no effect on alpha
+        labels = (bad(tags[s]), OK, OK, OK)
+        ann_id += 1
+        _add(workspace, ann_id, f"solo{s}", "ann4", labels)
+        votes[("ann4", f"solo{s}")] = labels
     annotators, sources = sorted({a for a, _ in votes}), sorted({s for _, s in votes})
     expected = {}
     for part in PARTS:
@@ -139,3 +144,4 @@ def test_streamed_agreement_equals_the_reference_computation(workspace):
     assert lazy.unresolved == full.unresolved and full.resolved == len(full.items) > 0
     report = compute_agreement(workspace)
     assert report.consensus.resolved == full.resolved and not report.consensus.items  # counts only
+    assert report.annotators == ["ann1", "ann2", "ann3", "ann4"]  # listed even without a paired vote
