@@ -7,7 +7,9 @@ each candidate's rationale (``[simulated]``), so it can never pass for real work
 
 from __future__ import annotations
 
+import itertools
 import random
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from annotation.client import Connection, api_error
@@ -21,6 +23,8 @@ from medgen.workspace import Workspace
 MARK = SIMULATED_MARK
 WORKERS = 4
 """Requests in flight at once, as several people annotating at the same time (the server's workers are busy)."""
+CHUNK = 256
+"""Answers made and sent at a time."""
 
 
 def _annotated(workspace: Workspace, client: Connection, name: str, project_id: int) -> set[int]:
@@ -39,6 +43,8 @@ def simulate_annotators(
 ) -> dict[str, int]:
     """Annotate every not-yet-annotated task of each annotator project. Returns annotations made per annotator.
 
+    Tasks are read from a catalog cursor and answered CHUNK at a time: memory does not grow with the project.
+
     Args:
         noise: overall error rate; split into missed tags, extra tags, flipped verdicts and skips.
         seed: the same seed gives the same answers (whatever order the requests finish in).
@@ -55,30 +61,6 @@ def simulate_annotators(
         annotator = (
             client.with_token(account.token) if account else client
         )  # as that person, when they have a login
-        tasks = workspace.catalog.query(
-            "SELECT ls_task_id, source_id FROM tasks WHERE ls_project_id = ? ORDER BY ls_task_id",
-            (project_id,),
-        )
-        answers: list[tuple[int, dict[str, object]]] = []
-        for task in tasks:
-            if int(task["ls_task_id"]) in done:
-                continue
-            truth = known_labels(workspace.catalog.candidates(task["source_id"]))
-            if truth is None:
-                continue  # no known labels to simulate from
-            rng = random.Random(f"{seed}/{name}/{task['source_id']}")
-            skipped = rng.random() < rates.skip
-            labels = [noisy_label(label, rates, rng) for label in truth]
-            answers.append(
-                (
-                    int(task["ls_task_id"]),
-                    {
-                        "result": [] if skipped else label_result(labels),
-                        "was_cancelled": skipped,
-                        "lead_time": round(rng.uniform(15, 90), 1),
-                    },
-                )
-            )
 
         def create(
             answer: tuple[int, dict[str, object]], as_whom: Connection = annotator, who: str = name
@@ -88,7 +70,34 @@ def simulate_annotators(
             except Exception as error:
                 raise api_error(f"creating a simulated annotation for {who}", error) from None
 
+        made[name] = 0
+        answers = _answers(workspace, name, project_id, done, rates, seed)
         with ThreadPoolExecutor(WORKERS) as pool:
-            list(pool.map(create, answers))
-        made[name] = len(answers)
+            while chunk := list(itertools.islice(answers, CHUNK)):
+                list(pool.map(create, chunk))
+                made[name] += len(chunk)
     return made
+
+
+def _answers(
+    workspace: Workspace, name: str, project_id: int, done: set[int], rates: Noise, seed: int
+) -> Iterator[tuple[int, dict[str, object]]]:
+    """(task id, annotation) for each task of the project not annotated yet whose labels are known."""
+    tasks = workspace.catalog.conn.execute(
+        "SELECT ls_task_id, source_id FROM tasks WHERE ls_project_id = ? ORDER BY ls_task_id", (project_id,)
+    )
+    for task in tasks:
+        if int(task["ls_task_id"]) in done:
+            continue
+        truth = known_labels(workspace.catalog.candidates(task["source_id"]))
+        if truth is None:
+            continue  # no known labels to simulate from
+        rng = random.Random(f"{seed}/{name}/{task['source_id']}")
+        skipped = rng.random() < rates.skip
+        labels = [noisy_label(label, rates, rng) for label in truth]
+        answer = {
+            "result": [] if skipped else label_result(labels),
+            "was_cancelled": skipped,
+            "lead_time": round(rng.uniform(15, 90), 1),
+        }
+        yield int(task["ls_task_id"]), answer
