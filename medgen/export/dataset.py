@@ -165,10 +165,9 @@ def export_dataset(
     hashes: dict[str, dict[str, str]] = {split: {} for split in SPLITS}
     skipped: dict[str, str] = {}
     try:
-        sources = workspace.catalog.sources()
         if on_start:
-            on_start(len(sources))
-        for source in sources:
+            on_start(workspace.catalog.count("sources"))
+        for source in workspace.catalog.iter_sources():  # not all held: 48k source models took 79 MB
             samples_before = stats.num_samples
             try:
                 source_labels = labels.items.get(source.id)

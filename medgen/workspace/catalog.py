@@ -243,6 +243,12 @@ class Catalog:
     def sources(self) -> list[SourceImage]:
         return [_source(row) for row in self.query("SELECT * FROM sources ORDER BY added_at, id")]
 
+    def iter_sources(self, chunk: int = 500) -> Iterator[SourceImage]:
+        """``sources()``'s sources in its order, read ``chunk`` rows at a time (none held for the workspace)."""
+        cursor = self.conn.execute("SELECT * FROM sources ORDER BY added_at, id")
+        while rows := cursor.fetchmany(chunk):
+            yield from (_source(row) for row in rows)
+
     def sources_by_id(self, ids: Sequence[str]) -> dict[str, SourceImage]:
         """The sources with these ids, in one query per 500 (not one per source)."""
         return {row["id"]: _source(row) for row in self.rows_in("SELECT * FROM sources WHERE id", ids)}
