@@ -241,7 +241,7 @@ class Catalog:
         return _source(rows[0]) if rows else None
 
     def sources(self) -> list[SourceImage]:
-        return [_source(row) for row in self.query("SELECT * FROM sources ORDER BY added_at, id")]
+        return list(self.iter_sources())
 
     def iter_sources(self, chunk: int = 500) -> Iterator[SourceImage]:
         """``sources()``'s sources in its order, read ``chunk`` rows at a time (none held for the workspace)."""
