@@ -320,7 +320,9 @@ def add_sources(
     try:
         for name, reason in missing:
             report.reject(name, reason)
-        _add_files(workspace, expand_paths(paths, []), report, phash_threshold, on_progress, on_start, total)
+        if on_start:
+            on_start(total)
+        _add_files(workspace, expand_paths(paths, []), report, phash_threshold, on_progress)
         report.report_path = write_report(workspace, report)
     finally:
         report.close()
@@ -333,15 +335,11 @@ def _add_files(
     report: IngestReport,
     phash_threshold: int,
     on_progress: Callable[[str], None] | None,
-    on_start: Callable[[int], None] | None,
-    total: int,
 ) -> None:
     catalog, store = workspace.catalog, workspace.store
     known_phashes = PhashIndex()  # ids are looked up in the catalog: memory stays flat with its size
     for row in catalog.conn.execute("SELECT rowid, phash FROM sources ORDER BY added_at, id"):
         known_phashes.add(int(row["rowid"]), row["phash"])
-    if on_start:
-        on_start(total)
     for path in files:
         name = str(path)
         try:
