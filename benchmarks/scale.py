@@ -16,6 +16,10 @@ Per step it prints seconds, milliseconds per source, the step process's peak RSS
 ``wait4``; Label Studio's server is not counted), and for the largest N against the smallest: the cost
 per source ratio and the RSS ratio (bars <= 1.3), and ``status`` wall time (bar < 1 s at 50k).
 
+Before each timed step dirty pages are flushed and the benchmark's files (photos, workspace, Label Studio's
+data) dropped from the page cache, so every N reads from disk as a step run the next day would (``--hot``
+keeps them cached; then the small N reads from memory what the large N reads from disk).
+
     PYTHONPATH=. .venv/bin/python benchmarks/scale.py --sources 1500 15000 50000 [--postgres]
     PYTHONPATH=. .venv/bin/python benchmarks/scale.py --sources 1500 128000 --no-annotation  # the one-off (~2 h, ~30 GB)
 """
@@ -94,13 +98,41 @@ def write_photos(folder: Path, count: int, side: int) -> None:
         list(pool.map(_photo, [(i, side, folder) for i in range(count)], chunksize=256))
 
 
-def run(name: str, command: list[str], env: dict[str, str]) -> Step:
+def evict(root: Path) -> int:
+    """Drop every file under ``root`` from the page cache; the number of files.
+
+    Without this a step's reads are hot or cold by accident of size: at 1,500 sources the candidates are
+    still cached from generation when the export reads them, at 50,000 they are not (the export looked 5.9x
+    dearer per source, all of it the disk). Dropped, every N reads cold, as a step run a day later does.
+    Clean pages only: the caller flushes dirty ones first.
+    """
+    count = 0
+    stack = [root]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    fd = os.open(entry.path, os.O_RDONLY)
+                    try:
+                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    finally:
+                        os.close(fd)
+                    count += 1
+    return count
+
+
+def run(name: str, command: list[str], env: dict[str, str], cold: Path | None = None) -> Step:
     """Run one step in its own process; its wall time and peak RSS.
 
     Dirty pages are flushed first, so no step pays for the previous step's writes (at 50k sources the
-    export leaves gigabytes to write back, and a ``status`` timed during that took 9 s instead of 0.8).
+    export leaves gigabytes to write back, and a ``status`` timed during that took 9 s instead of 0.8);
+    then, with ``cold``, that folder's files leave the page cache (see ``evict``).
     """
     os.sync()
+    if cold is not None:
+        evict(cold)
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert process.stdout is not None
@@ -142,7 +174,7 @@ def one_size(n: int, args: argparse.Namespace, root: Path) -> list[Step]:
     def timed(name: str, command: list[str]) -> None:
         if name not in args.run:
             return
-        step = run(name, command, env)
+        step = run(name, command, env, cold=None if args.hot else root)
         if name not in args.steps:
             return
         steps.append(step)
@@ -234,6 +266,12 @@ def main() -> None:
         action="store_true",
         help="Leave out simulated annotation, pull and agreement (export the injected labels): the steps that "
         "need no people, for sizes where simulating them through Label Studio's API takes hours.",
+    )
+    parser.add_argument(
+        "--hot",
+        action="store_true",
+        help="Leave the workspace's files in the page cache between steps (default: each timed step starts "
+        "with them dropped, so every N reads from disk, as a step run a day later does).",
     )
     parser.add_argument(
         "--steps",
