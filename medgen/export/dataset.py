@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from medgen.errors import MedgenError
 from medgen.export.card import CardStats, write_card
-from medgen.export.config import DATA_DIR, MANIFEST, SPLITS, ExportConfig
+from medgen.export.config import DATA_DIR, MANIFEST, ExportConfig
+from medgen.export.manifest import SampleHashes, write_changelog, write_manifest
 from medgen.export.parquet import (
     ShardedParquetWriter,
     clean_image_bytes,
@@ -59,47 +60,14 @@ class ExportReport:
     report_path: Path | None = None
 
 
-def _previous_export(workspace: Workspace) -> tuple[str, dict[str, Any]] | None:
+def _previous_export(workspace: Workspace) -> tuple[str, Path] | None:
+    """The latest export still on disk: its version and manifest (read only when the changelog is written)."""
     rows = workspace.catalog.query("SELECT version, path FROM exports ORDER BY created_at DESC, rowid DESC")
     for row in rows:
         manifest = Path(row["path"]) / MANIFEST
         if manifest.is_file():
-            return row["version"], json.loads(manifest.read_text())
+            return row["version"], manifest
     return None
-
-
-def _changelog(
-    version: str, manifest: dict[str, Any], previous: tuple[str, dict[str, Any]] | None
-) -> tuple[str, dict[str, int]]:
-    def flat(m: dict[str, Any]) -> dict[str, tuple[str, str]]:
-        return {sid: (split, digest) for split, items in m["splits"].items() for sid, digest in items.items()}
-
-    current = flat(manifest)
-    lines = [f"# Changelog of {version}", ""]
-    if previous is None:
-        lines.append(f"First version: {len(current)} samples.")
-        return "\n".join(lines) + "\n", {"added": len(current), "removed": 0, "changed": 0, "moved": 0}
-    old_version, old_manifest = previous
-    old = flat(old_manifest)
-    added = sorted(set(current) - set(old))
-    removed = sorted(set(old) - set(current))
-    changed = sorted(s for s in set(current) & set(old) if current[s][1] != old[s][1])
-    moved = sorted(s for s in set(current) & set(old) if current[s][0] != old[s][0])
-    changes = {"added": len(added), "removed": len(removed), "changed": len(changed), "moved": len(moved)}
-    lines.append(f"Compared with {old_version}: {len(old)} → {len(current)} samples.")
-    lines.append("")
-    lines += [f"- {name}: {count}" for name, count in changes.items()]
-    for title, ids in (
-        ("Added", added),
-        ("Removed", removed),
-        ("Changed", changed),
-        ("Moved between splits", moved),
-    ):
-        if ids:
-            lines += ["", f"## {title}", ""]
-            source_of = current if title != "Removed" else old
-            lines += [f"- `{sid}` ({source_of[sid][0]})" for sid in ids]
-    return "\n".join(lines) + "\n", changes
 
 
 def _check_new_version(workspace: Workspace, version: str) -> Path:
@@ -162,8 +130,8 @@ def export_dataset(
     stats = CardStats(
         config=config, simulated=labels.simulated or config.simulated_annotators, alpha=labels.alpha
     )
-    hashes: dict[str, dict[str, str]] = {split: {} for split in SPLITS}
     skipped: dict[str, str] = {}
+    hashes = SampleHashes(tmp / ".hashes.sqlite")  # not a dict: ~1 KB per source, see medgen.export.manifest
     try:
         if on_start:
             on_start(workspace.catalog.count("sources"))
@@ -202,7 +170,7 @@ def export_dataset(
                 digests = [hashlib.sha256(data).hexdigest() for data in images]
                 for sample in samples:
                     writer.write(split, sample_row(sample, images), nbytes)
-                    hashes[split][sample.id] = content_hash(sample, digests)
+                    hashes.add(split, sample.id, content_hash(sample, digests))
                     stats.add(split, sample, images)
                     origin = origin_of(sample.id, sample.answer, config.rationale, teacher)
                     stats.rationale(origin, teacher[sample.id].model if origin == "teacher" else None)
@@ -217,26 +185,28 @@ def export_dataset(
                 else ""
             )
             raise MedgenError(f"no source made a valid sample ({reasons}): nothing to export{hint}")
-        manifest: dict[str, Any] = {
+        if previous is not None:
+            hashes.load_previous(previous[1])
+        changes = write_changelog(tmp / "changelog.md", config.version, hashes, previous and previous[0])
+        manifest: dict[str, Any] = {  # and "splits", streamed from ``hashes``
             "version": config.version,
             "created_at": now(),
             "labels": labels.origin,
             "num_samples": stats.num_samples,
             "counts": stats.counts_by_split(),
             "config": config.model_dump(),
-            "splits": {split: items for split, items in hashes.items() if items},
+            "previous": previous[0] if previous else None,
+            "changes": changes,
         }
-        changelog, changes = _changelog(config.version, manifest, previous)
-        manifest["previous"] = previous[0] if previous else None
-        manifest["changes"] = changes
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        (tmp / "changelog.md").write_text(changelog)
+        write_manifest(tmp / MANIFEST, manifest, hashes)
+        hashes.close()
         write_card(
             tmp, stats, features, shards, changes=changes, previous=manifest["previous"], skipped=len(skipped)
         )
         tmp.rename(target)
     except BaseException as error:
         writer.abort()
+        hashes.close()
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(error, OSError):
             full = error.errno == errno.ENOSPC or "No space left" in str(error)
