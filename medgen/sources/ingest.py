@@ -139,7 +139,7 @@ def expand_paths(paths: Iterable[str | Path], missing: list[tuple[str, str]]) ->
     paths. Each argument's files come in sorted order (``sorted(folder.rglob("*"))``'s). Arguments that
     match nothing are appended to ``missing`` with the reason.
     """
-    seen: set[int] = set()  # hashes of the resolved paths: a file named twice is taken once (~60 bytes each)
+    seen = _Int64Set()  # hashes of the resolved paths: a file named twice is taken once (8 bytes each)
     for raw in paths:
         text = str(raw)
         path = Path(text).expanduser()
@@ -157,27 +157,62 @@ def expand_paths(paths: Iterable[str | Path], missing: list[tuple[str, str]]) ->
         for file in found:
             none = False
             resolved = file.resolve()
-            key = hash(str(resolved))
-            if key not in seen:
-                seen.add(key)
+            if seen.add(hash(str(resolved))):
                 yield resolved
         if none and empty:
             missing.append((text, empty))
 
 
 def _walk(folder: Path, missing: list[tuple[str, str]]) -> Iterator[Path]:
-    """The image files under ``folder`` in ``sorted(folder.rglob("*"))``'s order; symlinked folders not followed."""
+    """The image files under ``folder`` in ``sorted(folder.rglob("*"))``'s order; symlinked folders not followed.
+
+    A folder's listing is held as its bare names (one flat folder of 128k photos: 9 MB; as
+    ``(name, is_dir, is_file)`` tuples and interned by pathlib it took 30).
+    """
+    names: list[str] = []
+    folders: set[str] = set()
     try:
         with os.scandir(folder) as listing:
-            entries = sorted((e.name, e.is_dir(follow_symlinks=False), e.is_file()) for e in listing)
+            for entry in listing:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.add(entry.name)
+                    names.append(entry.name)
+                elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+                    names.append(entry.name)
     except OSError as error:
         missing.append((str(folder), f"cannot list the folder: {error.strerror or error}"))
         return
-    for name, is_dir, is_file in entries:
-        if is_dir:
+    names.sort()
+    base = str(folder)
+    for name in names:
+        if name in folders:
             yield from _walk(folder / name, missing)
-        elif is_file and Path(name).suffix.lower() in IMAGE_SUFFIXES:
-            yield folder / name
+        else:
+            yield Path(os.path.join(base, name))
+
+
+class _Int64Set:
+    """A set of 64-bit ints at 8 bytes each (a Python ``set`` of them takes ~100): a sorted array and a small set."""
+
+    MERGE = 4096
+
+    def __init__(self) -> None:
+        self._sorted = np.empty(0, dtype=np.int64)
+        self._recent: set[int] = set()
+
+    def add(self, value: int) -> bool:
+        """Add ``value``; whether it was new."""
+        if value in self._recent:
+            return False
+        at = int(np.searchsorted(self._sorted, value))
+        if at < len(self._sorted) and self._sorted[at] == value:
+            return False
+        self._recent.add(value)
+        if len(self._recent) >= self.MERGE:
+            recent = np.fromiter(self._recent, dtype=np.int64, count=len(self._recent))
+            self._sorted = np.union1d(self._sorted, recent)
+            self._recent.clear()
+        return True
 
 
 def load_and_normalise(path: Path) -> NormalisedImage:

@@ -240,3 +240,41 @@ def test_folders_are_walked_lazily(tmp_path):
     assert next(files).parent.name == "a"
     product_photo(2).save(tmp_path / "b" / "two.png")  # after the walk started, in a folder not listed yet
     assert [p.name for p in files] == ["one.png", "two.png"]
+
+
+def test_the_walk_matches_sorted_rglob_and_takes_each_file_once(tmp_path):
+    """Nested folders, mixed-case suffixes, other files, a symlinked folder (not followed), a symlinked file."""
+    from medgen.sources.ingest import IMAGE_SUFFIXES, expand_paths
+
+    root = tmp_path / "photos"
+    for name in (
+        "b/x.PNG",
+        "a/c/y.jpg",
+        "a/z.webp",
+        "a.png",
+        "B.jpeg",
+        "notes.txt",
+        "a/c/d.png.bak",
+        "e/f.png",
+    ):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    (root / "empty").mkdir()
+    (root / "linked").symlink_to(root / "a", target_is_directory=True)
+    (root / "b" / "alias.png").symlink_to(root / "a.png")
+    reference: list[Path] = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and path.resolve() not in reference:
+            reference.append(path.resolve())
+    found = list(expand_paths([root, root / "a.png", str(root / "e" / "*.png")], []))
+    assert found == reference and len(found) == 6
+
+
+def test_the_seen_set_holds_many_values_across_merges():
+    from medgen.sources.ingest import _Int64Set
+
+    seen = _Int64Set()
+    values = [hash(f"/photos/p{i}.png") for i in range(3 * _Int64Set.MERGE + 7)]
+    assert all(seen.add(value) for value in values)
+    assert not any(seen.add(value) for value in values[::-1])
+    assert seen.add(-(2**63)) and seen.add(2**63 - 1) and not seen.add(2**63 - 1)
