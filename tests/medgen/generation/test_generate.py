@@ -453,3 +453,20 @@ def test_requests_follow_the_plan_across_source_windows(workspace) -> None:
     made = [(r.source.id, r.slot) for batch in _requests(workspace, todo, 0, 4) for r in batch]
     assert made == [(source_id, slot) for source_id, slots in todo for slot in slots]
     assert all(r.image.size == (24, 24) for r in next(iter(_requests(workspace, todo[-3:], 0, 4))))
+
+
+def test_the_plan_keeps_ids_whole_and_grows_past_its_sizing() -> None:
+    """Sized from a count taken before the query: sources added since must neither truncate nor overflow."""
+    from medgen.generation.generate import Plan
+
+    Plan.CHUNK, chunk = 3, Plan.CHUNK
+    try:
+        rows = [(f"s{i:02d}", 0b1111) for i in range(5)] + [("a-much-longer-id", 0b0101), ("z", 0)]
+        todo = Plan.of(iter(rows), capacity=4, width=3)
+    finally:
+        Plan.CHUNK = chunk
+    assert list(todo) == [(i, (0, 1, 2, 3)) for i, _ in rows[:5]] + [("a-much-longer-id", (0, 2)), ("z", ())]
+    assert todo.images == 22 and len(todo[2:4]) == 2
+    assert [i for i, _ in todo.shard(1, 3)] == ["s01", "s04"]
+    assert [i for i, _ in todo.shard(0, 3)] == ["s00", "s03", "z"]
+    assert list(Plan.of(iter([]))) == [] and not Plan.of(iter([]))
