@@ -14,7 +14,9 @@ person's browser makes.
 
 Per step it prints seconds, milliseconds per source, the step process's peak RSS (``ru_maxrss`` from
 ``wait4``; Label Studio's server is not counted), and for the largest N against the smallest: the cost
-per source ratio and the RSS ratio (bars <= 1.3), and ``status`` wall time (bar < 1 s at 50k).
+per source ratio and the RSS ratio (bars <= 1.3), and ``status`` wall time (bar < 1 s at 50k). The CPU
+time per source of the step's process (user + system) and its ratio tell the code's cost from the disk's:
+a step whose wall cost grows while its CPU cost stays flat is waiting on reads.
 
 Before each timed step dirty pages are flushed and the benchmark's files (photos, workspace, Label Studio's
 data) dropped from the page cache, so every N reads from disk as a step run the next day would (``--hot``
@@ -55,6 +57,7 @@ class Step:
     name: str
     seconds: float
     rss_mb: float
+    cpu_seconds: float  # the step process's user + system time (not Label Studio's, not the disk's waits)
 
 
 def _photo(args: tuple[int, int, Path]) -> None:
@@ -143,7 +146,7 @@ def run(name: str, command: list[str], env: dict[str, str], cold: Path | None = 
     if process.returncode != 0:
         sys.stderr.write(output.decode(errors="replace")[-4000:])
         raise SystemExit(f"step {name!r} failed with exit code {process.returncode}: {' '.join(command)}")
-    return Step(name, seconds, usage.ru_maxrss / 1024)
+    return Step(name, seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
 
 
 SIMULATE = """
@@ -180,7 +183,7 @@ def one_size(n: int, args: argparse.Namespace, root: Path) -> list[Step]:
         steps.append(step)
         print(
             f"  [{n}] {name:<22} {step.seconds:8.1f} s {1000 * step.seconds / n:8.3f} ms/source "
-            f"{step.rss_mb:7.0f} MB",
+            f"{step.rss_mb:7.0f} MB {1000 * step.cpu_seconds / n:8.3f} CPU ms/source",
             flush=True,
         )
 
@@ -305,7 +308,7 @@ def main() -> None:
     print(
         f"{'step':<22}"
         + "".join(f"{n:>22,}" for n in sizes)
-        + ("   cost ratio  RSS ratio  marginal ms/source" if len(sizes) > 1 else "")
+        + ("   cost ratio  RSS ratio  marginal ms/source  CPU ratio" if len(sizes) > 1 else "")
     )
     failed = []
     for i, name in enumerate(args.steps):
@@ -323,7 +326,9 @@ def main() -> None:
             # What each source beyond the smallest N cost: fixed start-up costs (projects, logins, imports)
             # flatter the per-source ratio, this does not.
             marginal = 1000 * (large.seconds - small.seconds) / (sizes[-1] - sizes[0])
-            row += f"{cost:>13.2f}{rss:>11.2f}{marginal:>20.3f}"
+            # CPU per source (the step's own process): what the code costs, apart from waits on the disk.
+            cpu = (large.cpu_seconds / sizes[-1]) / max(small.cpu_seconds / sizes[0], 1e-9)
+            row += f"{cost:>13.2f}{rss:>11.2f}{marginal:>20.3f}{cpu:>11.2f}"
         print(row)
     if "status" in args.steps:
         status = results[sizes[-1]][args.steps.index("status")].seconds

@@ -30,7 +30,8 @@ def test_scale_times_the_chosen_steps_and_prints_the_ratios(tmp_path):
     rows = {line.split()[0]: line.split() for line in table[1:-1]}
     assert set(rows) == {"sources", "generate"}  # only the steps asked for are timed
     generate = [float(x) for x in rows["generate"][1:] if x != "|"]
-    assert len(generate) == 7 and all(x > 0 for x in generate[:4])  # ms + RSS per N, cost/RSS ratio, marginal
+    # ms + RSS per N, cost and RSS ratios, marginal ms, CPU ratio
+    assert len(generate) == 8 and all(x > 0 for x in generate[:4]) and generate[-1] > 0
     # the steps before the last timed one ran; nothing after it (no Label Studio project)
     assert (
         "[24] counts: sources 24, candidates 96, sources_complete 24, generation_failures 0, ls_projects 0"
