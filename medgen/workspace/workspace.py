@@ -66,22 +66,20 @@ class Workspace:
 
     def counts(self) -> dict[str, int]:
         """Counts per stage, as ``medgen status`` shows them."""
-        c = self.catalog
+        counts = dict(
+            self.catalog.conn.execute("SELECT name, n FROM counts").fetchall()
+        )  # see catalog migration 6
         return {
-            "sources": c.count("sources"),
-            "candidates": c.count("candidates"),
-            "sources_complete": int(
-                c.conn.execute(
-                    "SELECT COUNT(*) FROM (SELECT source_id FROM candidates GROUP BY source_id HAVING COUNT(*) >= 4)"
-                ).fetchone()[0]
-            ),
-            "generation_failures": c.count("generation_failures"),
-            "ls_projects": c.count("ls_projects"),
-            "tasks": c.count("tasks"),
-            "annotations": c.count("annotations"),
-            "annotations_valid": c.count("annotations", "status = 'valid'"),
-            "annotations_rejected": c.count("annotations", "status != 'valid'"),
-            "exports": c.count("exports"),
+            "sources": counts["sources"],
+            "candidates": counts["candidates"],
+            "sources_complete": counts["sources_complete"],
+            "generation_failures": counts["generation_failures"],
+            "ls_projects": counts["ls_projects"],
+            "tasks": counts["tasks"],
+            "annotations": counts["annotations"],
+            "annotations_valid": counts["annotations_valid"],
+            "annotations_rejected": counts["annotations"] - counts["annotations_valid"],
+            "exports": counts["exports"],
         }
 
 

@@ -86,3 +86,76 @@ def test_png_encoding_is_lossless_deterministic_and_keeps_the_mode(mode, shape):
     palette = image.convert("L").convert("P")  # other modes go through Pillow, still lossless
     reread = Image.open(io.BytesIO(png_bytes(palette))).convert("RGB")
     assert (np.asarray(reread) == np.asarray(palette.convert("RGB"))).all()
+
+
+SCANS = {  # what `medgen status` counted before the counts table, by scanning
+    "sources": "SELECT COUNT(*) FROM sources",
+    "candidates": "SELECT COUNT(*) FROM candidates",
+    "sources_complete": "SELECT COUNT(*) FROM (SELECT source_id FROM candidates GROUP BY source_id HAVING COUNT(*) >= 4)",
+    "generation_failures": "SELECT COUNT(*) FROM generation_failures",
+    "ls_projects": "SELECT COUNT(*) FROM ls_projects",
+    "tasks": "SELECT COUNT(*) FROM tasks",
+    "annotations": "SELECT COUNT(*) FROM annotations",
+    "annotations_valid": "SELECT COUNT(*) FROM annotations WHERE status = 'valid'",
+    "annotations_rejected": "SELECT COUNT(*) FROM annotations WHERE status != 'valid'",
+    "exports": "SELECT COUNT(*) FROM exports",
+}
+
+
+def _scanned(workspace) -> dict[str, int]:
+    return {name: workspace.catalog.conn.execute(sql).fetchone()[0] for name, sql in SCANS.items()}
+
+
+def _annotate(conn, annotation_id: int, source_id: str, status: str, replace: bool = False) -> None:
+    verb = "INSERT OR REPLACE" if replace else "INSERT"
+    conn.execute(
+        f"{verb} INTO annotations (ls_annotation_id, ls_task_id, ls_project_id, annotator, source_id, status, "
+        "pulled_at) VALUES (?, 1, 1, 'ann1', ?, ?, 'now')",
+        (annotation_id, source_id, status),
+    )
+
+
+def test_status_counts_follow_every_change_without_scanning(workspace):
+    """Inserts, REPLACE (a delete and an insert), status updates, deletes: the kept counts equal the scans."""
+    from tests.annotation.conftest import add_sources
+
+    ids = add_sources(workspace, 3)
+    with workspace.catalog.transaction() as conn:
+        conn.execute("DELETE FROM candidates WHERE source_id = ? AND slot = 3", (ids[0],))
+        conn.execute("DELETE FROM candidates WHERE source_id = ? AND slot < 2", (ids[1],))
+        conn.execute("INSERT INTO generation_failures VALUES ('r', ?, 'boom', 'now')", (ids[0],))
+        conn.execute("INSERT INTO ls_projects VALUES (1, 'queue', 'ann1', 'Queue', 'now')")
+        conn.execute("INSERT INTO tasks VALUES (1, 1, ?, 'ann1', 0, 'now')", (ids[2],))
+        _annotate(conn, 1, ids[2], "valid")
+        _annotate(conn, 2, ids[2], "rejected")
+        _annotate(conn, 1, ids[2], "rejected", replace=True)  # pulled again, now invalid
+        _annotate(conn, 3, ids[2], "valid")
+        conn.execute("UPDATE annotations SET status = 'valid' WHERE ls_annotation_id = 2")
+        conn.execute("DELETE FROM annotations WHERE ls_annotation_id = 3")
+        conn.execute("INSERT INTO exports VALUES ('v1', '/x', 'now', 1, '{}')")
+    counts = workspace.counts()
+    assert counts == _scanned(workspace)
+    assert counts["sources_complete"] == 1 and counts["candidates"] == 9 and counts["annotations_valid"] == 1
+    catalog_path = workspace.catalog.path
+    workspace.catalog.close()
+    workspace.catalog = Catalog(catalog_path)  # the counts live in the file, not the connection
+    assert workspace.counts() == counts
+
+
+def test_the_counts_migration_counts_an_existing_catalog(tmp_path, monkeypatch):
+    from medgen.workspace import catalog as catalog_module
+    from tests.annotation.conftest import add_sources
+
+    with monkeypatch.context() as patch:  # a catalog made by the medgen before the counts table
+        patch.setattr(catalog_module, "MIGRATIONS", catalog_module.MIGRATIONS[:5])
+        patch.setattr(catalog_module, "SCHEMA_VERSION", 5)
+        with init_workspace(tmp_path / "ws") as old:
+            add_sources(old, 5)
+            with old.catalog.transaction() as conn:
+                conn.execute("DELETE FROM candidates WHERE slot = 0 AND rowid % 2 = 0")
+                _annotate(conn, 1, "x", "valid")
+                _annotate(conn, 2, "x", "rejected")
+            assert old.catalog.version == 5
+    with open_workspace(tmp_path / "ws") as ws:
+        assert ws.catalog.version == SCHEMA_VERSION
+        assert ws.counts() == _scanned(ws) and ws.counts()["sources"] == 5
