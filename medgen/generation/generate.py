@@ -285,7 +285,7 @@ class _Named(NamedTuple):
 class Plan:
     """Source ids (sorted) with their missing slots, in two arrays: ~70 bytes per source.
 
-    As a list of ``(id, [slots])`` built from fetched rows, the plan of 128k sources took ~45 MB
+    As a list of ``(id, [slots])`` built from fetched rows, the plan of 128k sources took ~50 MB
     (generate's peak RSS grew 111 -> 154 MB from 1.5k to 128k sources). Iterating yields
     ``(source id, slots)``; slicing gives a plan (views, no copy).
     """
@@ -351,7 +351,7 @@ def plan(
 ) -> Plan:
     """Every source id (sorted) with its missing slots; the same answer on every rank.
 
-    Ids and slot masks only, computed in SQL and read from a cursor: the plan of 128k sources is 9 MB.
+    Ids and slot masks only, computed in SQL and read from a cursor: the plan of 128k sources is ~10 MB.
     """
     if not 1 <= candidates <= NUM_CANDIDATES:
         raise MedgenError(f"--candidates must be between 1 and {NUM_CANDIDATES}, got {candidates}")
