@@ -3,7 +3,7 @@
 The hashes are kept on disk while the export runs, in a throw-away SQLite file, not in a dict: at 50k
 sources (~200k samples) the dict, its JSON string and the changelog's copies of it made the export's peak
 memory grow by ~60 MB, the most of anything it held. ``manifest.json`` is then streamed from it, byte for
-byte what ``json.dumps(manifest, indent=1, sort_keys=True)`` writes, and the changelog is three joins.
+byte what ``json.dumps(manifest, indent=1, sort_keys=True)`` writes, and the changelog is four joins.
 """
 
 from __future__ import annotations
@@ -49,14 +49,17 @@ class SampleHashes:
             rows = [(sample_id, split, digest) for sample_id, digest in items.items()]
             self._flush("previous", rows)
 
-    def splits(self) -> list[str]:
+    def flush(self) -> None:
         self._flush("current", self.pending)
         self.pending = []
+
+    def splits(self) -> list[str]:
+        self.flush()
         return [row[0] for row in self.conn.execute("SELECT DISTINCT split FROM current ORDER BY split")]
 
-    def items(self, split: str, table: str = "current") -> Iterator[tuple[str, str]]:
+    def items(self, split: str) -> Iterator[tuple[str, str]]:
         # SQLite compares TEXT as UTF-8 bytes, the same order as Python's sort of str.
-        yield from self.conn.execute(f"SELECT id, digest FROM {table} WHERE split = ? ORDER BY id", (split,))
+        yield from self.conn.execute("SELECT id, digest FROM current WHERE split = ? ORDER BY id", (split,))
 
     def count(self, table: str = "current") -> int:
         return int(self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
@@ -92,19 +95,29 @@ def _write_items(out: IO[str], items: Iterator[tuple[str, str]]) -> None:
         separator = ",\n"
 
 
-CHANGES = {
-    # title: (query of (sample id, split) in id order, which table's split is shown)
-    "Added": "SELECT c.id, c.split FROM current c LEFT JOIN previous p ON p.id = c.id WHERE p.id IS NULL",
-    "Removed": "SELECT p.id, p.split FROM previous p LEFT JOIN current c ON c.id = p.id WHERE c.id IS NULL",
-    "Changed": "SELECT c.id, c.split FROM current c JOIN previous p ON p.id = c.id WHERE p.digest != c.digest",
-    "Moved between splits": "SELECT c.id, c.split FROM current c JOIN previous p ON p.id = c.id WHERE p.split != c.split",
+CHANGES = {  # section title: (count's name, query of (sample id, split shown))
+    "Added": (
+        "added",
+        "SELECT c.id, c.split FROM current c LEFT JOIN previous p ON p.id = c.id WHERE p.id IS NULL",
+    ),
+    "Removed": (
+        "removed",
+        "SELECT p.id, p.split FROM previous p LEFT JOIN current c ON c.id = p.id WHERE c.id IS NULL",
+    ),
+    "Changed": (
+        "changed",
+        "SELECT c.id, c.split FROM current c JOIN previous p ON p.id = c.id WHERE p.digest != c.digest",
+    ),
+    "Moved between splits": (
+        "moved",
+        "SELECT c.id, c.split FROM current c JOIN previous p ON p.id = c.id WHERE p.split != c.split",
+    ),
 }
-COUNTED = {"Added": "added", "Removed": "removed", "Changed": "changed", "Moved between splits": "moved"}
 
 
 def write_changelog(path: Path, version: str, hashes: SampleHashes, previous: str | None) -> dict[str, int]:
     """``changelog.md``: what was added, removed, changed or moved since ``previous``; the counts."""
-    hashes.splits()  # flush
+    hashes.flush()
     total = hashes.count()
     with path.open("w", encoding="utf-8") as out:
         out.write(f"# Changelog of {version}\n\n")
@@ -112,13 +125,13 @@ def write_changelog(path: Path, version: str, hashes: SampleHashes, previous: st
             out.write(f"First version: {total} samples.\n")
             return {"added": total, "removed": 0, "changed": 0, "moved": 0}
         changes = {
-            COUNTED[title]: int(hashes.conn.execute(f"SELECT count(*) FROM ({query})").fetchone()[0])
-            for title, query in CHANGES.items()
+            name: int(hashes.conn.execute(f"SELECT count(*) FROM ({query})").fetchone()[0])
+            for name, query in CHANGES.values()
         }
         out.write(f"Compared with {previous}: {hashes.count('previous')} → {total} samples.\n\n")
         out.write("\n".join(f"- {name}: {count}" for name, count in changes.items()) + "\n")
-        for title, query in CHANGES.items():
-            if changes[COUNTED[title]]:
+        for title, (name, query) in CHANGES.items():
+            if changes[name]:
                 out.write(f"\n## {title}\n\n")
                 for sample_id, split in hashes.conn.execute(f"{query} ORDER BY 1"):
                     out.write(f"- `{sample_id}` ({split})\n")
