@@ -301,6 +301,13 @@ def main() -> None:
         )
         try:
             results[n] = one_size(n, args, root)
+        except BaseException:
+            log = root / "ws" / "labelstudio" / "server.log"
+            if log.is_file():  # the workspace goes; Label Studio's side of a failed step stays readable
+                kept = Path(tempfile.gettempdir()) / f"medgen-scale-{n}-labelstudio.log"
+                shutil.copyfile(log, kept)
+                print(f"Label Studio's log: {kept}", flush=True)
+            raise
         finally:
             shutil.rmtree(root, ignore_errors=True)
     sizes = sorted(results)
