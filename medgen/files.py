@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -41,3 +45,47 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _ask_disk(paths: Sequence[Path]) -> None:
+    """Start reading these files into the page cache; errors are the reader's to report, not this hint's."""
+    for path in paths:
+        try:
+            if hasattr(os, "posix_fadvise"):
+                fd = os.open(path, os.O_RDONLY)
+                try:  # the kernel queues the reads and returns: no bytes are copied or held here
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+                finally:
+                    os.close(fd)
+            else:
+                path.read_bytes()
+        except OSError:
+            pass
+
+
+def read_ahead(
+    items: Iterable[T], paths: Callable[[T], Sequence[Path]], depth: int = 64, threads: int = 8
+) -> Iterator[T]:
+    """``items`` in order; while the caller works on one, the files of the next ``depth`` are being read.
+
+    For loops that read many small files one after the other (an export reads five per source): on a
+    cold disk each read waits its turn, ~6 ms here, while the disk serves several at once as fast. Up
+    to ``threads`` threads open the coming files and ask the kernel to read them
+    (``posix_fadvise(WILLNEED)``), so they are in the page cache when the loop gets there. Nothing is
+    held in memory but the hints; a hint not started by the time its item is reached is dropped.
+    """
+    pending: deque[tuple[T, Future[None]]] = deque()
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="medgen-readahead")
+    try:
+        for item in items:
+            pending.append((item, pool.submit(_ask_disk, paths(item))))
+            if len(pending) > depth:
+                first, hint = pending.popleft()
+                hint.cancel()
+                yield first
+        while pending:
+            first, hint = pending.popleft()
+            hint.cancel()
+            yield first
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

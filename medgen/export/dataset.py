@@ -40,7 +40,7 @@ from medgen.export.parquet import (
 )
 from medgen.export.rationales import origin_of, teacher_rationales
 from medgen.export.samples import SampleError, assign_split, build_source_samples, load_labels
-from medgen.files import atomic_write_text
+from medgen.files import atomic_write_text, read_ahead
 from medgen.workspace.catalog import now
 
 if TYPE_CHECKING:
@@ -154,7 +154,12 @@ def export_dataset(
     try:
         if on_start:
             on_start(workspace.catalog.count("sources"))
-        for source, candidates, paths in _sources_with_images(workspace):
+        # The next sources' images are read while one is written (on a cold disk, a read at a time was
+        # 3/4 of the export's time at 128k sources); only the labelled ones are read.
+        sources = _sources_with_images(workspace)
+        for source, candidates, paths in read_ahead(
+            sources, lambda item: item[2] if item[0].id in labels.items else ()
+        ):
             samples_before = stats.num_samples
             try:
                 source_labels = labels.items.get(source.id)
