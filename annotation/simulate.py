@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,6 +26,8 @@ WORKERS = 4
 """Requests in flight at once, as several people annotating at the same time (the server's workers are busy)."""
 CHUNK = 256
 """Answers made and sent at a time."""
+RETRIES = 3
+"""Tries again after an answer of 500/502/503 (0.5, 1, 2 s later) before giving up."""
 
 
 def _annotated(workspace: Workspace, client: Connection, name: str, project_id: int) -> set[int]:
@@ -65,10 +68,7 @@ def simulate_annotators(
         def create(
             answer: tuple[int, dict[str, object]], as_whom: Connection = annotator, who: str = name
         ) -> None:
-            try:
-                as_whom.client.annotations.create(answer[0], **answer[1])  # type: ignore[arg-type]
-            except Exception as error:
-                raise api_error(f"creating a simulated annotation for {who}", error) from None
+            send(as_whom, answer[0], answer[1], who)
 
         made[name] = 0
         answers = _answers(workspace, name, project_id, done, rates, seed)
@@ -77,6 +77,22 @@ def simulate_annotators(
                 list(pool.map(create, chunk))
                 made[name] += len(chunk)
     return made
+
+
+def send(client: Connection, task_id: int, answer: dict[str, object], who: str) -> None:
+    """Create one annotation; an answer of 500/502/503 is tried again (0.5, 1, 2 s later), as a browser would.
+
+    Label Studio on SQLite answers 500 when a write waits past its lock timeout ("database is locked"
+    with several annotators at once; its advice is PostgreSQL for teams).
+    """
+    for attempt in range(RETRIES + 1):
+        try:
+            client.client.annotations.create(task_id, **answer)  # type: ignore[arg-type]
+            return
+        except Exception as error:
+            if getattr(error, "status_code", None) not in (500, 502, 503) or attempt == RETRIES:
+                raise api_error(f"creating a simulated annotation for {who}", error) from None
+            time.sleep(0.5 * 2**attempt)
 
 
 def _answers(
