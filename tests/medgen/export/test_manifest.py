@@ -67,3 +67,21 @@ def test_changelog_lists_added_removed_changed_and_moved(tmp_path: Path) -> None
     )
     assert first == {"added": 1, "removed": 0, "changed": 0, "moved": 0}
     assert (tmp_path / "first.md").read_text() == "# Changelog of v1\n\nFirst version: 1 samples.\n"
+
+
+def test_previous_manifest_is_read_back_whole_whatever_its_ids_and_layout(tmp_path: Path) -> None:
+    # Streamed, not json.loads: ids with dots, quotes and non-ASCII, a "splits" key elsewhere, other
+    # fields after the splits, more rows than one insert batch, compact and indented JSON.
+    splits = {
+        "train": {f"s.{i:05d}": f"{i:x}" for i in range(4100)} | {'é"q.x': "d1"},
+        "test": {"a.b.c": "d2"},
+        "validation": {},
+    }
+    manifest = {"config": {"splits": {"train": 0.8}}, "splits": splits, "zz": {"train": {"x": "y"}}}
+    expected = {(i, split, digest) for split, items in splits.items() for i, digest in items.items()}
+    for name, text in (("compact.json", json.dumps(manifest)), ("indented.json", json.dumps(manifest, indent=1))):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        hashes = SampleHashes(tmp_path / f"{name}.sqlite")
+        hashes.load_previous(tmp_path / name)
+        assert set(hashes.conn.execute("SELECT id, split, digest FROM previous")) == expected
+        hashes.close()
