@@ -44,9 +44,8 @@ from medgen.files import atomic_write_text, read_ahead
 from medgen.workspace.catalog import now
 
 if TYPE_CHECKING:
-    from schemas import Candidate, SourceImage
-
     from medgen.workspace import Workspace
+    from schemas import Candidate, SourceImage
 
 
 @dataclass
@@ -85,7 +84,9 @@ def _sources_with_images(
         candidates = workspace.catalog.candidates_by_source([source.id for source in batch])
         for source in batch:
             mine = candidates[source.id]
-            paths = [workspace.store.path(source.image_key)] + [workspace.store.path(c.image_key) for c in mine]
+            paths = [workspace.store.path(source.image_key)] + [
+                workspace.store.path(c.image_key) for c in mine
+            ]
             yield source, mine, paths
 
 

@@ -79,7 +79,10 @@ def test_previous_manifest_is_read_back_whole_whatever_its_ids_and_layout(tmp_pa
     }
     manifest = {"config": {"splits": {"train": 0.8}}, "splits": splits, "zz": {"train": {"x": "y"}}}
     expected = {(i, split, digest) for split, items in splits.items() for i, digest in items.items()}
-    for name, text in (("compact.json", json.dumps(manifest)), ("indented.json", json.dumps(manifest, indent=1))):
+    for name, text in (
+        ("compact.json", json.dumps(manifest)),
+        ("indented.json", json.dumps(manifest, indent=1)),
+    ):
         (tmp_path / name).write_text(text, encoding="utf-8")
         hashes = SampleHashes(tmp_path / f"{name}.sqlite")
         hashes.load_previous(tmp_path / name)
