@@ -27,6 +27,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,7 +38,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from medgen.errors import MedgenError
-from medgen.files import atomic_write_text
+from medgen.files import atomic_write_text, read_ahead
 from medgen.generation.backends.base import (
     Backend,
     GeneratedImage,
@@ -389,27 +390,39 @@ def plan(
 def _requests(
     workspace: Workspace, shard: Plan, base_seed: int, batch_size: int
 ) -> Iterator[list[GenerationRequest]]:
-    """Batches of requests; each source's pixels are decoded on a thread while the one before is generated."""
+    """Batches of requests; each source's pixels are decoded on a thread while the one before is generated.
+
+    The files of the next sources are read ahead (``read_ahead``): on a cold disk one read at a time
+    made generation wait on it once the sources no longer fit in a cache.
+    """
     batch: list[GenerationRequest] = []
-
-    def sources(start: int) -> list[SourceImage]:  # the shard's sources, read 256 at a time
-        ids = [source_id for source_id, _ in shard[start : start + 256]]
-        found = workspace.catalog.sources_by_id(ids)
-        return [found[source_id] for source_id in ids]
-
-    window = sources(0)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medgen-load") as loader:
-        loading = [loader.submit(load_source_pixels, workspace, source) for source in window[:1]]
-        for i, (_, slots) in enumerate(shard):
-            source = window[i % 256]
-            if (i + 1) % 256 == 0 and i + 1 < len(shard):
-                window = sources(i + 1)
-            image, mask = loading.pop().result()
-            if i + 1 < len(shard):  # one source ahead: memory stays at two sources
-                loading.append(loader.submit(load_source_pixels, workspace, window[(i + 1) % 256]))
-            yield from _source_batches(source, image, mask, slots, base_seed, batch_size, batch)
+    store = workspace.store
+    sources = read_ahead(
+        _shard_sources(workspace, shard),
+        lambda item: (store.path(item[0].image_key), store.path(item[0].mask_key)),
+    )
+    with closing(sources), ThreadPoolExecutor(max_workers=1, thread_name_prefix="medgen-load") as loader:
+        current: tuple[SourceImage, Sequence[int], Future[tuple[Image.Image, Image.Image]]] | None = None
+        for source, slots in sources:  # one source ahead: memory stays at two sources
+            ahead = (source, slots, loader.submit(load_source_pixels, workspace, source))
+            if current is not None:
+                image, mask = current[2].result()
+                yield from _source_batches(current[0], image, mask, current[1], base_seed, batch_size, batch)
+            current = ahead
+        if current is not None:
+            image, mask = current[2].result()
+            yield from _source_batches(current[0], image, mask, current[1], base_seed, batch_size, batch)
     if batch:
         yield batch
+
+
+def _shard_sources(workspace: Workspace, shard: Plan) -> Iterator[tuple[SourceImage, Sequence[int]]]:
+    """The shard's sources with their missing slots, in its order; read from the catalog 256 at a time."""
+    for start in range(0, len(shard), 256):
+        part = shard[start : start + 256]
+        found = workspace.catalog.sources_by_id([source_id for source_id, _ in part])
+        for source_id, slots in part:
+            yield found[source_id], slots
 
 
 def _source_batches(

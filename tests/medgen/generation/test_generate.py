@@ -437,10 +437,23 @@ def test_gpu_real_checkpoint(workspace, photos_dir, tiny_inpaint):
         assert json.loads(candidate.provenance.extra)["dtype"] == "float16"
 
 
-def test_requests_follow_the_plan_across_source_windows(workspace) -> None:
-    """Sources are read from the catalog 256 at a time: every planned source and slot, in plan order."""
+def test_requests_follow_the_plan_across_source_windows(workspace, monkeypatch) -> None:
+    """Sources are read from the catalog 256 at a time: every planned source and slot, in plan order;
+    every source's image and mask are asked of the disk ahead of their use."""
+    import threading
+
+    import medgen.files
     from medgen.generation.generate import _requests, plan
     from tests.annotation.conftest import add_sources
+
+    hinted: list[Path] = []
+    lock = threading.Lock()
+
+    def ask_disk(paths):
+        with lock:
+            hinted.extend(paths)
+
+    monkeypatch.setattr(medgen.files, "_ask_disk", ask_disk)
 
     add_sources(workspace, 600)
     with workspace.catalog.transaction() as conn:  # leave some slots missing, unevenly
@@ -452,6 +465,10 @@ def test_requests_follow_the_plan_across_source_windows(workspace) -> None:
     assert len(todo) > 300 and all(slots for _, slots in todo)
     made = [(r.source.id, r.slot) for batch in _requests(workspace, todo, 0, 4) for r in batch]
     assert made == [(source_id, slot) for source_id, slots in todo for slot in slots]
+    sources = workspace.catalog.sources_by_id([source_id for source_id, _ in todo])
+    # A hint not started when its source is reached is dropped: most are asked, none that is not planned.
+    files = {workspace.store.path(key) for s in sources.values() for key in (s.image_key, s.mask_key)}
+    assert set(hinted) <= files and len(set(hinted)) > len(files) / 2
     assert all(r.image.size == (24, 24) for r in next(iter(_requests(workspace, todo[-3:], 0, 4))))
 
 
