@@ -277,6 +277,12 @@ def main() -> None:
         "with them dropped, so every N reads from disk, as a step run a day later does).",
     )
     parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="Keep the largest N's folder (photos and workspace; Label Studio stopped) for further runs, "
+        "such as benchmarks/read_ahead.py.",
+    )
+    parser.add_argument(
         "--steps",
         nargs="+",
         choices=STEPS,
@@ -309,7 +315,10 @@ def main() -> None:
                 print(f"Label Studio's log: {kept}", flush=True)
             raise
         finally:
-            shutil.rmtree(root, ignore_errors=True)
+            if args.keep and n == max(args.sources):
+                print(f"  [{n}] kept: {root} (the workspace is {root / 'ws'})", flush=True)
+            else:
+                shutil.rmtree(root, ignore_errors=True)
     sizes = sorted(results)
     print(f"\nscale ({backend}, candidates {args.candidate_resolution}px): ms per source | peak RSS MB")
     print(
