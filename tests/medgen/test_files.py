@@ -12,11 +12,8 @@ import medgen.files
 from medgen.files import read_ahead
 
 
-def test_read_ahead_yields_every_item_in_order_and_hints_the_next_ones(tmp_path: Path, monkeypatch):
-    files = []
-    for i in range(40):
-        files.append(tmp_path / f"{i}.bin")
-        files[-1].write_bytes(bytes([i]) * 100)
+def record_hints(monkeypatch) -> tuple[list[Path], threading.Lock]:
+    """Every path ``read_ahead`` asks of the disk from now on (instead of asking it), and the list's lock."""
     hinted: list[Path] = []
     lock = threading.Lock()
 
@@ -25,6 +22,15 @@ def test_read_ahead_yields_every_item_in_order_and_hints_the_next_ones(tmp_path:
             hinted.extend(paths)
 
     monkeypatch.setattr(medgen.files, "_ask_disk", record)
+    return hinted, lock
+
+
+def test_read_ahead_yields_every_item_in_order_and_hints_the_next_ones(tmp_path: Path, monkeypatch):
+    files = []
+    for i in range(40):
+        files.append(tmp_path / f"{i}.bin")
+        files[-1].write_bytes(bytes([i]) * 100)
+    hinted, lock = record_hints(monkeypatch)
     seen = []
     for index in read_ahead(range(40), lambda i: [files[i]], depth=5, threads=1):
         seen.append(index)

@@ -440,20 +440,11 @@ def test_gpu_real_checkpoint(workspace, photos_dir, tiny_inpaint):
 def test_requests_follow_the_plan_across_source_windows(workspace, monkeypatch) -> None:
     """Sources are read from the catalog 256 at a time: every planned source and slot, in plan order;
     every source's image and mask are asked of the disk ahead of their use."""
-    import threading
-
-    import medgen.files
     from medgen.generation.generate import _requests, plan
     from tests.annotation.conftest import add_sources
+    from tests.medgen.test_files import record_hints
 
-    hinted: list[Path] = []
-    lock = threading.Lock()
-
-    def ask_disk(paths):
-        with lock:
-            hinted.extend(paths)
-
-    monkeypatch.setattr(medgen.files, "_ask_disk", ask_disk)
+    hinted, _ = record_hints(monkeypatch)
 
     add_sources(workspace, 600)
     with workspace.catalog.transaction() as conn:  # leave some slots missing, unevenly
