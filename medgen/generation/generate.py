@@ -403,15 +403,12 @@ def _requests(
     )
     with closing(sources), ThreadPoolExecutor(max_workers=1, thread_name_prefix="medgen-load") as loader:
         current: tuple[SourceImage, Sequence[int], Future[tuple[Image.Image, Image.Image]]] | None = None
-        for source, slots in sources:  # one source ahead: memory stays at two sources
-            ahead = (source, slots, loader.submit(load_source_pixels, workspace, source))
+        for item in itertools.chain(sources, [None]):  # one source ahead: memory stays at two sources
+            ahead = None if item is None else (*item, loader.submit(load_source_pixels, workspace, item[0]))
             if current is not None:
                 image, mask = current[2].result()
                 yield from _source_batches(current[0], image, mask, current[1], base_seed, batch_size, batch)
             current = ahead
-        if current is not None:
-            image, mask = current[2].result()
-            yield from _source_batches(current[0], image, mask, current[1], base_seed, batch_size, batch)
     if batch:
         yield batch
 
