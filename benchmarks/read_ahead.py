@@ -1,16 +1,24 @@
-"""Read-ahead on a cold disk: `medgen export` of one workspace with and without ``medgen.files.read_ahead``.
+"""Read-ahead on a cold disk: `medgen export` or `medgen generate` with and without ``medgen.files.read_ahead``.
 
-The export reads five image files per source. On this machine's virtual disk a cold read takes ~6-10 ms
-one at a time, while several in flight are served about as fast each; ``read_ahead`` asks for the next
-64 sources' files from 8 threads while one source is written. This times the same export of the same
-workspace both ways, in alternating order, each from a cold page cache (``scale.evict``), and prints the
-wall time, the CPU time and the ratio. The workspace should be too large for the host's cache (at 1,500
-sources of 128 px the reads come from it even after the guest's cache is dropped): make one with
+The export reads five image files per source, the generation two (photo and mask). On this machine's
+virtual disk a cold read takes ~6-10 ms one at a time, while several in flight are served about as fast
+each; ``read_ahead`` asks for the next 64 sources' files from 8 threads while one source is worked on.
+This times the same step on the same workspace both ways, in alternating order (off, on, on, off...), each
+from a cold page cache (``scale.evict``), and prints the wall time, the CPU time and the ratio. The
+workspace should be too large for the host's cache (at 1,500 sources of 128 px the reads come from it even
+after the guest's cache is dropped).
+
+Export: every run exports the whole workspace (written, then removed: a 50k-source export of 128 px
+candidates is ~7 GB). Make the workspace with
 
     PYTHONPATH=. .venv/bin/python benchmarks/scale.py --sources 50000 --no-annotation --steps generate --keep
     PYTHONPATH=. .venv/bin/python benchmarks/read_ahead.py /tmp/medgen-scale-50000-XXXX/ws [--rounds 1]
 
-Each export is written and then removed (a 50k-source export of 128 px candidates is ~7 GB).
+Generate: every run makes the candidates of the next ``--limit`` sources that have none (synthetic
+backend, 128 px as in ``scale.py``), so the workspace needs ``2 x rounds x limit`` sources without
+candidates: ``medgen init WS && medgen sources add PHOTOS -w WS`` (the photos ``scale.py --keep`` keeps), then
+
+    PYTHONPATH=. .venv/bin/python benchmarks/read_ahead.py WS --stage generate --limit 10000 --rounds 2
 """
 
 from __future__ import annotations
@@ -23,15 +31,21 @@ from pathlib import Path
 
 from benchmarks.scale import run
 
-EXPORT = """
+# argv: stage, on|off, workspace, export version or generation limit
+STEP = """
 import sys
-from pathlib import Path
-import medgen.export.dataset as dataset
 from medgen.cli import app
-if sys.argv[1] == "off":
-    dataset.read_ahead = lambda items, paths, **_: iter(items)
-sys.argv = ["medgen", "export", "-w", sys.argv[2], "--version", sys.argv[3], "--labels", "injected",
-            "--min-annotators", "1", "--simulated-annotators"]
+stage, mode, workspace, arg = sys.argv[1:5]
+if stage == "export":
+    import medgen.export.dataset as module
+    command = ["export", "-w", workspace, "--version", arg, "--labels", "injected", "--min-annotators", "1",
+               "--simulated-annotators"]
+else:
+    import medgen.generation.generate as module
+    command = ["generate", "-w", workspace, "--backend", "synthetic", "--resolution", "128", "--limit", arg]
+if mode == "off":
+    module.read_ahead = lambda items, paths, **_: iter(items)
+sys.argv = ["medgen", *command]
 app()
 """
 
@@ -39,35 +53,45 @@ app()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workspace", type=Path)
-    parser.add_argument(
-        "--rounds", type=int, default=1, help="Pairs of exports (off then on, on then off...)."
-    )
+    parser.add_argument("--stage", choices=("export", "generate"), default="export")
+    parser.add_argument("--rounds", type=int, default=1, help="Pairs of runs (off then on, on then off...).")
+    parser.add_argument("--limit", type=int, default=10_000, help="generate: sources per run.")
     args = parser.parse_args()
     from medgen.workspace import open_workspace
 
     with open_workspace(args.workspace) as ws:
-        sources = ws.counts()["sources"]
+        counts = ws.counts()
+    if args.stage == "export":
+        sources = counts["sources"]
+    else:
+        sources = args.limit
+        missing = counts["sources"] - counts["sources_complete"]
+        if missing < 2 * args.rounds * args.limit:
+            raise SystemExit(
+                f"{missing} sources lack candidates; {2 * args.rounds} runs of {args.limit} need more"
+            )
     env = {**os.environ, "COLUMNS": "120"}
     times: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
     for round_ in range(args.rounds):
         for mode in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
             version = f"read-ahead-{mode}-{round_}"
+            arg = version if args.stage == "export" else str(args.limit)
             step = run(
                 version,
-                [sys.executable, "-c", EXPORT, mode, str(args.workspace), version],
+                [sys.executable, "-c", STEP, args.stage, mode, str(args.workspace), arg],
                 env,
                 args.workspace,
             )
             times[mode].append((step.seconds, step.cpu_seconds))
             print(
-                f"read-ahead {mode:<3}: {step.seconds:7.1f} s  {1000 * step.seconds / sources:6.2f} ms/source  "
-                f"CPU {1000 * step.cpu_seconds / sources:5.2f} ms/source  {step.rss_mb:4.0f} MB",
+                f"{args.stage} read-ahead {mode:<3}: {step.seconds:7.1f} s  {1000 * step.seconds / sources:6.2f} "
+                f"ms/source  CPU {1000 * step.cpu_seconds / sources:5.2f} ms/source  {step.rss_mb:4.0f} MB",
                 flush=True,
             )
             shutil.rmtree(args.workspace / "exports" / version, ignore_errors=True)
     off = sum(t for t, _ in times["off"])
     on = sum(t for t, _ in times["on"])
-    print(f"{sources} sources: export wall time with read-ahead / without: {on / off:.2f}")
+    print(f"{sources} sources per run: {args.stage} wall time with read-ahead / without: {on / off:.2f}")
 
 
 if __name__ == "__main__":
