@@ -6,10 +6,7 @@ crash leaves either the whole file or nothing (plus a ``.tmp-*`` file).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
-import sys
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -48,61 +45,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_many(files: Sequence[tuple[Path, bytes]]) -> None:
-    """``atomic_write_bytes`` for each ``(path, data)``, made durable together rather than one by one.
-
-    Every file is written to its temporary name, then one flush makes them all durable (``syncfs`` on
-    Linux: one journal commit and one disk-cache flush for the lot, where a ``fsync`` per file pays
-    for one each), then each is renamed: a crash leaves each file whole or absent, as one at a time.
-    Elsewhere each file is fsync'd. For a batch of new files in one store (generation's candidates).
-    """
-    tmps: list[Path] = []
-    try:
-        for path, data in files:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmps.append(path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}"))
-            with open(tmps[-1], "wb") as handle:
-                handle.write(data)
-        _make_durable(tmps)
-        for tmp, (path, _) in zip(tmps, files, strict=True):
-            os.replace(tmp, path)
-    finally:
-        for tmp in tmps:
-            tmp.unlink(missing_ok=True)
-
-
-def _load_syncfs() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        syncfs = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    syncfs.argtypes, syncfs.restype = [ctypes.c_int], ctypes.c_int
-    return syncfs
-
-
-_syncfs = _load_syncfs()
-
-
-def _make_durable(paths: Sequence[Path]) -> None:
-    """Flush these written files to disk: one ``syncfs`` per filesystem they are on, or one fsync each."""
-    if _syncfs is None:
-        for path in paths:
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-        return
-    filesystems = {os.stat(path).st_dev: path for path in paths}
-    for path in filesystems.values():
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            if _syncfs(fd) != 0:
-                error = ctypes.get_errno()
-                raise OSError(error, f"syncfs: {os.strerror(error)}", str(path))
-        finally:
-            os.close(fd)
 
 
 def _ask_disk(paths: Sequence[Path]) -> None:

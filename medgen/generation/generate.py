@@ -595,18 +595,15 @@ def _store(
     results: list[GeneratedImage],
     encoders: Executor | None = None,
 ) -> None:
-    """Files first (announced as pending), then their candidate lines.
-
-    The batch's files are flushed to disk together, after the pending lines, and only then renamed
-    into place: no stored file is left that the manifest does not announce.
-    """
+    """Files first (announced as pending), then their candidate lines."""
     rgb = [r.image if r.image.mode == "RGB" else r.image.convert("RGB") for r in results]
     images = png_bytes_many(rgb, encoders)
-    keys = [workspace.store.key_of(data) for data in images]
+    encoded = list(zip(results, images, strict=True))
+    keys = [workspace.store.key_of(data) for _, data in encoded]
     for key in keys:
         manifest.write(kind="pending", key=key)
-    workspace.store.put_many(dict(zip(keys, images, strict=True)))
-    for result, key in zip(results, keys, strict=True):
+    for (result, data), key in zip(encoded, keys, strict=True):
+        workspace.store.put_bytes(data)
         request = result.request
         candidate = Candidate(
             id=f"{request.source.id}-{request.slot}",

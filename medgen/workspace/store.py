@@ -1,8 +1,7 @@
 """Content-addressed image store.
 
-Files are written with ``medgen.files.atomic_write_bytes`` (or ``atomic_write_many``, a batch made
-durable together): a crash leaves either the whole file or nothing (plus a ``.tmp-*`` file that
-``clean_temp`` removes).
+Files are written with ``medgen.files.atomic_write_bytes``: a crash leaves either the whole file or
+nothing (plus a ``.tmp-*`` file that ``clean_temp`` removes).
 Keys are workspace-relative paths ``images/<2 hex>/<sha256>.<ext>``, so Label Studio's
 local-files serving and exports can use them as they are.
 """
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from medgen.files import atomic_write_bytes, atomic_write_many
+from medgen.files import atomic_write_bytes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOR_TYPE = {"L": 0, "RGB": 2, "RGBA": 6}  # PNG colour types of 8-bit grey, truecolour, truecolour+alpha
@@ -85,15 +84,6 @@ class ImageStore:
         if not path.exists():
             atomic_write_bytes(path, data)
         return key
-
-    def put_many(self, files: dict[str, bytes]) -> None:
-        """Store each data under its key (``key_of`` it), the new files flushed to disk together.
-
-        One flush for the lot (``atomic_write_many``), where ``put_bytes`` pays one per file.
-        """
-        atomic_write_many(
-            [(self.path(key), data) for key, data in files.items() if not self.path(key).exists()]
-        )
 
     def put_image(self, image: Image.Image) -> str:
         return self.put_bytes(png_bytes(image))

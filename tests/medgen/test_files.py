@@ -1,5 +1,4 @@
-"""medgen.files: batches of atomic writes flushed together; read_ahead (items in order, the coming items' files
-asked of the disk before they are reached)."""
+"""medgen.files.read_ahead: items in order, the coming items' files asked of the disk before they are reached."""
 
 from __future__ import annotations
 
@@ -10,55 +9,7 @@ from pathlib import Path
 import pytest
 
 import medgen.files
-from medgen.files import atomic_write_many, read_ahead
-
-
-def test_atomic_write_many_flushes_the_batch_once_then_renames_it(tmp_path: Path, monkeypatch):
-    files = [(tmp_path / f"{i:02x}" / f"{i}.png", bytes([i]) * (1000 + i)) for i in range(5)]
-    flushed = []
-    real_syncfs = medgen.files._syncfs
-
-    def syncfs(fd: int) -> int:
-        # At the flush, every file is written in full under its temporary name, none under its own.
-        temps = sorted(tmp_path.glob("*/.tmp-*"))
-        assert [t.read_bytes() for t in temps] == [data for _, data in files]
-        assert not any(path.exists() for path, _ in files)
-        flushed.append(fd)
-        return real_syncfs(fd) if real_syncfs else 0
-
-    monkeypatch.setattr(medgen.files, "_syncfs", syncfs)
-    atomic_write_many(files)
-    assert len(flushed) == 1  # one filesystem, one flush
-    assert [path.read_bytes() for path, _ in files] == [data for _, data in files]
-    assert not list(tmp_path.glob("*/.tmp-*"))
-
-
-def test_atomic_write_many_leaves_nothing_when_a_write_fails(tmp_path: Path):
-    (tmp_path / "not-a-folder").write_text("x")
-    files = [(tmp_path / "a.png", b"a"), (tmp_path / "not-a-folder" / "b.png", b"b")]
-    with pytest.raises(OSError):
-        atomic_write_many(files)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["not-a-folder"]
-
-
-def test_atomic_write_many_fsyncs_each_file_without_syncfs(tmp_path: Path, monkeypatch):
-    synced = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")).name)  # the temporary name
-        real_fsync(fd)
-
-    monkeypatch.setattr(medgen.files, "_syncfs", None)
-    monkeypatch.setattr(os, "fsync", fsync)
-    atomic_write_many([(tmp_path / "a.png", b"a"), (tmp_path / "b.png", b"b")])
-    assert [name.startswith(".tmp-") and name[-5:] for name in synced] == ["a.png", "b.png"]
-    assert [(tmp_path / n).read_bytes() for n in ("a.png", "b.png")] == [b"a", b"b"]
-
-
-@pytest.mark.skipif(os.uname().sysname != "Linux", reason="syncfs is Linux's")
-def test_syncfs_is_found_on_linux():
-    assert medgen.files._syncfs is not None
+from medgen.files import read_ahead
 
 
 def record_hints(monkeypatch) -> tuple[list[Path], threading.Lock]:
