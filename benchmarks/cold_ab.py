@@ -12,13 +12,13 @@ Export: every run exports the whole workspace (written, then removed: a 50k-sour
 candidates is ~7 GB). Make the workspace with
 
     PYTHONPATH=. .venv/bin/python benchmarks/scale.py --sources 50000 --no-annotation --steps generate --keep
-    PYTHONPATH=. .venv/bin/python benchmarks/read_ahead.py /tmp/medgen-scale-50000-XXXX/ws [--rounds 1]
+    PYTHONPATH=. .venv/bin/python benchmarks/cold_ab.py /tmp/medgen-scale-50000-XXXX/ws [--rounds 1]
 
 Generate: every run makes the candidates of the next ``--limit`` sources that have none (synthetic
 backend, 128 px as in ``scale.py``), so the workspace needs ``2 x rounds x limit`` sources without
 candidates: ``medgen init WS && medgen sources add PHOTOS -w WS`` (the photos ``scale.py --keep`` keeps), then
 
-    PYTHONPATH=. .venv/bin/python benchmarks/read_ahead.py WS --stage generate --limit 10000 --rounds 2
+    PYTHONPATH=. .venv/bin/python benchmarks/cold_ab.py WS --stage generate --limit 10000 --rounds 2
 """
 
 from __future__ import annotations
