@@ -280,7 +280,7 @@ def main() -> None:
         "--keep",
         action="store_true",
         help="Keep the largest N's folder (photos and workspace; Label Studio stopped) for further runs, "
-        "such as benchmarks/read_ahead.py.",
+        "such as benchmarks/cold_ab.py.",
     )
     parser.add_argument(
         "--steps",
