@@ -2,11 +2,19 @@
 
 A file is written to a temporary name in its final folder, flushed to disk, then renamed: a
 crash leaves either the whole file or nothing (plus a ``.tmp-*`` file).
+
+A writer of many files whose records it makes durable later (generation's candidates) can leave
+out the flush (``durable=False``) and flush them all at once with ``sync_filesystem`` before it
+records them: a killed process then still leaves whole files (the kernel has their bytes), while
+a power cut may leave a renamed file empty or torn, so whoever recovers such files checks them.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import sys
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,11 +27,13 @@ T = TypeVar("T")
 
 
 @contextmanager
-def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+def atomic_writer(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
     """A binary handle whose content replaces ``path`` when the block ends without an exception.
 
     For files written in pieces (reports of every file in a batch): nothing is held in memory, and
     a crash or an exception leaves the old file (or none), never half of the new one.
+    ``durable=False`` leaves out the ``fsync``: a killed process still leaves the whole file, a power
+    cut may not (the caller flushes later with ``sync_filesystem`` and checks what it recovers).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
@@ -31,20 +41,54 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
         with open(tmp, "wb") as handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers see the old file, or the whole new one."""
-    with atomic_writer(path) as handle:
+    with atomic_writer(path, durable) as handle:
         handle.write(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        syncfs = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    syncfs.argtypes, syncfs.restype = [ctypes.c_int], ctypes.c_int
+    return syncfs
+
+
+_syncfs = _load_syncfs()
+
+
+def sync_filesystem(path: Path) -> None:
+    """Make every file written on ``path``'s filesystem so far durable, names included.
+
+    One ``syncfs`` (Linux): it writes what the kernel has not written back yet and waits for it, with
+    one journal commit. Generation calls it once per run, for files written with ``durable=False``:
+    most were written back while the run went on. Elsewhere, ``sync()`` (every filesystem).
+    """
+    if _syncfs is None:
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _syncfs(fd) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"syncfs: {os.strerror(error)}", str(path))
+    finally:
+        os.close(fd)
 
 
 def _ask_disk(paths: Sequence[Path]) -> None:

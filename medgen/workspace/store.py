@@ -1,7 +1,9 @@
 """Content-addressed image store.
 
 Files are written with ``medgen.files.atomic_write_bytes``: a crash leaves either the whole file or
-nothing (plus a ``.tmp-*`` file that ``clean_temp`` removes).
+nothing (plus a ``.tmp-*`` file that ``clean_temp`` removes). Files written with ``durable=False``
+(generation's candidates, made durable together by ``sync``) may be left empty or torn by a power
+cut: ``intact`` tells, and ``put_bytes`` replaces such a file rather than trusting its name.
 Keys are workspace-relative paths ``images/<2 hex>/<sha256>.<ext>``, so Label Studio's
 local-files serving and exports can use them as they are.
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from medgen.files import atomic_write_bytes
+from medgen.files import atomic_write_bytes, sync_filesystem
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOR_TYPE = {"L": 0, "RGB": 2, "RGBA": 6}  # PNG colour types of 8-bit grey, truecolour, truecolour+alpha
@@ -78,12 +80,36 @@ class ImageStore:
         digest = hashlib.sha256(data).hexdigest()
         return f"images/{digest[:2]}/{digest}.{ext}"
 
-    def put_bytes(self, data: bytes, ext: str = "png") -> str:
+    def put_bytes(self, data: bytes, ext: str = "png", durable: bool = True) -> str:
+        """Store ``data`` under its key; ``durable=False``: not flushed to disk until ``sync``.
+
+        A file already under the key is kept only if it holds ``data`` (compared on the rare path
+        where the key exists): a torn file left by a power cut is written again, not reused.
+        """
         key = self.key_of(data, ext)
         path = self.root / key
-        if not path.exists():
-            atomic_write_bytes(path, data)
+        if not self._holds(path, data):
+            atomic_write_bytes(path, data, durable)
         return key
+
+    @staticmethod
+    def _holds(path: Path, data: bytes) -> bool:
+        try:
+            return path.stat().st_size == len(data) and path.read_bytes() == data
+        except FileNotFoundError:
+            return False
+
+    def intact(self, key: str) -> bool:
+        """True if the file under ``key`` exists and its bytes hash to the key."""
+        try:
+            data = self.path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            return False
+        return self.key_of(data, key.rsplit(".", 1)[-1]) == key
+
+    def sync(self) -> None:
+        """Make every file written to the store so far durable (one ``syncfs``)."""
+        sync_filesystem(self.root)
 
     def put_image(self, image: Image.Image) -> str:
         return self.put_bytes(png_bytes(image))

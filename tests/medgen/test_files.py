@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import medgen.files
-from medgen.files import read_ahead
+from medgen.files import atomic_write_bytes, read_ahead, sync_filesystem
 
 
 def record_hints(monkeypatch) -> tuple[list[Path], threading.Lock]:
@@ -82,3 +82,17 @@ def test_ask_disk_opens_and_advises_without_reading(tmp_path: Path, monkeypatch)
     monkeypatch.setattr(os, "posix_fadvise", lambda fd, o, n, a: advised.append(a) or real(fd, o, n, a))
     medgen.files._ask_disk([path, tmp_path / "gone"])
     assert advised == [os.POSIX_FADV_WILLNEED]
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_atomic_write_flushes_each_file_unless_told_not_to(tmp_path: Path, monkeypatch, durable):
+    flushed: list[int] = []
+    fsync = os.fsync
+    monkeypatch.setattr(medgen.files.os, "fsync", lambda fd: (flushed.append(fd), fsync(fd)))
+    atomic_write_bytes(tmp_path / "a" / "b.png", b"bytes", durable=durable)
+    assert (tmp_path / "a" / "b.png").read_bytes() == b"bytes"
+    assert not list((tmp_path / "a").glob(".tmp-*"))
+    assert len(flushed) == (1 if durable else 0)
+    sync_filesystem(tmp_path)  # the undurable one's flush: one call for the filesystem, no error
+    with pytest.raises(FileNotFoundError):
+        sync_filesystem(tmp_path / "absent")

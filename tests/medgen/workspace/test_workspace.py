@@ -64,6 +64,22 @@ def test_store_is_content_addressed_and_atomic(tmp_path):
     assert not list((tmp_path / "a").glob(".tmp-*"))
 
 
+@pytest.mark.parametrize("left", [b"", b"\x89PNG torn"])
+def test_a_torn_file_under_a_key_is_written_again_not_trusted(tmp_path, left):
+    """What a power cut can leave of a file written with durable=False: its name, not its bytes."""
+    store = ImageStore(tmp_path)
+    image = Image.new("RGB", (8, 8), (1, 2, 3))
+    key = store.put_image(image)
+    data = store.path(key).read_bytes()
+    assert store.intact(key)
+    store.path(key).write_bytes(left)
+    assert not store.intact(key) and store.exists(key)
+    assert store.put_bytes(data, durable=False) == key
+    assert store.intact(key) and store.path(key).read_bytes() == data
+    store.sync()
+    assert not store.intact("images/00/" + "0" * 64 + ".png")  # absent
+
+
 @pytest.mark.parametrize(("mode", "shape"), [("RGB", (37, 53, 3)), ("RGBA", (20, 30, 4)), ("L", (19, 23))])
 def test_png_encoding_is_lossless_deterministic_and_keeps_the_mode(mode, shape):
     import io
