@@ -32,14 +32,14 @@ def tiny_config(model: Path, **fields: object) -> GenerationConfig:
 
 
 def assert_complete(ws: Workspace, n: int = 4) -> None:
-    """Every source has exactly n candidates, each row's file exists, and no store file is orphaned."""
+    """Every source has exactly n candidates, each row's file is whole, and no store file is orphaned."""
     slots = ws.catalog.candidate_slots()
     for source in ws.catalog.sources():
         assert slots.get(source.id) == set(range(n)), source.original_name
     rows = ws.catalog.query("SELECT source_id, slot, COUNT(*) AS n FROM candidates GROUP BY source_id, slot")
     assert all(row["n"] == 1 for row in rows)
     for candidate in ws.catalog.candidates():
-        assert ws.store.exists(candidate.image_key)
+        assert ws.store.intact(candidate.image_key)
     assert set(ws.store.keys()) <= ws.catalog.referenced_keys()
 
 
@@ -200,9 +200,9 @@ from tests.medgen.generation.conftest import FlatBackend
 written = 0
 put_bytes = ImageStore.put_bytes
 
-def put_then_die(self, data, ext="png"):
+def put_then_die(self, data, ext="png", durable=True):
     global written
-    key = put_bytes(self, data, ext)
+    key = put_bytes(self, data, ext, durable)
     written += 1
     if written == int(sys.argv[2]):
         os.kill(os.getpid(), signal.SIGKILL)  # after the file, before its manifest line
@@ -233,6 +233,61 @@ def test_kill_9_mid_run_then_rerun_completes_without_duplicates_or_orphans(works
     assert_complete(workspace)
     statuses = sorted(row["status"] for row in workspace.catalog.query("SELECT status FROM generation_runs"))
     assert statuses == ["finished", "interrupted"]
+
+
+def test_a_file_torn_by_a_power_cut_is_made_again_not_merged(workspace, photos_dir):
+    """Candidate files are not flushed one by one: after a power cut one may be empty under its name."""
+    add_sources(workspace, [photos_dir])
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASHING_RUN, str(workspace.root), "7"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert crashed.returncode == -9, crashed.stderr
+    (run_dir,) = [path for path in workspace.runs_dir.iterdir() if path.is_dir()]
+    lines = [json.loads(line) for line in (run_dir / "rank-0.jsonl").read_text().splitlines()]
+    written = [line["candidate"]["image_key"] for line in lines if line["kind"] == "candidate"]
+    assert len(written) == 6
+    workspace.store.path(written[1]).write_bytes(b"")  # what the disk kept of it
+    workspace.store.path(written[4]).write_bytes(workspace.store.path(written[4]).read_bytes()[:100])
+    report = run_generation(workspace, FlatBackend())
+    assert report.rows_recovered == 4  # six lines, two of them torn
+    assert report.orphans_removed == 3  # the two torn files and the one without a line
+    assert report.images_generated == 24 - 4
+    assert_complete(workspace)  # the torn candidates made again, whole, under the same keys
+    keys = {candidate.image_key for candidate in workspace.catalog.candidates()}
+    assert {written[1], written[4]} <= keys
+
+
+def test_a_runs_files_are_flushed_once_before_their_rows_go_in(
+    workspace, photos_dir, flat_backend, monkeypatch
+):
+    import medgen.files
+    import medgen.workspace.store
+    from medgen.workspace.catalog import Catalog
+
+    add_sources(workspace, [photos_dir])
+    events: list[str] = []
+
+    def recorded(name, call):
+        def record(*args):
+            events.append(name(*args))
+            return call(*args)
+
+        return record
+
+    fsync, syncfs, add = os.fsync, medgen.workspace.store.sync_filesystem, Catalog.add_candidates
+    monkeypatch.setattr(medgen.files.os, "fsync", recorded(lambda fd: "fsync", fsync))
+    monkeypatch.setattr(medgen.workspace.store, "sync_filesystem", recorded(lambda path: "sync", syncfs))
+    monkeypatch.setattr(Catalog, "add_candidates", recorded(lambda self, rows, run: f"rows {len(rows)}", add))
+    report = run_generation(workspace, flat_backend, batch_size=4)
+    assert report.images_generated == 24
+    rows = [i for i, event in enumerate(events) if event.startswith("rows") and event != "rows 0"]
+    assert rows and events.index("sync") < rows[0]
+    assert events.count("sync") == 1
+    assert events.count("fsync") < 24  # the manifest's per batch and the run's files: none per candidate
+    assert_complete(workspace)
 
 
 def test_a_live_runs_manifest_is_not_taken_for_a_crashed_one(workspace, photos_dir):
