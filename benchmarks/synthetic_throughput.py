@@ -38,7 +38,7 @@ E2E_BAR = 100.0
 
 
 def end_to_end(num_images: int, resolution: int) -> tuple[float, float]:
-    """Images/s of ``generate()`` into a fresh workspace (PNG encoding, fsync'd files, manifests, catalog)."""
+    """Images/s of ``generate()`` into a fresh workspace (PNG encoding, files made durable, manifests, catalog)."""
     from medgen.generation.config import GenerationConfig
     from medgen.generation.generate import generate
     from medgen.sources.ingest import add_sources
