@@ -181,7 +181,7 @@ def recover_interrupted(workspace: Workspace) -> tuple[int, int]:
     for path in leftovers:
         recovered += merge_manifest(workspace, path, check=True)[0]
         pending |= {entry["key"] for entry in manifest_entries(path) if entry["kind"] == "pending"}
-    referenced = workspace.catalog.referenced_keys()
+    referenced = workspace.catalog.referenced_among(pending)  # nothing read when no run died
     removed = 0
     for key in sorted(pending - referenced):
         if workspace.store.exists(key):

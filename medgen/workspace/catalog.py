@@ -386,6 +386,22 @@ class Catalog:
         keys.update(row["image_key"] for row in self.query("SELECT image_key FROM candidates"))
         return keys
 
+    def referenced_among(self, keys: set[str]) -> set[str]:
+        """Those of ``keys`` a catalog row points at.
+
+        The rows' keys are read from a cursor and only ``keys`` are held: at 128k sources every key of
+        the catalog (``referenced_keys``) is ~720k strings, ~100 MB.
+        """
+        if not keys:
+            return set()
+        found: set[str] = set()
+        for sql in (
+            "SELECT image_key FROM sources UNION ALL SELECT mask_key FROM sources",
+            "SELECT image_key FROM candidates",
+        ):
+            found.update(key for (key,) in self.conn.execute(sql) if key in keys)
+        return found
+
 
 def _source(row: sqlite3.Row) -> SourceImage:
     return SourceImage(
