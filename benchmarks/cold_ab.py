@@ -9,8 +9,6 @@ Switches (``--switch``):
 - ``deferred-flush`` (generate only): the run's candidate files are written without a flush each and
   made durable with one ``syncfs`` when the run's shard is done (``ImageStore.put_bytes(durable=False)``).
   Off: one ``fsync`` per candidate file, as generation did before.
-- ``manifest-flush`` (generate only): the run's manifest is fsynced when the run ends, not after each batch.
-  Off: one ``fsync`` of the manifest per batch, as generation did before.
 
 Each run is a process timed by ``scale.run`` from a cold page cache (``scale.evict``), in alternating order
 (off, on, on, off...); it prints the wall time, the CPU time and the ratio. The workspace should be too
@@ -58,9 +56,6 @@ if mode == "off" and switch == "read-ahead":
 if mode == "off" and switch == "deferred-flush":
     put_bytes = ImageStore.put_bytes
     ImageStore.put_bytes = lambda self, data, ext="png", durable=True: put_bytes(self, data, ext, True)
-if mode == "off" and switch == "manifest-flush":
-    store = module._store
-    module._store = lambda workspace, manifest, *rest: (store(workspace, manifest, *rest), manifest.sync())[0]
 sys.argv = ["medgen", *command]
 app()
 """
@@ -70,14 +65,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workspace", type=Path)
     parser.add_argument("--stage", choices=("export", "generate"), default="export")
-    parser.add_argument(
-        "--switch", choices=("read-ahead", "deferred-flush", "manifest-flush"), default="read-ahead"
-    )
+    parser.add_argument("--switch", choices=("read-ahead", "deferred-flush"), default="read-ahead")
     parser.add_argument("--rounds", type=int, default=1, help="Pairs of runs (off then on, on then off...).")
     parser.add_argument("--limit", type=int, default=10_000, help="generate: sources per run.")
     args = parser.parse_args()
-    if args.switch != "read-ahead" and args.stage != "generate":
-        parser.error(f"--switch {args.switch} is generation's (--stage generate)")
+    if args.switch == "deferred-flush" and args.stage != "generate":
+        parser.error("--switch deferred-flush is generation's (--stage generate)")
     from medgen.workspace import open_workspace
 
     with open_workspace(args.workspace) as ws:
