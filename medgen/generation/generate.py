@@ -218,12 +218,7 @@ def remove_orphan_files(workspace: Workspace) -> int:
 
 
 class _ManifestWriter:
-    """Append-only JSON lines, locked for the writer's lifetime, flushed per line, fsynced when closed.
-
-    Not fsynced per batch: the candidate files are flushed once per run (``ImageStore.sync``), so a
-    line made durable before them would outlive its file on a power cut all the same; recovery checks
-    the files. A killed process loses no line: each is handed to the kernel as it is written.
-    """
+    """Append-only JSON lines, locked for the writer's lifetime, flushed per line and fsynced per batch."""
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -647,6 +642,7 @@ def _store(
             injected_defects=result.injected_defects,
         )
         manifest.write(kind="candidate", candidate=candidate.model_dump(mode="json"))
+    manifest.sync()
 
 
 def _finish(workspace: Workspace, report: GenerationReport, manifests: list[Path], status: str) -> None:
