@@ -11,8 +11,7 @@ a power cut may leave a renamed file empty or torn, so whoever recovers such fil
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import functools
 import os
 import sys
 import uuid
@@ -58,18 +57,23 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _load_syncfs() -> Callable[[int], int] | None:
+@functools.cache
+def _syncfs() -> Callable[[int], int] | None:
+    """libc's ``syncfs``, looked up on first use (not at import: every command imports this module)."""
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes
+
     try:
-        syncfs = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).syncfs
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs  # the process's own symbols: libc's
     except (OSError, AttributeError):
         return None
     syncfs.argtypes, syncfs.restype = [ctypes.c_int], ctypes.c_int
-    return syncfs
 
+    def call(fd: int) -> int:
+        return 0 if syncfs(fd) == 0 else ctypes.get_errno()
 
-_syncfs = _load_syncfs()
+    return call
 
 
 def sync_filesystem(path: Path) -> None:
@@ -79,16 +83,17 @@ def sync_filesystem(path: Path) -> None:
     one journal commit. Generation calls it once per run, for files written with ``durable=False``:
     most were written back while the run went on. Elsewhere, ``sync()`` (every filesystem).
     """
-    if _syncfs is None:
+    syncfs = _syncfs()
+    if syncfs is None:
         os.sync()
         return
     fd = os.open(path, os.O_RDONLY)
     try:
-        if _syncfs(fd) != 0:
-            error = ctypes.get_errno()
-            raise OSError(error, f"syncfs: {os.strerror(error)}", str(path))
+        error = syncfs(fd)  # 0, or the errno
     finally:
         os.close(fd)
+    if error:
+        raise OSError(error, f"syncfs: {os.strerror(error)}", str(path))
 
 
 def _ask_disk(paths: Sequence[Path]) -> None:

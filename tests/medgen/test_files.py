@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -93,6 +94,8 @@ def test_atomic_write_flushes_each_file_unless_told_not_to(tmp_path: Path, monke
     assert (tmp_path / "a" / "b.png").read_bytes() == b"bytes"
     assert not list((tmp_path / "a").glob(".tmp-*"))
     assert len(flushed) == (1 if durable else 0)
+    if sys.platform.startswith("linux"):
+        assert medgen.files._syncfs() is not None  # one syncfs, not a sync of every filesystem
     sync_filesystem(tmp_path)  # the undurable one's flush: one call for the filesystem, no error
     with pytest.raises(FileNotFoundError):
         sync_filesystem(tmp_path / "absent")
