@@ -4,8 +4,9 @@ Files are written with ``medgen.files.atomic_write_bytes``: a crash leaves eithe
 nothing (plus a ``.tmp-*`` file that ``clean_temp`` removes). Files written with ``durable=False``
 (generation's candidates, made durable together by ``sync``) may be left empty or torn by a power
 cut: ``intact`` tells, and ``put_bytes`` replaces such a file rather than trusting its name.
-Keys are workspace-relative paths ``images/<2 hex>/<sha256>.<ext>``, so Label Studio's
-local-files serving and exports can use them as they are.
+Keys are paths relative to the store's root (a workspace's ``served/`` folder),
+``images/<2 hex>/<sha256>.<ext>``, so Label Studio's local-files serving, whose document root is that
+folder, uses them as they are.
 """
 
 from __future__ import annotations

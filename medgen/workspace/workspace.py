@@ -4,7 +4,8 @@ Layout::
 
     DIR/workspace.json      marker + format version
     DIR/catalog.sqlite      sources, candidates, runs, Label Studio tasks, annotations, exports
-    DIR/images/             content-addressed image store (PNG)
+    DIR/served/images/      content-addressed image store (PNG); ``served/`` is the only folder a
+                            server started by medgen may serve (Label Studio's document root)
     DIR/reports/            rejection, generation and annotation reports
     DIR/runs/               generation shard manifests
     DIR/labelstudio/        Label Studio's data dir (annotate serve)
@@ -27,6 +28,10 @@ from medgen.workspace.store import ImageStore
 
 MARKER = "workspace.json"
 ENV_VAR = "MEDGEN_WORKSPACE"
+FORMAT = 2
+"""Layout version: 2 moved the image store from ``images/`` to ``served/images/``."""
+SERVED = "served"
+"""The one folder of a workspace that Label Studio may serve: the image store, nothing secret."""
 
 
 @dataclass
@@ -34,6 +39,11 @@ class Workspace:
     root: Path
     catalog: Catalog
     store: ImageStore
+
+    @property
+    def served_dir(self) -> Path:
+        """What a server may read: the image store and nothing else (no catalog, no credentials)."""
+        return self.root / SERVED
 
     @property
     def reports_dir(self) -> Path:
@@ -92,12 +102,12 @@ def init_workspace(root: Path) -> Workspace:
         return open_workspace(root)
     if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
         raise MedgenError(f"{root} is not empty and is not a medgen workspace: choose an empty or new folder")
-    for sub in ("images", "reports", "runs", "exports"):
+    for sub in (f"{SERVED}/images", "reports", "runs", "exports"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     catalog = Catalog(root / "catalog.sqlite")
-    marker = {"format": 1, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    marker = {"format": FORMAT, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     atomic_write_text(root / MARKER, json.dumps(marker, indent=2) + "\n")
-    return Workspace(root=root, catalog=catalog, store=ImageStore(root))
+    return Workspace(root=root, catalog=catalog, store=ImageStore(root / SERVED))
 
 
 def open_workspace(root: Path | None = None) -> Workspace:
@@ -107,4 +117,31 @@ def open_workspace(root: Path | None = None) -> Workspace:
     root = root.expanduser().resolve()
     if not (root / MARKER).is_file():
         raise MedgenError(f"{root} is not a medgen workspace (no {MARKER}): run `medgen init {root}` first")
-    return Workspace(root=root, catalog=Catalog(root / "catalog.sqlite"), store=ImageStore(root))
+    _move_store(root)
+    return Workspace(root=root, catalog=Catalog(root / "catalog.sqlite"), store=ImageStore(root / SERVED))
+
+
+def _move_store(root: Path) -> None:
+    """Move a format-1 workspace's image store from ``images/`` to ``served/images/`` (one atomic rename).
+
+    Store keys (``images/<2 hex>/<sha256>.<ext>``) are relative to the store's root, so they, and the
+    local-files URLs of tasks already in Label Studio, stay the same; ``annotate serve`` points the
+    server's storages at the new folder. Safe when several processes open the workspace at once.
+    """
+    old, new = root / "images", root / SERVED / "images"
+    if new.exists():
+        if old.is_dir():
+            raise MedgenError(
+                f"{root} holds both images/ and {SERVED}/images/: move the files of images/ into "
+                f"{SERVED}/images/ (same sub-folders), then remove images/"
+            )
+        return
+    if not old.is_dir():
+        return
+    new.parent.mkdir(exist_ok=True)
+    try:
+        os.rename(old, new)
+    except FileNotFoundError:  # another process moved it first
+        return
+    marker = json.loads((root / MARKER).read_text())
+    atomic_write_text(root / MARKER, json.dumps({**marker, "format": FORMAT}, indent=2) + "\n")

@@ -1,3 +1,4 @@
+import json
 import sqlite3
 
 import pytest
@@ -12,8 +13,10 @@ from medgen.workspace.store import ImageStore
 
 def test_init_creates_layout_and_reopens(tmp_path):
     ws = init_workspace(tmp_path / "ws")
-    for sub in ("images", "reports", "runs", "exports"):
+    for sub in ("served/images", "reports", "runs", "exports"):
         assert (ws.root / sub).is_dir()
+    assert not (ws.root / "images").exists()
+    assert ws.store.root == ws.served_dir  # the only folder a server may serve holds the store only
     assert ws.catalog.version == SCHEMA_VERSION
     ws.close()
     again = init_workspace(tmp_path / "ws")  # idempotent
@@ -21,6 +24,27 @@ def test_init_creates_layout_and_reopens(tmp_path):
     again.close()
     with open_workspace(tmp_path / "ws") as reopened:
         assert reopened.counts()["sources"] == 0
+
+
+def test_a_format_1_workspace_moves_its_store_under_served_with_the_same_keys(tmp_path):
+    ws = init_workspace(tmp_path / "ws")
+    key = ws.store.put_image(Image.new("RGB", (8, 8), "red"))
+    ws.close()
+    root = tmp_path / "ws"
+    (root / "served" / "images").rename(root / "images")  # as format 1 kept it
+    (root / "served").rmdir()
+    marker = json.loads((root / "workspace.json").read_text())
+    atomic_write_text(root / "workspace.json", json.dumps({**marker, "format": 1}))
+    with open_workspace(root) as moved:
+        assert not (root / "images").exists()
+        assert moved.store.exists(key) and moved.store.intact(key)
+        assert moved.store.path(key) == root / "served" / key
+    assert json.loads((root / "workspace.json").read_text())["format"] == 2
+    with open_workspace(root) as again:  # nothing left to move
+        assert again.store.exists(key)
+    (root / "images").mkdir()  # both folders: refused, nothing guessed
+    with pytest.raises(MedgenError, match="both images/ and served/images/"):
+        open_workspace(root)
 
 
 def test_open_refuses_non_workspace(tmp_path):
@@ -140,8 +164,13 @@ def test_status_counts_follow_every_change_without_scanning(workspace):
         conn.execute("DELETE FROM candidates WHERE source_id = ? AND slot = 3", (ids[0],))
         conn.execute("DELETE FROM candidates WHERE source_id = ? AND slot < 2", (ids[1],))
         conn.execute("INSERT INTO generation_failures VALUES ('r', ?, 'boom', 'now')", (ids[0],))
-        conn.execute("INSERT INTO ls_projects VALUES (1, 'queue', 'ann1', 'Queue', 'now')")
-        conn.execute("INSERT INTO tasks VALUES (1, 1, ?, 'ann1', 0, 'now')", (ids[2],))
+        conn.execute(
+            "INSERT INTO ls_projects (ls_project_id, kind, annotator, title, created_at) VALUES (1, 'queue', 'ann1', 'Queue', 'now')"
+        )
+        conn.execute(
+            "INSERT INTO tasks (ls_task_id, ls_project_id, source_id, annotator, is_gold, pushed_at) VALUES (1, 1, ?, 'ann1', 0, 'now')",
+            (ids[2],),
+        )
         _annotate(conn, 1, ids[2], "valid")
         _annotate(conn, 2, ids[2], "rejected")
         _annotate(conn, 1, ids[2], "rejected", replace=True)  # pulled again, now invalid
