@@ -90,7 +90,7 @@ def main() -> None:
                 )
                 with ws.catalog.transaction() as conn:
                     conn.executemany(
-                        "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO tasks (ls_task_id, ls_project_id, source_id, annotator, is_gold, pushed_at) VALUES (?, ?, ?, ?, ?, ?)",
                         [
                             (t, project_id, s, name, int(s in gold), now())
                             for t, s in zip(response.task_ids, sources, strict=True)

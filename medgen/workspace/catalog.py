@@ -211,6 +211,34 @@ MIGRATIONS: list[str] = [
         UPDATE counts SET n = n + (NEW.status = 'valid') - (OLD.status = 'valid') WHERE name = 'annotations_valid';
     END;
     """,
+    # 7: nothing pulled is ever lost. A queue whose project is gone from Label Studio is retired (kept:
+    # its annotations keep their queue) when `annotate repair` makes it again; every version of an annotation that a later pull replaced (updated, deleted in Label
+    # Studio) is kept in the history; a Label Studio database found older than the catalog (restored
+    # from a backup) is recorded with the id ranges it lost.
+    """
+    ALTER TABLE ls_projects ADD COLUMN retired_at TEXT;
+    CREATE TABLE ls_restores (
+        detected_at TEXT NOT NULL,
+        counters TEXT NOT NULL
+    );
+    CREATE TABLE annotation_history (
+        ls_annotation_id INTEGER NOT NULL,
+        ls_task_id INTEGER NOT NULL,
+        ls_project_id INTEGER NOT NULL,
+        annotator TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        labels TEXT,
+        lead_time_s REAL,
+        created_at TEXT,
+        updated_at TEXT,
+        pulled_at TEXT NOT NULL,
+        completed_by INTEGER,
+        replaced_at TEXT NOT NULL
+    );
+    CREATE INDEX annotation_history_by_id ON annotation_history(ls_annotation_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -62,8 +62,14 @@ def test_ties_and_contradictory_majority_are_unresolved():
 
 def test_consensus_labels_reads_catalog_and_adjudication_wins(workspace):
     with workspace.catalog.transaction() as conn:
-        conn.execute("INSERT INTO ls_projects VALUES (1, 'annotator', 'x', 't', ?)", (now(),))
-        conn.execute("INSERT INTO ls_projects VALUES (9, ?, NULL, 'adj', ?)", (ADJUDICATION, now()))
+        conn.execute(
+            "INSERT INTO ls_projects (ls_project_id, kind, annotator, title, created_at) VALUES (1, 'annotator', 'x', 't', ?)",
+            (now(),),
+        )
+        conn.execute(
+            "INSERT INTO ls_projects (ls_project_id, kind, annotator, title, created_at) VALUES (9, ?, NULL, 'adj', ?)",
+            (ADJUDICATION, now()),
+        )
     agreed = (OK, bad("floating"), OK, OK)
     _add(workspace, 1, "s1", "ann1", agreed)
     _add(workspace, 2, "s1", "ann2", agreed)
@@ -96,7 +102,10 @@ def test_streamed_agreement_equals_the_reference_computation(workspace):
     from schemas import LETTERS, TAXONOMY
 
     with workspace.catalog.transaction() as conn:
-        conn.execute("INSERT INTO ls_projects VALUES (1, 'annotator', 'x', 't', ?)", (now(),))
+        conn.execute(
+            "INSERT INTO ls_projects (ls_project_id, kind, annotator, title, created_at) VALUES (1, 'annotator', 'x', 't', ?)",
+            (now(),),
+        )
     rng = random.Random(0)
     tags = [t.id for d in TAXONOMY.dimensions for t in d.tags]
     votes: dict[tuple[str, str], tuple] = {}

@@ -321,7 +321,7 @@ def test_export_from_consensus_labels(workspace: Workspace) -> None:
     with workspace.catalog.transaction() as conn:
         for project, annotator in enumerate(("ann1", "ann2", "ann3"), start=1):
             conn.execute(
-                "INSERT INTO ls_projects VALUES (?, 'annotator', ?, ?, 'now')",
+                "INSERT INTO ls_projects (ls_project_id, kind, annotator, title, created_at) VALUES (?, 'annotator', ?, ?, 'now')",
                 (project, annotator, annotator),
             )
         row_id = 0
