@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -306,7 +307,10 @@ def render(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-MULTI_GPU = ((8, 80, 2), (8, 80, 3))  # the recipes' multi-GPU launches (accelerate_configs/zero{2,3}.yaml)
+MULTI_GPU = ((8, 80, 2), (8, 80, 3))
+MAX_GPU_GB = 1024
+"""The most memory one GPU may be said to have (today's largest hold about 288 GB)."""
+MAX_GPUS = 65536  # the recipes' multi-GPU launches (accelerate_configs/zero{2,3}.yaml)
 
 
 def fit_table(gpu_sizes: tuple[int, ...] = GPU_SIZES_GB) -> str:
@@ -327,10 +331,16 @@ def check(
 ) -> Plan:
     """The plan for ``config`` on the given (or detected) GPUs; raises a one-line error naming a recipe that fits."""
     detected_gb, launched = detected_gpu()
-    gpu_gb = gpu_gb or detected_gb
+    gpu_gb = detected_gb if gpu_gb is None else gpu_gb
     if gpu_gb is None:
         raise MedgenError("no GPU here to size the plan for: pass --gpu-memory GB (e.g. 80) and --gpus N")
-    gpus = gpus or launched
+    if not math.isfinite(gpu_gb) or not 0 < gpu_gb <= MAX_GPU_GB:
+        raise MedgenError(
+            f"--gpu-memory must be a GPU's memory in GB, above 0 and at most {MAX_GPU_GB}, got {gpu_gb:g}"
+        )
+    gpus = launched if gpus is None else gpus
+    if not 1 <= gpus <= MAX_GPUS:
+        raise MedgenError(f"--gpus must be between 1 and {MAX_GPUS}, got {gpus}")
     if zero is None:
         zero = int(os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "0") or 0)
     plan = estimate(config, stage, recipe, gpu_gb, gpus, zero)

@@ -92,3 +92,23 @@ def test_bad_zero_stage_is_one_line(zero):
         ["train", "sft", "--recipe", "qwen2.5-vl-3b", "--dry-run", "--gpu-memory", "80", "--zero", str(zero)],
     )
     assert result.exit_code == 1 and "--zero must be 0, 1, 2 or 3" in result.output
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--gpu-memory=-5"], "--gpu-memory must be a GPU's memory in GB, above 0"),
+        (["--gpu-memory", "0"], "--gpu-memory must be a GPU's memory in GB, above 0"),
+        (["--gpu-memory", "nan"], "--gpu-memory must be a GPU's memory in GB, above 0"),
+        (["--gpu-memory", "inf"], "--gpu-memory must be a GPU's memory in GB, above 0"),
+        (["--gpu-memory", "100000"], "at most 1024"),
+        (["--gpu-memory", "80", "--gpus", "0"], "--gpus must be between 1 and"),
+        (["--gpu-memory", "80", "--gpus=-3"], "--gpus must be between 1 and"),
+    ],
+)
+def test_impossible_gpu_numbers_are_one_line_errors(flags, message):
+    """Not taken at face value ("more than 1 x -5 GB"), and no traceback."""
+    result = CliRunner().invoke(app, ["train", "grpo", "--recipe", "qwen2.5-vl-3b", "--dry-run", *flags])
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
