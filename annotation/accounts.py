@@ -11,18 +11,18 @@ to credit each annotation to the person who made it.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
-import subprocess
-import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from annotation.server import (
+    ADMIN_EMAIL,
     Account,
     Credentials,
     load_credentials,
+    run_admin,
     running_server,
     save_credentials,
     server_env,
@@ -33,6 +33,9 @@ from medgen.workspace.catalog import now
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}"
 DOMAIN = "medgen.local"
+RESERVED = frozenset({ADMIN_EMAIL.split("@")[0], "medgen", "adjudicator", "reviewer"})
+"""Names of medgen's own logins and roles: the admin (admin@medgen.local), service logins (medgen+...),
+the adjudicator's and the reviewers' queues. No annotator may take one, in any case."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,26 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_names(names: Sequence[str], existing: Sequence[str] = ()) -> Sequence[str]:
+    """Annotator ``names``, refused in one line when one is malformed, one of medgen's own (``RESERVED``)
+    or equal to another, or to a login the workspace has (``existing``), but for case: e-mail
+    addresses ignore case, so ``ANN1`` and ``ann1`` would be one person to a reader.
+    """
+    seen = {name.lower(): name for name in existing}
+    for name in names:
+        check_name(name)
+        if name.lower() in RESERVED:
+            raise MedgenError(
+                f"annotator name {name!r} is reserved for medgen's own logins ({', '.join(sorted(RESERVED))}): "
+                "choose another"
+            )
+        other = seen.get(name.lower())
+        if other is not None and other != name:
+            raise MedgenError(f"annotator names {other!r} and {name!r} differ only by case: choose one")
+        seen[name.lower()] = name
+    return names
+
+
 def _require_own_server(workspace: Workspace) -> Credentials:
     creds = load_credentials(workspace)
     if creds is None or running_server(workspace) is None:
@@ -65,29 +88,18 @@ def _require_own_server(workspace: Workspace) -> Credentials:
 def _run_admin(workspace: Workspace, creds: Credentials, request: dict[str, object]) -> dict[str, object]:
     info = running_server(workspace)
     assert info is not None
-    env = server_env(workspace, creds, Path(info.document_root))
-    result = subprocess.run(
-        [sys.executable, "-m", "annotation.ls_admin"],
-        input=json.dumps(request),
-        env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise MedgenError(f"Label Studio account administration failed: {last[:300]}")
-    answer: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
-    return answer
+    return run_admin(server_env(workspace, creds, Path(info.document_root)), request)
 
 
 def ensure_accounts(workspace: Workspace, wanted: dict[str, str]) -> list[NewLogin]:
     """Give each name (-> kind of queue) an account: organization, login, service login.
 
-    All in one run of Label Studio's Django (a few seconds to start); returns the logins made now.
+    Annotator names are checked (``check_names``); the adjudicator's is medgen's own. All in one run of
+    Label Studio's Django (a few seconds to start); returns the logins made now.
     """
     creds = _require_own_server(workspace)
-    missing = [check_name(name) for name in wanted if name not in creds.accounts]
+    missing = [name for name in wanted if name not in creds.accounts]
+    check_names([name for name in missing if wanted[name] == "annotator"], list(creds.accounts))
     if not missing:
         return []
     fresh = {
@@ -119,12 +131,50 @@ def ensure_accounts(workspace: Workspace, wanted: dict[str, str]) -> list[NewLog
         assert isinstance(ids, dict)
         accounts[name] = account.model_copy(update={"user_id": ids["user_id"], "org_id": ids["org_id"]})
     save_credentials(workspace, creds.model_copy(update={"accounts": accounts}))
+    _record(workspace, [accounts[name] for name in fresh])
+    return [NewLogin(name, account.email, account.password) for name, account in fresh.items()]
+
+
+def refresh_accounts(workspace: Workspace) -> list[str]:
+    """Make again, on the workspace's server, every login or organization of the team it lacks.
+
+    A database restored from an older backup may lack people made since; their logins keep the
+    password and token in the credentials file, and a login the server still has keeps its own
+    password (its owner may have changed it). Returns the names whose login or organization was made again.
+    """
+    creds = _require_own_server(workspace)
+    if not creds.accounts:
+        return []
+    request = {
+        "action": "ensure",
+        "refresh": True,
+        "accounts": [
+            {**account.model_dump(), "org_title": f"medgen: {name}'s queue"}
+            for name, account in creds.accounts.items()
+        ],
+        "team_orgs": [account.org_id for account in creds.accounts.values()],
+    }
+    made = _run_admin(workspace, creds, request)
+    accounts, remade = dict(creds.accounts), []
+    for name, account in creds.accounts.items():
+        ids = made[name]
+        assert isinstance(ids, dict)
+        if (ids["user_id"], ids["org_id"]) != (account.user_id, account.org_id):
+            remade.append(name)
+            accounts[name] = account.model_copy(update={"user_id": ids["user_id"], "org_id": ids["org_id"]})
+    if remade:
+        save_credentials(workspace, creds.model_copy(update={"accounts": accounts}))
+        _record(workspace, [accounts[name] for name in remade])
+    return remade
+
+
+def _record(workspace: Workspace, accounts: list[Account]) -> None:
+    """The non-secret ids of these logins in the catalog, which pull credits annotations by."""
     with workspace.catalog.transaction() as conn:
         conn.executemany(
             "INSERT OR REPLACE INTO ls_accounts VALUES (?, ?, ?, ?, ?, ?)",
-            [(a.name, a.kind, a.email, a.user_id, a.org_id, now()) for a in (accounts[n] for n in fresh)],
+            [(a.name, a.kind, a.email, a.user_id, a.org_id, now()) for a in accounts],
         )
-    return [NewLogin(name, account.email, account.password) for name, account in fresh.items()]
 
 
 def reset_password(workspace: Workspace, name: str) -> NewLogin:

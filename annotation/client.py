@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
 URL_ENV = "LABEL_STUDIO_URL"
+OWN_SERVER = "the workspace's server"
 
 
 @dataclass
@@ -37,7 +38,12 @@ class Connection:
     document_root: Path | None  # None: the server does not share this disk (images are uploaded)
     token: str = field(repr=False, default="")
     accounts: dict[str, Account] = field(repr=False, default_factory=dict)
-    origin: str = "the workspace's server"
+    origin: str = OWN_SERVER
+
+    @property
+    def own_server(self) -> bool:
+        """The workspace's own server: medgen started it, with its roles and the team's logins."""
+        return self.origin == OWN_SERVER
 
     def with_token(self, token: str) -> Connection:
         """The same server, acting as another user (an annotator's own token, or a queue's service login)."""
@@ -96,6 +102,29 @@ class Connection:
         return f"/data/local-files/?d={quote(relative.as_posix())}"
 
 
+class QueueMissing(MedgenError):
+    """A queue's project is in the catalog but gone from the server (deleted, or an older database restored)."""
+
+    def __init__(self, annotator: str, project_id: int, url: str):
+        super().__init__(
+            f"{annotator}'s queue (project {project_id}) is gone from {url}: `medgen annotate repair` makes it "
+            "again from the catalog, with the answers already pulled"
+        )
+        self.annotator = annotator
+        self.project_id = project_id
+
+
+def project_exists(connection: Connection, project_id: int) -> bool:
+    """Whether ``connection`` (a queue's service login, or the admin) finds the project on its server."""
+    try:
+        connection.client.projects.get(project_id)
+    except Exception as error:
+        if getattr(error, "status_code", None) == 404:
+            return False
+        raise api_error("checking projects", error) from None
+    return True
+
+
 class ApiStatus(Exception):
     """An HTTP error status from a raw API call (shaped like the SDK's ApiError)."""
 
@@ -117,7 +146,7 @@ def connect(workspace: Workspace, url: str | None = None, document_root: Path | 
     if url is None and os.environ.get(URL_ENV):
         url, origin = os.environ[URL_ENV], f"${URL_ENV}"
     accounts: dict[str, Account] = {}
-    if url is None:
+    if url is None:  # the workspace's own server
         info = running_server(workspace)
         creds = load_credentials(workspace)
         if info is None or creds is None:
@@ -125,8 +154,14 @@ def connect(workspace: Workspace, url: str | None = None, document_root: Path | 
                 "no Label Studio is running for this workspace: start one with `medgen annotate serve`, "
                 f"or use an existing server with --url and the token in ${TOKEN_ENV}"
             )
+        if not info.roles:
+            raise MedgenError(
+                f"the workspace's Label Studio (pid {info.pid}) was started by a medgen without roles: it lets "
+                "annotators change projects and serves the whole workspace, credentials included; restart it "
+                "(`medgen annotate serve --stop`, then `medgen annotate serve`): nothing is lost"
+            )
         url, token, root = info.url, creds.token, Path(info.document_root)
-        accounts, origin = dict(creds.accounts), "the workspace's server"
+        accounts, origin = dict(creds.accounts), OWN_SERVER
     else:
         url = url.rstrip("/")
         token = os.environ.get(TOKEN_ENV, "")

@@ -8,9 +8,13 @@ of an organization was revoked (``projects.mixins.ProjectMixin.has_permission``)
 is also recorded as a revoked member of every other team organization: asking for another queue's
 task or annotation by id then answers 403, not the data.
 
-Run by ``annotation.accounts`` as ``python -m annotation.ls_admin`` with the server's environment
-(same database, SQLite or PostgreSQL); reads one JSON request on stdin, writes one JSON answer on
-stdout. Imports nothing from medgen: it runs in Label Studio's settings.
+medgen's service logins are members of the ``medgen-managers`` group: with the workspace admin (Label
+Studio's superuser) they are the only logins ``annotation.ls_roles`` lets change projects.
+
+Run by ``annotation.server.run_admin`` as ``python -m annotation.ls_admin`` with the server's
+environment (same database, SQLite or PostgreSQL); reads one JSON request on stdin, writes one JSON
+answer on stdout. Imports nothing from medgen but ``annotation.ls_roles``: it runs in Label Studio's
+settings.
 """
 
 from __future__ import annotations
@@ -32,14 +36,16 @@ def _setup() -> None:
     django.setup()
 
 
-def _user(email: str, password: str, token: str, username: str = "") -> Any:
+def _user(email: str, password: str, token: str, username: str = "", keep_password: bool = False) -> Any:
+    """The login ``email`` with ``token``, made when missing; ``keep_password``: an existing one keeps its own."""
     from rest_framework.authtoken.models import Token
     from users.models import User
 
-    user = User.objects.filter(email=email).first() or User.objects.create_user(
-        email=email, password=password
-    )
-    user.set_password(password)
+    user = User.objects.filter(email=email).first()
+    if user is None:
+        user = User.objects.create_user(email=email, password=password)
+    elif not keep_password:
+        user.set_password(password)
     if username:
         user.username = username
     user.save()
@@ -48,18 +54,29 @@ def _user(email: str, password: str, token: str, username: str = "") -> Any:
     return user
 
 
-def ensure(accounts: list[dict[str, Any]], team_orgs: list[int]) -> dict[str, dict[str, int]]:
-    """Create or refresh each account's organization and logins; revoke each person from the other orgs."""
+def ensure(
+    accounts: list[dict[str, Any]], team_orgs: list[int], refresh: bool = False
+) -> dict[str, dict[str, int]]:
+    """Create or refresh each account's organization and logins; revoke each person from the other orgs.
+
+    ``refresh``: the accounts exist in the credentials file already (``annotate repair``): make what
+    the server lacks, and leave the password of a login it still has (its owner may have changed it).
+    """
+    from django.contrib.auth.models import Group
     from django.db import transaction
     from django.utils import timezone
     from organizations.functions import create_organization
     from organizations.models import Organization, OrganizationMember
     from users.models import User
 
+    from annotation.ls_roles import MANAGERS
+
     made: dict[str, dict[str, int]] = {}
+    managers, _ = Group.objects.get_or_create(name=MANAGERS)
     with transaction.atomic():
         for account in accounts:
             service = _user(account["service_email"], secrets.token_urlsafe(24), account["service_token"])
+            service.groups.add(managers)
             org = Organization.objects.filter(id=account.get("org_id") or -1).first()
             if org is None:
                 org = Organization.objects.filter(title=account["org_title"], created_by=service).first()
@@ -68,7 +85,14 @@ def ensure(accounts: list[dict[str, Any]], team_orgs: list[int]) -> dict[str, di
             org.add_user(service)
             service.active_organization = org
             service.save(update_fields=["active_organization"])
-            person = _user(account["email"], account["password"], account["token"], username=account["name"])
+            person = _user(
+                account["email"],
+                account["password"],
+                account["token"],
+                account["name"],
+                keep_password=refresh,
+            )
+            person.groups.remove(managers)  # a person labels; only medgen's own logins manage
             org.add_user(person)
             OrganizationMember.objects.filter(user=person, organization=org).update(deleted_at=None)
             person.active_organization = org
@@ -83,6 +107,26 @@ def ensure(accounts: list[dict[str, Any]], team_orgs: list[int]) -> dict[str, di
                     member.deleted_at = timezone.now()
                     member.save(update_fields=["deleted_at"])
     return made
+
+
+def upgrade(managers: list[str], storages: list[list[str]]) -> dict[str, int]:
+    """Ready data made by a medgen without roles: service logins join the managers group, and storages
+    that pointed at the image store's old folder point at its new one (``served/images``)."""
+    from django.contrib.auth.models import Group
+    from django.db import transaction
+    from io_storages.localfiles.models import LocalFilesImportStorage
+    from users.models import User
+
+    from annotation.ls_roles import MANAGERS
+
+    moved = 0
+    with transaction.atomic():
+        group, _ = Group.objects.get_or_create(name=MANAGERS)
+        for user in User.objects.filter(email__in=managers):
+            user.groups.add(group)
+        for old, new in storages:
+            moved += LocalFilesImportStorage.objects.filter(path=old).update(path=new)
+    return {"managers": len(managers), "storages_moved": moved}
 
 
 def set_password(email: str, password: str) -> dict[str, int]:
@@ -100,7 +144,9 @@ def main() -> None:
     request = json.load(sys.stdin)
     _setup()
     if request["action"] == "ensure":
-        answer: Any = ensure(request["accounts"], request.get("team_orgs", []))
+        answer: Any = ensure(request["accounts"], request.get("team_orgs", []), request.get("refresh", False))
+    elif request["action"] == "upgrade":
+        answer = upgrade(request["managers"], request["storages"])
     elif request["action"] == "set_password":
         answer = set_password(request["email"], request["password"])
     else:

@@ -3,9 +3,14 @@
 The server keeps its data in ``<workspace>/labelstudio/data`` (SQLite, the single-user default) or
 in a PostgreSQL database (``--database postgresql://...``, for a team), listens on loopback unless
 told otherwise (``--host``; behind a reverse proxy, ``--public-url``), and serves the workspace's
-images through Label Studio's local-files storage. The admin account, its API token, the
-annotators' accounts and the database URL are generated or given once and kept in
-``labelstudio/credentials.json`` (mode 0600); they are never printed in full.
+images through Label Studio's local-files storage, whose document root is the workspace's
+``served/`` folder: the image store and nothing else (never ``labelstudio/``, the catalog, reports or
+exports). The admin account, its API token, the annotators' accounts and the database URL are
+generated or given once and kept in ``labelstudio/credentials.json`` (mode 0600); they are never
+printed in full.
+
+The server runs with ``annotation.ls_settings``: Label Studio's settings plus medgen's role check
+(``annotation.ls_roles``), so annotators label their own queue and nothing else.
 
 A new workspace's first start would spend ~25 s (minutes on a busy machine) migrating Label
 Studio's database. medgen migrates one database per Label Studio version into a cache folder
@@ -30,16 +35,17 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
+from annotation.ls_database import advance_counters, check_database, database_settings, redact
 from medgen.errors import MedgenError
 from medgen.files import atomic_write_text
 from medgen.workspace import Workspace
 
 HOST = "127.0.0.1"
+ADMIN_EMAIL = "admin@medgen.local"
 DATABASE = "label_studio.sqlite3"
 # Django's own migrate command in Label Studio's settings: the schema, nothing else.
 MIGRATE = (
@@ -54,6 +60,10 @@ LOG_FILE = "server.log"
 # Environment variables passed through to the server: everything else is left out, because
 # Label Studio reads unprefixed variables (PORT, HOST, USERNAME...) into its settings.
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV")
+SETTINGS = "annotation.ls_settings"
+"""Label Studio's settings plus medgen's role check (``annotation.ls_roles``)."""
+ROLES_VERSION = 1
+"""Credentials older than this come from a medgen without roles: ``serve`` upgrades the server's data once."""
 
 
 class Account(BaseModel):
@@ -82,6 +92,11 @@ class Credentials(BaseModel):
     accounts: dict[str, Account] = Field(
         default_factory=dict, description="Team accounts by medgen name (annotators, adjudicator)."
     )
+    roles_version: int = Field(
+        default=0,
+        description="Version of medgen's roles the server's data was prepared for (service logins in the "
+        "managers group, storages under served/); 0: made by a medgen without roles.",
+    )
 
 
 class ServerInfo(BaseModel):
@@ -96,6 +111,12 @@ class ServerInfo(BaseModel):
     public_url: str | None = Field(default=None, description="URL annotators open (behind a reverse proxy).")
     database: str = Field(
         default="sqlite", description="'sqlite', or the PostgreSQL URL without its password."
+    )
+    roles: bool = Field(
+        default=False, description="Started with medgen's role check (False: by a medgen without one)."
+    )
+    notes: list[str] = Field(
+        default_factory=list, exclude=True, description="What starting changed in the server's data."
     )
 
 
@@ -150,36 +171,13 @@ def _credentials(workspace: Workspace) -> Credentials:
     if existing is not None:
         return existing
     creds = Credentials(
-        username="admin@medgen.local", password=secrets.token_urlsafe(18), token=secrets.token_hex(20)
+        username=ADMIN_EMAIL,
+        password=secrets.token_urlsafe(18),
+        token=secrets.token_hex(20),
+        roles_version=ROLES_VERSION,  # a new server has nothing to upgrade
     )
     save_credentials(workspace, creds)
     return creds
-
-
-def database_settings(url: str) -> dict[str, str]:
-    """Label Studio's environment for a ``postgresql://user:password@host:port/name`` database URL."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
-        raise MedgenError(
-            f"--database {redact(url)} is not a PostgreSQL URL: use postgresql://USER:PASSWORD@HOST:PORT/NAME"
-        )
-    return {
-        "DJANGO_DB": "default",
-        "POSTGRE_NAME": unquote(parts.path.strip("/")),
-        "POSTGRE_USER": unquote(parts.username or "postgres"),
-        "POSTGRE_PASSWORD": unquote(parts.password or ""),
-        "POSTGRE_HOST": parts.hostname,
-        "POSTGRE_PORT": str(parts.port or 5432),
-    }
-
-
-def redact(url: str) -> str:
-    """A database URL without its password, safe to print and to record."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()
 
 
 def server_env(
@@ -192,6 +190,8 @@ def server_env(
     """
     env = {key: os.environ[key] for key in PASSED_ENV if key in os.environ}
     env.update(
+        DJANGO_SETTINGS_MODULE=SETTINGS,
+        PYTHONPATH=str(Path(__file__).resolve().parents[1]),  # where `annotation` is importable from
         LABEL_STUDIO_BASE_DATA_DIR=str(Paths(workspace.labelstudio_dir).data),
         LABEL_STUDIO_USERNAME=creds.username,
         LABEL_STUDIO_PASSWORD=creds.password,
@@ -330,17 +330,21 @@ def serve(
     public_url: str | None = None,
     database: str | None = None,
 ) -> ServerInfo:
-    """Start Label Studio for ``workspace`` in the background and wait until it answers.
+    """Start Label Studio for ``workspace`` in the background, with medgen's roles, and wait until it answers.
 
     Args:
         port: TCP port (default: a free one).
-        document_root: folder local-files URLs are relative to (default: the workspace root);
-            it must contain the workspace's image store.
+        document_root: folder local-files URLs are relative to (default: the workspace's ``served/``
+            folder, the image store); refused when it would expose ``labelstudio/`` or the catalog.
         timeout: seconds to wait for the server (the first start migrates its database: ~30 s).
         host: address to listen on; 127.0.0.1 by default, 0.0.0.0 (or a LAN address) for a team.
         public_url: the URL annotators open when a reverse proxy (HTTPS) stands in front.
         database: a ``postgresql://`` URL; remembered in the credentials file for later starts.
             None keeps the workspace's database (SQLite unless one was given before).
+
+    Returns:
+        What was started; ``notes`` says what was done to the server's data first (an upgrade from
+        a medgen without roles, id counters moved past the catalog's).
     """
     paths = Paths(workspace.labelstudio_dir)
     current = running_server(workspace)
@@ -349,23 +353,10 @@ def serve(
             f"Label Studio is already running for this workspace at {current.url} (pid {current.pid}): "
             "use it, or stop it with `medgen annotate serve --stop`"
         )
-    root = (document_root or workspace.root).resolve()
-    if not workspace.store.root.resolve().is_relative_to(root):
-        raise MedgenError(f"document root {root} must contain the workspace {workspace.root}")
+    root = _document_root(workspace, document_root)
     if public_url is not None and not public_url.startswith(("http://", "https://")):
         raise MedgenError(f"--public-url {public_url} must start with https:// (or http://)")
-    creds = _credentials(workspace)
-    if database is not None and database != creds.database:
-        if creds.database is None and (paths.data / DATABASE).is_file():
-            raise MedgenError(
-                "this workspace's Label Studio already keeps its data in SQLite; a PostgreSQL database would "
-                "start empty: use a new workspace (or move the data with Label Studio's own tools)"
-            )
-        check_database(database)  # a malformed or unreachable URL is refused before it is remembered
-        creds = creds.model_copy(update={"database": database})
-        save_credentials(workspace, creds)
-    elif creds.database:
-        check_database(creds.database)
+    creds = _with_database(workspace, _credentials(workspace), database)
     port = port or _free_port()
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     url = f"http://{local}:{port}"
@@ -373,21 +364,8 @@ def serve(
         raise MedgenError(f"port {port} is already in use by another server: choose another with --port")
     paths.data.mkdir(parents=True, exist_ok=True)
     env = server_env(workspace, creds, root, public_url)
-    database_file = paths.data / DATABASE
-    if creds.database is None and not database_file.exists():
-        template = migrated_template(env)
-        if template is not None:
-            shutil.copyfile(template, database_file)
-    command = [_executable(), "start", "--no-browser", "--internal-host", host, "--port", str(port)]
-    with open(paths.log, "ab") as log:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    notes = _prepare_data(workspace, creds, env)
+    process = launch(env, host, port, paths.log)
     info = ServerInfo(
         url=url,
         pid=process.pid,
@@ -397,8 +375,112 @@ def serve(
         host=host,
         public_url=public_url,
         database=redact(creds.database) if creds.database else "sqlite",
+        roles=True,
+        notes=notes,
     )
     atomic_write_text(paths.server, info.model_dump_json(indent=2))
+    _wait_until_up(workspace, process, url, creds.token, timeout)
+    return info
+
+
+def _document_root(workspace: Workspace, document_root: Path | None) -> Path:
+    """The folder Label Studio may serve files from: the image store, never a secret or the catalog."""
+    root = (document_root or workspace.served_dir).resolve()
+    for secret in (workspace.labelstudio_dir, workspace.root / "catalog.sqlite"):
+        if secret.resolve().is_relative_to(root):
+            raise MedgenError(
+                f"document root {root} would let Label Studio serve {secret}: leave --document-root out "
+                f"(the workspace's {workspace.served_dir.name}/ folder, its images only)"
+            )
+    return root
+
+
+def _with_database(workspace: Workspace, creds: Credentials, database: str | None) -> Credentials:
+    """The credentials with ``database`` remembered (checked reachable first); the SQLite data is never dropped."""
+    if database is not None and database != creds.database:
+        if creds.database is None and (Paths(workspace.labelstudio_dir).data / DATABASE).is_file():
+            raise MedgenError(
+                "this workspace's Label Studio already keeps its data in SQLite; a PostgreSQL database would "
+                "start empty: use a new workspace (or move the data with Label Studio's own tools)"
+            )
+        check_database(database)  # a malformed or unreachable URL is refused before it is remembered
+        creds = creds.model_copy(update={"database": database})
+        save_credentials(workspace, creds)
+    elif creds.database:
+        check_database(creds.database)
+    return creds
+
+
+def _prepare_data(workspace: Workspace, creds: Credentials, env: dict[str, str]) -> list[str]:
+    """Ready the server's data before it takes a request; returns notes on what was changed.
+
+    A new SQLite database starts from the migrated template. Data made by a medgen without roles is
+    upgraded once (service logins join the managers group; storages follow the image store into
+    ``served/``). Id counters behind the catalog's (a database restored from an older backup) are
+    moved past them, so no new project, task or annotation takes an id the catalog already holds.
+    """
+    database_file = Paths(workspace.labelstudio_dir).data / DATABASE
+    if creds.database is None and not database_file.exists():
+        template = migrated_template(env)
+        if template is not None:
+            shutil.copyfile(template, database_file)
+    notes = []
+    if creds.roles_version < ROLES_VERSION:
+        if creds.accounts or workspace.catalog.count("ls_projects"):
+            run_admin(env, _upgrade_request(workspace, creds))
+            notes.append(
+                "upgraded the server's data to medgen's roles: annotators now label their own queue and "
+                f"nothing else; Label Studio serves only {workspace.served_dir}"
+            )
+        creds = creds.model_copy(update={"roles_version": ROLES_VERSION})
+        save_credentials(workspace, creds)
+    return notes + advance_counters(workspace, creds.database or database_file)
+
+
+def _upgrade_request(workspace: Workspace, creds: Credentials) -> dict[str, object]:
+    old, new = workspace.root / "images", workspace.store.root / "images"
+    return {
+        "action": "upgrade",
+        "managers": [account.service_email for account in creds.accounts.values()],
+        "storages": [[str(old.resolve()), str(new.resolve())]],
+    }
+
+
+def run_admin(env: dict[str, str], request: dict[str, object]) -> dict[str, object]:
+    """Run one ``annotation.ls_admin`` request in Label Studio's Django, on the server's database."""
+    result = subprocess.run(
+        [sys.executable, "-m", "annotation.ls_admin"],
+        input=json.dumps(request),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MedgenError(f"Label Studio account administration failed: {last[:300]}")
+    answer: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
+    return answer
+
+
+def launch(env: dict[str, str], host: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """Start ``label-studio start`` in its own session with ``env``, its output appended to ``log``."""
+    command = [_executable(), "start", "--no-browser", "--internal-host", host, "--port", str(port)]
+    with open(log, "ab") as handle:
+        return subprocess.Popen(
+            command,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def _wait_until_up(
+    workspace: Workspace, process: subprocess.Popen[bytes], url: str, token: str, timeout: float
+) -> None:
+    paths = Paths(workspace.labelstudio_dir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -407,39 +489,11 @@ def serve(
                 f"Label Studio exited with code {process.returncode} while starting: see {paths.log}"
             )
         if healthy(url):
-            _check_token(url, creds.token, paths.log)
-            return info
+            _check_token(url, token, paths.log)
+            return
         time.sleep(0.5)
     stop(workspace)
     raise MedgenError(f"Label Studio did not answer within {timeout:.0f} s: see {paths.log}")
-
-
-def connect_database(url: str, read_only: bool = False) -> Any:
-    """A psycopg connection to the PostgreSQL database of ``url`` (``psycopg.Error`` when unreachable)."""
-    import psycopg
-
-    settings = database_settings(url)
-    return psycopg.connect(
-        dbname=settings["POSTGRE_NAME"],
-        user=settings["POSTGRE_USER"],
-        password=settings["POSTGRE_PASSWORD"],
-        host=settings["POSTGRE_HOST"],
-        port=int(settings["POSTGRE_PORT"]),
-        connect_timeout=10,
-        options="-c default_transaction_read_only=on" if read_only else None,
-    )
-
-
-def check_database(url: str) -> None:
-    """Refuse to start when the PostgreSQL server cannot be reached, in one line."""
-    import psycopg
-
-    try:
-        with connect_database(url):
-            pass
-    except psycopg.Error as error:
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise MedgenError(f"PostgreSQL at {redact(url)} is unreachable: {reason}") from None
 
 
 def _check_token(url: str, token: str, log: Path) -> None:

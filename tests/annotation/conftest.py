@@ -74,9 +74,16 @@ def ls_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ls_server(ls_root: Path) -> Iterator[tuple[str, str]]:
+def ls_host(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of the session server's own workspace: outside the document root, as a server never
+    serves its own credentials."""
+    return tmp_path_factory.mktemp("lshost").resolve() / "host"
+
+
+@pytest.fixture(scope="session")
+def ls_server(ls_root: Path, ls_host: Path) -> Iterator[tuple[str, str]]:
     """(url, token) of one Label Studio shared by the session's tests; stopped by PID at the end."""
-    host = init_workspace(ls_root / "host")
+    host = init_workspace(ls_host)
     seed_labelstudio(host)
     info = serve(host, document_root=ls_root)
     creds = load_credentials(host)

@@ -272,7 +272,7 @@ def test_each_bad_annotation_is_reported_and_kept_out_of_consensus(ls_workspace,
     )
 
 
-def test_every_export_shape_parses_to_the_same_annotations(ls_workspace, connection, ls_root):
+def test_every_export_shape_parses_to_the_same_annotations(ls_workspace, connection, ls_host):
     ws = ls_workspace
     add_sources(ws, 3)
     push(ws, connection, PushConfig())
@@ -289,7 +289,7 @@ def test_every_export_shape_parses_to_the_same_annotations(ls_workspace, connect
     from annotation.pull import fetch_project_db, local_database
 
     assert local_database(ws, connection) is None  # another workspace's server (--url): the API is used
-    database = ls_root / "host" / "labelstudio" / "data" / "label_studio.sqlite3"
+    database = ls_host / "labelstudio" / "data" / "label_studio.sqlite3"
     from_db = {a.id: a for a in fetch_project_db(database, project_id)}
     assert set(from_db) == set(from_json)
     for annotation_id, raw in from_json.items():

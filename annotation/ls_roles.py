@@ -1,0 +1,288 @@
+"""Roles on the Label Studio that medgen starts: people label their own queue and nothing else.
+
+Label Studio Community lets every member of an organization do everything in it (delete the project,
+replace its labeling config, add a storage over any folder of the document root...). medgen gives
+each person an organization holding only their queue, and this middleware, loaded into the server's
+own process by ``annotation.ls_settings``, limits what they may ask of it:
+
+- **managers** (Label Studio's superuser, the workspace admin; and medgen's service logins, members of
+  the ``medgen-managers`` group) may do everything, as before;
+- **everyone else** (annotators, the adjudicator, reviewers, and any login medgen does not know) may
+  only do what labeling needs, listed in ``LABELING``: open their project, its tasks and the labeling
+  page with its images and instructions, create / update / delete their own annotations and drafts,
+  skip, read the pre-fills, and change their own password (``/medgen/password/``);
+- **nobody logged in** reaches only the login page, static assets and the health check.
+
+It is an allowlist of Django URL names, so an endpoint that a later Label Studio adds answers 403
+to annotators until medgen lists it. The request's identities are its session's user and its API
+token's (legacy ``Token`` or personal access token): a request is a manager's only when every
+identity it carries is one. Writes to an annotation, a draft or a Data Manager tab are checked to
+be the person's own, and an annotation's body may not name another author, task or project.
+
+Imports nothing from medgen: it runs inside Label Studio's Django.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MANAGERS = "medgen-managers"
+"""Django group of medgen's service logins: they create, fill and read the queues."""
+PASSWORD_PATH = "medgen/password/"
+
+READ = frozenset({"GET", "HEAD", "OPTIONS"})
+WRITE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+# Unnamed routes of Label Studio's front end: its JavaScript, styles, fonts and service worker.
+ASSET_ROUTES = (
+    "^static/",
+    "^label-studio-frontend/",
+    "^react-app/",
+    "^dm/",
+    "^favicon\\.ico$",
+    "^sw\\.js$",
+    "^sw-fallback\\.js$",
+)
+
+PUBLIC: dict[str, frozenset[str]] = {
+    "user-login": READ | {"POST"},
+    "logout": READ | {"POST"},
+    "main": READ,  # "/": redirects to the projects (or to the login page)
+    "health": READ,
+    "version": READ,
+    "api-version": READ,
+    "heidi_tips": READ,  # tips the front end asks for on every page
+    "jwt_auth:token_refresh": frozenset(
+        {"POST"}
+    ),  # a personal access token buys an access token, checked as its user
+}
+"""URL names anyone may reach, logged in or not."""
+
+LABELING: dict[str, frozenset[str]] = {
+    **PUBLIC,
+    "projects:project-index": READ,  # the list of their project(s)
+    "data_manager:project-data": READ,  # the project's task list and labeling page
+    "current-user-whoami": READ,
+    "medgen-password": READ | {"POST"},
+    "user-account": READ,  # redirected to medgen's password page
+    "user-account-anything": READ,
+    "projects:api:project-list": READ,
+    "projects:api:project-detail": READ,
+    "projects:api:project-next": READ,
+    "projects:api:label-stream-history": READ,
+    "tasks:api:task-list": READ,
+    "tasks:api:task-detail": READ,
+    "tasks:api:task-annotations": READ | {"POST"},  # submit and skip
+    "tasks:api-annotations:annotation-detail": READ | {"PATCH", "PUT", "DELETE"},  # their own only
+    "tasks:api:task-drafts": READ | {"POST"},
+    "tasks:api:task-annotations-drafts": READ | {"POST"},  # a draft of their own annotation
+    "tasks:api-drafts:draft-detail": READ | {"PATCH", "PUT", "DELETE"},  # their own only
+    "tasks:api-predictions:prediction-list": READ,  # the pre-fills
+    "tasks:api-predictions:prediction-detail": READ,
+    "data_manager:api:view-list": READ | {"POST"},  # the task list's tab, made on the first visit
+    "data_manager:api:view-detail": READ | {"PATCH", "PUT", "DELETE"},  # their own tab only
+    "data_manager:dm-columns": READ,
+    "data_manager:dm-project": READ,
+    "data_manager:dm-actions": frozenset({"POST"}),  # only "next task" (NEXT_ONLY)
+    "labels_manager:api-labels:label_link-list": READ,
+    "storages:localfiles_data": READ,  # the task images; Label Studio checks the project
+}
+"""URL names (and methods) labeling needs: everything an annotator, adjudicator or reviewer may do."""
+
+STAND_INS = ("user-list", "ml:api:ml-list")
+"""Lists the Data Manager loads for every page, which a person may not read: they get their own view of
+them (only themselves among the users; no ML backends, which only managers could add)."""
+
+DM_ACTIONS = frozenset({"next_task"})
+"""Data Manager actions that change nothing: the label stream asks for its next task this way."""
+FOREIGN_FIELDS = ("completed_by", "updated_by", "task", "project")
+"""Annotation fields that would credit or move an answer: a person may only name themselves / this task."""
+
+
+def route_name(match: Any) -> str:
+    """The allowlist key of a resolved URL: its namespaced name, or the route of an unnamed asset."""
+    if match.url_name:
+        return str(match.view_name)
+    route = str(match.route)
+    return next((prefix for prefix in ASSET_ROUTES if route.startswith(prefix)), route)
+
+
+def identities(request: Any) -> list[Any]:
+    """Every user the request speaks for: the session's, the JWT's, the legacy token's."""
+    from django.contrib.auth import get_user
+    from rest_framework.authtoken.models import Token
+
+    found = []
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        found.append(user)
+    if getattr(request, "is_jwt", False):  # the JWT replaced request.user: the session may hold another
+        session = get_user(request)
+        if session.is_authenticated:
+            found.append(session)
+    scheme, _, key = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() == "token" and key.strip():
+        token = Token.objects.select_related("user").filter(key=key.strip()).first()
+        if token is not None:
+            found.append(token.user)
+    return found
+
+
+def is_manager(user: Any) -> bool:
+    return bool(user.is_superuser) or user.groups.filter(name=MANAGERS).exists()
+
+
+def _owns(name: str, pk: Any, user: Any, method: str) -> bool:
+    """Writes (and drafts of an annotation) touch only the person's own annotation, draft or tab."""
+    if method in READ and name != "tasks:api:task-annotations-drafts":
+        return True
+    from data_manager.models import View
+    from tasks.models import Annotation, AnnotationDraft
+
+    if name in ("tasks:api-annotations:annotation-detail", "tasks:api:task-annotations-drafts"):
+        return Annotation.objects.filter(pk=pk, completed_by_id=user.id).exists()
+    if name == "tasks:api-drafts:draft-detail":
+        return AnnotationDraft.objects.filter(pk=pk, user_id=user.id).exists()
+    if name == "data_manager:api:view-detail":
+        return View.objects.filter(pk=pk, user_id=user.id).exists()
+    return True
+
+
+def _body_names_only(request: Any, user: Any, task_id: Any) -> bool:
+    """An annotation body may name no other author, task or project than the person's own and the URL's."""
+    if request.method not in WRITE or not request.body:
+        return True
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        return False  # a form or garbage: the labeling page sends JSON
+    if not isinstance(body, dict):
+        return False
+    own = {"completed_by": user.id, "updated_by": user.id, "task": task_id}
+    if "project" in body:  # the labeling page sends the task's project
+        from tasks.models import Task
+
+        own["project"] = Task.objects.filter(pk=task_id).values_list("project_id", flat=True).first()
+    return all(
+        key not in body or (key in own and own[key] is not None and str(body[key]) == str(own[key]))
+        for key in FOREIGN_FIELDS
+    )
+
+
+def refusal(request: Any, name: str, user: Any) -> str | None:
+    """Why ``user`` (not a manager) may not make this request, or None when labeling needs it."""
+    methods = LABELING.get(name)
+    if methods is None or request.method not in methods:
+        return f"{request.method} {name or request.path}"
+    kwargs = request.resolver_match.kwargs
+    if name == "data_manager:dm-actions" and request.GET.get("id") not in DM_ACTIONS:
+        return f"Data Manager action {request.GET.get('id')!r}"
+    pk = kwargs.get("annotation_id") if name == "tasks:api:task-annotations-drafts" else kwargs.get("pk")
+    if not _owns(name, pk, user, request.method):
+        return f"{request.method} {name} {pk}: not yours"
+    if name in ("tasks:api:task-annotations", "tasks:api-annotations:annotation-detail"):
+        task_id = kwargs.get("pk") if name == "tasks:api:task-annotations" else _task_of(kwargs.get("pk"))
+        if not _body_names_only(request, user, task_id):
+            return f"{request.method} {name}: an annotation may name only its author and task"
+    return None
+
+
+def _task_of(annotation_id: Any) -> Any:
+    from tasks.models import Annotation
+
+    return Annotation.objects.filter(pk=annotation_id).values_list("task_id", flat=True).first()
+
+
+class RoleMiddleware:
+    """Refuses (403) every request of a non-manager that labeling does not need; see the module docstring."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        return self.get_response(request)
+
+    def process_view(self, request: Any, view: Any, args: Any, kwargs: Any) -> Any:
+        from django.http import HttpResponseRedirect
+
+        name = route_name(request.resolver_match)
+        people = identities(request)
+        if people and all(is_manager(user) for user in people):
+            return None
+        if name in ASSET_ROUTES or (name in PUBLIC and request.method in PUBLIC[name]):
+            return None
+        if not people:  # not logged in: Label Studio's own answer (login page, 401)
+            return _login_required(request)
+        if name in ("user-account", "user-account-anything") and request.method in READ:
+            return HttpResponseRedirect(f"/{PASSWORD_PATH}")
+        if name in STAND_INS and request.method in READ and len(people) == 1:
+            return _stand_in(request, name, people[0])
+        reasons = [reason for user in people if (reason := refusal(request, name, user))]
+        return _forbidden(request, reasons[0]) if reasons else None
+
+
+def _stand_in(request: Any, name: str, user: Any) -> Any:
+    from django.http import JsonResponse
+    from rest_framework.request import Request
+    from users.serializers import UserSerializer
+
+    asked = Request(request)
+    asked.user = user  # the person the stand-in speaks to (a token request has no session user)
+    context = {"request": asked}
+    found = [UserSerializer(user, context=context).data] if name == "user-list" else []
+    return JsonResponse(found, safe=False)
+
+
+def _login_required(request: Any) -> Any:
+    from django.http import HttpResponseRedirect, JsonResponse
+
+    if request.path.startswith("/api/") or request.method not in READ:
+        return JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
+    return HttpResponseRedirect(f"/user/login/?next={request.path}")
+
+
+def _forbidden(request: Any, reason: str) -> Any:
+    from django.http import HttpResponseForbidden, JsonResponse
+
+    message = f"medgen: annotators may label their own queue and nothing else ({reason})"
+    if request.path.startswith("/api/") or request.path.startswith("/data/"):
+        return JsonResponse({"detail": message}, status=403)
+    page = (
+        "<!doctype html><title>Not allowed</title><main style='font-family:sans-serif;margin:3em'>"
+        "<h1>Not allowed</h1><p>This login may label its own queue and nothing else.</p>"
+        "<p><a href='/projects/'>Back to your queue</a> · <a href='/medgen/password/'>Change your password</a>"
+        "</p></main>"
+    )
+    return HttpResponseForbidden(page)
+
+
+def password_change(request: Any) -> Any:
+    """Change one's own password (Label Studio Community has no page for it): old password, new one twice."""
+    from django.contrib.auth import update_session_auth_hash
+    from django.contrib.auth.forms import PasswordChangeForm
+    from django.http import HttpResponse, HttpResponseRedirect
+    from django.middleware.csrf import get_token
+    from django.utils.html import escape
+
+    if not request.user.is_authenticated:
+        return HttpResponseRedirect(f"/user/login/?next=/{PASSWORD_PATH}")
+    done = request.method == "GET" and request.GET.get("done") == "1"
+    form = PasswordChangeForm(request.user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        update_session_auth_hash(request, form.user)  # stay logged in here; other sessions end
+        return HttpResponseRedirect(f"/{PASSWORD_PATH}?done=1")
+    note = "<p role='status'>Your password was changed.</p>" if done else ""
+    page = (
+        "<!doctype html><meta charset='utf-8'><title>Change your password</title>"
+        "<main style='font-family:sans-serif;max-width:32em;margin:3em auto'>"
+        f"<h1>Change your password</h1><p>{escape(request.user.email)}</p>{note}"
+        f"<form method='post'><input type='hidden' name='csrfmiddlewaretoken' value='{get_token(request)}'>"
+        f"{form.as_p()}<button type='submit'>Change password</button></form>"
+        "<p><a href='/projects/'>Back to your queue</a></p></main>"
+    )
+    return HttpResponse(page)
+
+
+password_change._dont_enforce_csrf_checks = False  # type: ignore[attr-defined]  # Label Studio turns CSRF off for views
