@@ -27,7 +27,6 @@ from annotation.consensus import (
 from annotation.prefill import edit_rates, stored
 from annotation.push import (
     ADJUDICATOR,
-    PushConfig,
     PushReport,
     adjudication_project,
     import_batches,
@@ -227,7 +226,7 @@ def agreement(
         todo = sorted(s for s in report.consensus.unresolved if s not in queued)
         shown = {source: {"votes": describe_votes(workspace, source)} for source in todo}
         report.adjudication_pushed = import_batches(
-            connection, workspace, project_id, ADJUDICATOR, todo, set(), PushConfig(), extra=shown
+            connection, workspace, project_id, ADJUDICATOR, todo, set(), extra=shown
         )
         report.adjudication_requeued = requeue_invalid(workspace, connection, project_id)
     report.report_path = write_report(workspace, report)

@@ -12,10 +12,12 @@ from medgen.console import App, MinAnnotatorsOpt, WorkspaceOpt, console, progres
 
 if TYPE_CHECKING:
     from annotation.accounts import NewLogin
-    from annotation.client import Connection
+    from annotation.client import Connection, QueueMissing
     from medgen.workspace import Workspace
 
-annotate_app = App(help="Annotate candidates in Label Studio: serve, users, push, status, pull, agreement.")
+annotate_app = App(
+    help="Annotate candidates in Label Studio: serve, users, push, status, pull, agreement, repair."
+)
 users_app = App(help="Annotators' Label Studio logins: list, add, reset-password.")
 annotate_app.add_typer(users_app, name="users")
 
@@ -45,9 +47,19 @@ def _connect(ws: Workspace, url: str | None, document_root: Path | None) -> Conn
     from annotation.client import connect
 
     connection = connect(ws, url, document_root)
-    if connection.origin != "the workspace's server":
-        console.print(f"Label Studio at {connection.url} (from {connection.origin})", highlight=False)
+    if not connection.own_server:
+        console.print(
+            f"Label Studio at {connection.url} (from {connection.origin}); medgen did not start it, so its roles "
+            "cannot be enforced there: every member of an organization can change its projects",
+            highlight=False,
+        )
     return connection
+
+
+def _show_missing(missing: list[QueueMissing]) -> None:
+    """One line per queue whose project is gone from the server; the command went on with the others."""
+    for queue in missing:
+        console.print(f"[yellow]{queue}[/]", highlight=False)
 
 
 def _show_logins(logins: list[NewLogin], ws: Workspace) -> None:
@@ -118,6 +130,8 @@ def serve(
             f"{ws.labelstudio_dir / 'credentials.json'} (readable by you only)",
             highlight=False,
         )
+        for note in info.notes:
+            console.print(f"[yellow]note[/]: {note}", highlight=False)
         console.print(f"next: medgen annotate push --annotators ann1,ann2 -w {ws.root}")
 
 
@@ -226,6 +240,7 @@ def push(
                 on_batch=lambda n: bar.advance(task, n),
             )
         _show_logins(report.logins, ws)
+    _show_missing(report.missing)
     if not report.blind:
         console.print(
             "[yellow]queues are not blind[/]: on this server the annotators share an organization and can open "
@@ -261,6 +276,9 @@ def status(workspace: WorkspaceOpt = None, url: UrlOpt = None, document_root: Ro
     for column in ("project", "annotator", "tasks", "done", "skipped", "remaining", "mean s/task"):
         table.add_column(column, justify="right" if column not in ("annotator",) else "left")
     for row in rows:
+        if row.missing:
+            table.add_row(str(row.project_id), row.annotator, str(row.tasks), "[yellow]gone[/]", "", "", "")
+            continue
         table.add_row(
             str(row.project_id),
             row.annotator,
@@ -271,6 +289,13 @@ def status(workspace: WorkspaceOpt = None, url: UrlOpt = None, document_root: Ro
             _fmt(row.mean_seconds, 1),
         )
     console.print(table)
+    gone = [row.annotator for row in rows if row.missing]
+    if gone:
+        console.print(
+            f"[yellow]gone from the server[/]: the queue(s) of {', '.join(gone)}; `medgen annotate repair` makes "
+            "them again from the catalog, with the answers already pulled",
+            highlight=False,
+        )
 
 
 @annotate_app.command()
@@ -303,11 +328,18 @@ def pull(
             )
     for note in report.notes:
         console.print(f"[yellow]note[/]: {note}", highlight=False)
+    _show_missing(report.missing)
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(report.statuses.items())) or "none"
     console.print(
         f"annotations: new {report.new}, updated {report.updated}, unchanged {report.unchanged}, "
         f"deleted in Label Studio {report.deleted}"
     )
+    if report.lost:
+        console.print(
+            f"[yellow]{report.lost} annotation(s) gone with an older backup of Label Studio's database[/]: kept in "
+            "the catalog; `medgen annotate repair` imports them again",
+            highlight=False,
+        )
     console.print(f"statuses of new/updated: {statuses}")
     if report.unknown_tasks:
         console.print(
@@ -380,3 +412,31 @@ def agreement(
         f"requeued {report.adjudication_requeued}; report: {report.report_path}",
         highlight=False,
     )
+
+
+@annotate_app.command()
+def repair(workspace: WorkspaceOpt = None, url: UrlOpt = None, document_root: RootOpt = None) -> None:
+    """Make again every queue whose project is gone from the server, with its tasks, pre-fills and the
+    answers already pulled (nothing in the catalog is deleted)."""
+    from annotation.repair import repair as repair_queues
+    from medgen.workspace import open_workspace
+
+    with open_workspace(workspace) as ws:
+        connection = _connect(ws, url, document_root)
+        with console.status("checking every queue"):
+            report = repair_queues(ws, connection)
+    if report.logins:
+        console.print(
+            f"made again on the server: the login or organization of {', '.join(report.logins)} "
+            "(same password and token as in labelstudio/credentials.json)",
+            highlight=False,
+        )
+    for queue in report.repaired:
+        lost = f"project {queue.lost_project} was gone" if queue.lost_project else "no project was recorded"
+        console.print(
+            f"{queue.annotator}'s queue: {lost}; made project {queue.project} with {queue.tasks} task(s), "
+            f"{queue.answers} of them with the answer already pulled from {queue.annotator}",
+            highlight=False,
+        )
+    if not report.repaired:
+        console.print(f"every queue is on the server ({len(report.intact)}): nothing to repair")

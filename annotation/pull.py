@@ -13,7 +13,6 @@ annotations unchanged and goes on.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import sqlite3
 import time
@@ -24,13 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from annotation.client import Connection
+from annotation.client import Connection, QueueMissing, project_exists
 from annotation.consensus import labels_to_json
-from annotation.server import connect_database
+from annotation.ls_database import connect_database, lost_ranges
+from annotation.queues import Queue, active_queues, make_room_for_annotation
 from annotation.validation import (
     DELETED,
     DUPLICATE,
     FOREIGN,
+    LOST,
     VALID,
     Checked,
     RawAnnotation,
@@ -44,6 +45,14 @@ from medgen.workspace import Workspace
 from medgen.workspace.catalog import now
 
 REPORT = "annotation_pull.json"
+LOST_REASON = (
+    "gone with an older backup of Label Studio's database: `medgen annotate repair` imports it again"
+)
+HISTORY_COLUMNS = (
+    "ls_annotation_id, ls_task_id, ls_project_id, annotator, source_id, status, reasons, labels, lead_time_s, "
+    "created_at, updated_at, pulled_at, completed_by"
+)
+"""Columns of ``annotations`` that ``annotation_history`` keeps of each version a pull replaced."""
 
 
 @dataclass
@@ -51,11 +60,15 @@ class PullReport:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
-    deleted: int = 0  # stored before, gone from Label Studio now
+    deleted: int = 0  # stored before, deleted in Label Studio now
+    lost: int = (
+        0  # stored before, gone with an older backup of Label Studio's database (repair restores them)
+    )
     statuses: Counter[str] = field(default_factory=Counter)  # of the annotations pulled now
     unknown_tasks: list[int] = field(default_factory=list)  # tasks this workspace did not push
     report_path: Path | None = None
     notes: list[str] = field(default_factory=list)  # fallbacks taken (database unreadable -> API)
+    missing: list[QueueMissing] = field(default_factory=list)  # queues gone from the server: repair them
 
 
 def fetch_project(connection: Connection, project_id: int, timeout: float = 1800.0) -> list[RawAnnotation]:
@@ -174,6 +187,21 @@ def count_project_db(database: Database, project_id: int) -> int:
         raise DatabaseUnavailable(_one_line(error)) from None
 
 
+def project_exists_db(database: Database, project_id: int) -> bool:
+    """Whether Label Studio's database still holds the project (an admin may have deleted it)."""
+    sql = "SELECT COUNT(*) FROM project WHERE id = {}"
+    try:
+        if isinstance(database, Path):
+            with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=DB_TIMEOUT_S)) as conn:
+                return bool(conn.execute(sql.format("?"), (project_id,)).fetchone()[0])
+        with connect_database(database, read_only=True) as conn:
+            return bool(conn.execute(sql.format("%s"), (project_id,)).fetchone()[0])
+    except Exception as error:  # sqlite3.Error, psycopg.Error
+        raise MedgenError(
+            f"Label Studio's database could not be read ({_one_line(error)}): rerun the command"
+        ) from None
+
+
 def iter_project_db(
     database: Database, project_id: int, chunk: int | None = None
 ) -> Iterator[list[RawAnnotation]]:
@@ -252,6 +280,57 @@ def read_export_file(path: Path) -> list[RawAnnotation]:
         raise MedgenError(f"cannot read Label Studio export {path}: {error}") from None
 
 
+class DatabaseReader:
+    """Annotations read straight from the workspace server's database (milliseconds, streamed)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def exists(self, queue: Queue) -> bool:
+        return project_exists_db(self.database, queue.project_id)
+
+    def count(self, queues: list[Queue]) -> int | None:
+        with contextlib.suppress(DatabaseUnavailable):  # the bar has no total then; reading tries anyway
+            return sum(count_project_db(self.database, queue.project_id) for queue in queues)
+        return None
+
+    def chunks(self, queue: Queue) -> Iterator[list[RawAnnotation]]:
+        try:
+            yield from iter_project_db(self.database, queue.project_id)
+        except DatabaseUnavailable as error:
+            raise MedgenError(
+                f"Label Studio's database could not be read while pulling {queue.annotator}'s queue ({error}): "
+                "rerun `medgen annotate pull` (what was pulled is kept)"
+            ) from None
+
+
+class ApiReader:
+    """Annotations read through Label Studio's export API (any server), as each queue's service login."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def exists(self, queue: Queue) -> bool:
+        return project_exists(self.connection.queue(queue.annotator), queue.project_id)
+
+    def count(self, queues: list[Queue]) -> int | None:
+        return None
+
+    def chunks(self, queue: Queue) -> Iterator[list[RawAnnotation]]:
+        yield from by_task_chunks(fetch_project(self.connection.queue(queue.annotator), queue.project_id))
+
+
+def reader(workspace: Workspace, connection: Connection, notes: list[str]) -> DatabaseReader | ApiReader:
+    """Where this pull reads annotations from, chosen once: the server's database when it is the workspace's
+    own and readable now, else the export API (with a note when the database could not be read)."""
+    try:
+        database = local_database(workspace, connection)
+    except DatabaseUnavailable as error:
+        notes.append(f"Label Studio's database could not be read ({error}); used the export API")
+        database = None
+    return DatabaseReader(database) if database else ApiReader(connection)
+
+
 def pull(
     workspace: Workspace,
     connection: Connection | None = None,
@@ -260,67 +339,40 @@ def pull(
     on_start: Callable[[int | None], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> PullReport:
-    """Pull every project this workspace pushed (and/or the given export files) into the catalog, in chunks.
+    """Pull every queue this workspace pushed (and/or the given export files) into the catalog, in chunks.
 
+    A queue whose project is gone from the server is named in ``report.missing`` and left as it is:
+    what was pulled from it stays in the catalog, and `annotate repair` makes it again.
     ``on_start(total)``: annotations to read when Label Studio's database tells (else None);
     ``on_progress(n)`` after each committed chunk.
     """
     store = _Store(workspace)
-    files: list[RawAnnotation] = []
-    for path in export_files or []:
-        files.extend(read_export_file(path))
+    files = [raw for path in export_files or [] for raw in read_export_file(path)]
     notes: list[str] = []
-    projects = []
-    database = None
-    if connection is not None:
-        database = _unless_unavailable(functools.partial(local_database, workspace, connection), notes)
-        projects = workspace.catalog.query(
-            "SELECT ls_project_id, annotator FROM ls_projects ORDER BY ls_project_id"
-        )
+    queues = active_queues(workspace) if connection is not None else []
+    source = reader(workspace, connection, notes) if connection is not None else None
     if on_start is not None:
-        counted: int | None = None
-        if database:
-            with contextlib.suppress(DatabaseUnavailable):  # the bar has no total then; reading tries anyway
-                counted = sum(count_project_db(database, int(r["ls_project_id"])) for r in projects)
-        on_start(None if counted is None and projects else (counted or 0) + len(files))
+        counted = source.count(queues) if source is not None and queues else 0
+        on_start(None if counted is None else counted + len(files))
     for chunk in by_task_chunks(files):
         store.add(chunk)
         if on_progress:
             on_progress(len(chunk))
-    for row in projects:
+    for queue in queues:
+        assert source is not None and connection is not None
         if on_project is not None:
-            on_project(row["annotator"])
-        project_id = int(row["ls_project_id"])
-        read = False
-        if database:
-            try:
-                for chunk in iter_project_db(database, project_id):
-                    store.add(chunk)
-                    read = True
-                    if on_progress:
-                        on_progress(len(chunk))
-            except DatabaseUnavailable as error:
-                notes.append(f"Label Studio's database could not be read ({error}); used the export API")
-                database = None  # the API answers, for this project (from the start: storing is idempotent) and the rest
-                read = False
-        if not read and not database:
-            for chunk in by_task_chunks(fetch_project(connection.queue(row["annotator"]), project_id)):  # type: ignore[union-attr]
-                store.add(chunk)
-                if on_progress:
-                    on_progress(len(chunk))
-        store.complete(project_id)
+            on_project(queue.annotator)
+        if not source.exists(queue):
+            store.report.missing.append(QueueMissing(queue.annotator, queue.project_id, connection.url))
+            continue
+        for chunk in source.chunks(queue):
+            store.add(chunk)
+            if on_progress:
+                on_progress(len(chunk))
+        store.complete(queue.project_id)
     report = store.finish()
     report.notes = notes
     return report
-
-
-def _unless_unavailable(read: Callable[[], Any], notes: list[str]) -> Any:
-    """``read()``, or None with a note when Label Studio's database cannot be read now."""
-    try:
-        return read()
-    except DatabaseUnavailable as error:
-        notes.append(f"Label Studio's database could not be read ({error}); used the export API")
-        return None
 
 
 def _attribution(
@@ -358,6 +410,16 @@ def _attribution(
     return found
 
 
+def _another(row: Any, raw: RawAnnotation) -> bool:
+    """Whether the stored row under ``raw``'s id is a different annotation (of another task, or made at
+    another time) whose id Label Studio gave again."""
+    if int(row["ls_task_id"]) != raw.task_id:
+        return True
+    return (
+        raw.created_at is not None and row["created_at"] is not None and row["created_at"] != raw.created_at
+    )
+
+
 class _Store:
     """Validates and upserts annotations chunk by chunk, one transaction each; finishes with the report.
 
@@ -388,13 +450,18 @@ class _Store:
                 [raw.task_id for raw in unique],
             )
         }
-        seen = {
-            int(r["ls_annotation_id"]): (r["updated_at"], r["status"])
+        stored = {
+            int(r["ls_annotation_id"]): r
             for r in catalog.rows_in(
-                "SELECT ls_annotation_id, updated_at, status FROM annotations WHERE ls_annotation_id",
+                "SELECT ls_annotation_id, ls_task_id, created_at, updated_at, status FROM annotations "
+                "WHERE ls_annotation_id",
                 [raw.id for raw in unique],
             )
         }
+        # Label Studio on SQLite gives the ids of deleted annotations again (imports number from its highest
+        # id): a stored row of another task, or made at another time, is another annotation: moved aside.
+        reused = [raw.id for raw in unique if raw.id in stored and _another(stored[raw.id], raw)]
+        seen = {i: (r["updated_at"], r["status"]) for i, r in stored.items() if i not in reused}
         overruled = _attribution(unique, tasks, self.owners, self.emails)
         rows = []
         for raw in unique:
@@ -432,6 +499,13 @@ class _Store:
                 )
             )
         with catalog.transaction() as conn:
+            for annotation_id in reused:
+                make_room_for_annotation(conn, annotation_id)
+            conn.executemany(  # the versions replaced now, kept
+                f"INSERT INTO annotation_history ({HISTORY_COLUMNS}, replaced_at) "
+                f"SELECT {HISTORY_COLUMNS}, ? FROM annotations WHERE ls_annotation_id = ?",
+                [(now(), row[0]) for row in rows if row[0] in seen],
+            )
             conn.executemany(
                 "INSERT OR REPLACE INTO annotations (ls_annotation_id, ls_task_id, ls_project_id, annotator, "
                 "source_id, status, reasons, labels, lead_time_s, created_at, updated_at, pulled_at, completed_by) "
@@ -441,12 +515,29 @@ class _Store:
             conn.executemany("INSERT OR IGNORE INTO pulled_now VALUES (?)", [(raw.id,) for raw in unique])
 
     def complete(self, project_id: int) -> None:
-        """Every annotation of ``project_id`` was added: a counted one not seen now was deleted in Label Studio."""
+        """Every annotation of ``project_id`` was added: a counted one not seen now is gone from Label Studio.
+
+        It stays in the catalog with its labels, not counted, and its version before is kept in the
+        history: ``lost`` when an older backup of Label Studio's database never held it (`annotate
+        repair` imports it again), else ``deleted`` (its author, or an admin, deleted it).
+        """
+        gone = "ls_project_id = ? AND status = ? AND ls_annotation_id NOT IN (SELECT id FROM pulled_now)"
+        ranges = lost_ranges(self.workspace, "task_completion")
+        in_ranges = " OR ".join("(ls_annotation_id > ? AND ls_annotation_id <= ?)" for _ in ranges) or "0"
+        bounds = tuple(bound for pair in ranges for bound in pair)
         with self.workspace.catalog.transaction() as conn:
-            # Only a counted annotation can turn 'deleted'; one already kept out keeps its reasons.
-            cursor = conn.execute(
-                "UPDATE annotations SET status = ?, reasons = ?, labels = NULL, pulled_at = ? "
-                "WHERE ls_project_id = ? AND status = ? AND ls_annotation_id NOT IN (SELECT id FROM pulled_now)",
+            conn.execute(
+                f"INSERT INTO annotation_history ({HISTORY_COLUMNS}, replaced_at) "
+                f"SELECT {HISTORY_COLUMNS}, ? FROM annotations WHERE {gone}",
+                (now(), project_id, VALID),
+            )
+            # Only a counted annotation can turn lost or deleted; one already kept out keeps its reasons.
+            lost = conn.execute(
+                f"UPDATE annotations SET status = ?, reasons = ?, pulled_at = ? WHERE {gone} AND ({in_ranges})",
+                (LOST, json.dumps([LOST_REASON]), now(), project_id, VALID, *bounds),
+            )
+            deleted = conn.execute(
+                f"UPDATE annotations SET status = ?, reasons = ?, pulled_at = ? WHERE {gone}",
                 (
                     DELETED,
                     json.dumps(["deleted in Label Studio after an earlier pull"]),
@@ -455,7 +546,8 @@ class _Store:
                     VALID,
                 ),
             )
-            self.report.deleted += cursor.rowcount
+            self.report.deleted += deleted.rowcount
+            self.report.lost += lost.rowcount
 
     def finish(self) -> PullReport:
         self.report.report_path = write_report(self.workspace, self.report)
@@ -526,34 +618,37 @@ class ProjectStatus:
     skipped: int
     remaining: int
     mean_seconds: float | None
+    missing: bool = False  # the project is gone from the server: `annotate repair` makes it again
 
 
 def project_status(workspace: Workspace, connection: Connection) -> list[ProjectStatus]:
-    """Live progress of every project this workspace pushed: done, skipped, remaining, mean time per task."""
+    """Live progress of every queue this workspace pushed: done, skipped, remaining, mean time per task.
+
+    A queue whose project is gone from the server is listed with ``missing`` set; the others go on.
+    """
     found = []
-    for row in workspace.catalog.query(
-        "SELECT ls_project_id, kind, annotator FROM ls_projects ORDER BY ls_project_id"
-    ):
-        project_id = int(row["ls_project_id"])
+    for queue in active_queues(workspace):
         tasks = {
             int(r["ls_task_id"])
             for r in workspace.catalog.query(
-                "SELECT ls_task_id FROM tasks WHERE ls_project_id = ?", (project_id,)
+                "SELECT ls_task_id FROM tasks WHERE ls_project_id = ?", (queue.project_id,)
             )
         }
-        raws = [
-            raw
-            for raw in fetch_project(connection.queue(row["annotator"]), project_id)
-            if raw.task_id in tasks
-        ]
+        service = connection.queue(queue.annotator)
+        if not project_exists(service, queue.project_id):
+            found.append(
+                ProjectStatus(queue.project_id, queue.kind, queue.annotator, len(tasks), 0, 0, 0, None, True)
+            )
+            continue
+        raws = [raw for raw in fetch_project(service, queue.project_id) if raw.task_id in tasks]
         done = {raw.task_id for raw in raws if not raw.cancelled}
         skipped = {raw.task_id for raw in raws if raw.cancelled} - done
         times = [raw.lead_time for raw in raws if not raw.cancelled and raw.lead_time is not None]
         found.append(
             ProjectStatus(
-                project_id,
-                row["kind"],
-                row["annotator"],
+                queue.project_id,
+                queue.kind,
+                queue.annotator,
                 len(tasks),
                 len(done),
                 len(skipped),

@@ -21,14 +21,22 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from annotation.accounts import NewLogin, ensure_accounts
-from annotation.client import Connection, api_error
+from annotation.accounts import NewLogin, check_names, ensure_accounts
+from annotation.client import Connection, QueueMissing, api_error, project_exists
 from annotation.config import SOURCE_KEY, label_result, labeling_config
-from annotation.consensus import ADJUDICATION
+from annotation.consensus import ADJUDICATION, labels_from_json
 from annotation.guideline import example_urls, instruction_html
 from annotation.images import image_urls
 from annotation.prefill import Prefill, known_labels, resolve, stored
 from annotation.prefill import store as store_prefills
+from annotation.queues import (
+    add_queue,
+    latest_answers,
+    make_room_for_tasks,
+    queue_names,
+    queue_of,
+    queue_tasks,
+)
 from medgen.errors import MedgenError
 from medgen.workspace import Workspace
 from medgen.workspace.catalog import now
@@ -72,8 +80,7 @@ class PushConfig(BaseModel):
             raise ValueError("annotator names must be non-empty, at most 40 characters, without commas")
         if len(set(names)) != len(names):
             raise ValueError(f"annotator names repeat: {', '.join(names)}")
-        if ADJUDICATOR in names:
-            raise ValueError(f"{ADJUDICATOR!r} is reserved for the adjudication project")
+        check_names(names)  # medgen's own names (admin, adjudicator...) and names equal but for case
         return names
 
     @field_validator("predictions", mode="before")
@@ -106,6 +113,7 @@ class PushReport:
     new_sources: int = 0
     gold_sources: int = 0
     prefilled: int = 0  # new sources with a screener pre-fill (the rest start blank)
+    missing: list[QueueMissing] = field(default_factory=list)  # queues gone from the server: repair them
 
 
 def _rank(seed: int, key: str) -> str:
@@ -119,27 +127,20 @@ def _workspace_tag(workspace: Workspace) -> str:
 def ensure_project(
     connection: Connection, workspace: Workspace, kind: str, annotator: str
 ) -> tuple[int, bool]:
-    """The catalog's project for (kind, annotator), created on the server when missing.
+    """The catalog's project for (kind, annotator), created on the server when the catalog has none.
 
     ``connection`` is the workspace's connection; the project lives in ``annotator``'s organization
     when they have an account.
+
+    Raises:
+        QueueMissing: the catalog's project is gone from the server (`annotate repair` makes it again).
     """
     connection = connection.queue(annotator)
     client = connection.client
-    rows = workspace.catalog.query(
-        "SELECT ls_project_id FROM ls_projects WHERE kind = ? AND annotator = ?", (kind, annotator)
-    )
-    if rows:
-        project_id = int(rows[0]["ls_project_id"])
-        try:
-            client.projects.get(project_id)
-        except Exception as error:
-            if getattr(error, "status_code", None) == 404:
-                raise MedgenError(
-                    f"project {project_id} ({annotator}) is in the catalog but not on {connection.url}: "
-                    "connect to the server this workspace pushed to"
-                ) from None
-            raise api_error("checking projects", error) from None
+    project_id = queue_of(workspace, kind, annotator)
+    if project_id is not None:
+        if not project_exists(connection, project_id):
+            raise QueueMissing(annotator, project_id, connection.url)
         return project_id, False
     tag = _workspace_tag(workspace)
     title = f"medgen {tag} {annotator}"[:50]
@@ -176,10 +177,7 @@ def ensure_project(
         raise
     except Exception as error:
         raise api_error(f"creating the {annotator} project", error) from None
-    with workspace.catalog.transaction() as conn:
-        conn.execute(
-            "INSERT INTO ls_projects VALUES (?, ?, ?, ?, ?)", (project.id, kind, annotator, title, now())
-        )
+    add_queue(workspace, int(project.id), kind, annotator, title)
     return int(project.id), True
 
 
@@ -231,25 +229,21 @@ def recover_tasks(
         raise api_error("counting tasks", error) from None
     if on_server <= recorded:
         return 0
-    known = {
-        int(r["ls_task_id"])
-        for r in workspace.catalog.query(
-            "SELECT ls_task_id FROM tasks WHERE ls_project_id = ?", (project_id,)
-        )
-    }
+    known = set(queue_tasks(workspace, project_id))
     sources = {s.id for s in workspace.catalog.sources()}
     found = 0
     try:
         tasks = list(connection.client.tasks.list(project=project_id, fields="all", page_size=500))
     except Exception as error:
         raise api_error("listing tasks", error) from None
+    make_room_for_tasks(workspace, [t.id for t in tasks if t.id not in known])  # ids given again (SQLite)
     with workspace.catalog.transaction() as conn:
         for task in tasks:
             source_id = (task.data or {}).get("source_id")
             if task.id in known or source_id not in sources:
                 continue
             cursor = conn.execute(
-                "INSERT OR IGNORE INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO tasks (ls_task_id, ls_project_id, source_id, annotator, is_gold, pushed_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (task.id, project_id, source_id, annotator, int(source_id in gold), now()),
             )
             found += cursor.rowcount
@@ -263,29 +257,42 @@ def import_batches(
     annotator: str,
     sources: list[str],
     gold: set[str],
-    config: PushConfig,
+    batch_size: int = 500,
+    prefilled: bool = False,
     on_batch: Callable[[int], None] | None = None,
     extra: dict[str, dict[str, object]] | None = None,
+    restore: bool = False,
 ) -> int:
     """Import ``sources`` as tasks of one project, ``batch_size`` per request; record ids per batch.
 
-    ``extra``: more task data per source id (the adjudication project shows the annotators' answers).
+    Args:
+        prefilled: each task carries its source's stored pre-fill (a Label Studio prediction).
+        extra: more task data per source id (the adjudication project shows the annotators' answers).
+        restore: each task carries ``annotator``'s latest valid answer already pulled, as an annotation of
+            theirs (``annotate repair``: nobody is asked again what they answered).
     """
     queue = connection.queue(annotator)
+    account = connection.accounts.get(annotator)
     imported = 0
-    for start in range(0, len(sources), config.batch_size):
-        batch = sources[start : start + config.batch_size]
+    for start in range(0, len(sources), batch_size):
+        batch = sources[start : start + batch_size]
         candidates = workspace.catalog.candidates_by_source(batch)  # one query per batch, not per task
         source_keys = {s: source.image_key for s, source in workspace.catalog.sources_by_id(batch).items()}
         keys = [key for s in batch for key in _image_keys(workspace, s, candidates[s], source_keys[s])]
         urls = image_urls(queue, workspace, keys)
-        prefills = stored(workspace, batch) if config.predictions else {}
+        prefills = stored(workspace, batch) if prefilled else {}
+        answers = latest_answers(workspace, annotator, batch) if restore else {}
         payload = [
             _task_payload(queue, workspace, s, candidates[s], prefills.get(s), urls, source_keys[s])
             for s in batch
         ]
-        for task in payload:  # e.g. the annotators' answers, shown to the adjudicator
-            task["data"].update((extra or {}).get(str(task["data"]["source_id"]), {}))  # type: ignore[union-attr]
+        for task in payload:
+            source_id = str(task["data"]["source_id"])  # type: ignore[index]
+            task["data"].update((extra or {}).get(source_id, {}))  # type: ignore[union-attr]
+            if source_id in answers:
+                task["annotations"] = [
+                    restored_annotation(answers[source_id], account.user_id if account else None)
+                ]
         try:
             response = queue.client.projects.import_tasks(project_id, request=payload, return_task_ids=True)
         except Exception as error:
@@ -295,9 +302,10 @@ def import_batches(
             raise MedgenError(
                 f"Label Studio returned {len(task_ids)} task ids for {len(batch)} tasks: rerun push"
             )
+        make_room_for_tasks(workspace, task_ids)  # ids of deleted tasks, given again (SQLite)
         with workspace.catalog.transaction() as conn:
             conn.executemany(
-                "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO tasks (ls_task_id, ls_project_id, source_id, annotator, is_gold, pushed_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [
                     (tid, project_id, s, annotator, int(s in gold), now())
                     for tid, s in zip(task_ids, batch, strict=True)
@@ -307,6 +315,16 @@ def import_batches(
         if on_batch is not None:
             on_batch(len(batch))
     return imported
+
+
+def restored_annotation(answer: dict[str, object], user_id: int | None) -> dict[str, object]:
+    """A pulled answer as a Label Studio annotation to import, credited to its author."""
+    restored: dict[str, object] = {"result": label_result(labels_from_json(str(answer["labels"])))}
+    if answer.get("lead_time") is not None:
+        restored["lead_time"] = answer["lead_time"]
+    if user_id:
+        restored["completed_by"] = user_id
+    return restored
 
 
 def plan(
@@ -399,7 +417,11 @@ def push(
     connection = with_accounts(workspace, connection, config.annotators, ANNOTATOR, report)
     projects: dict[str, int] = {}
     for name in config.annotators:
-        project_id, created = ensure_project(connection, workspace, ANNOTATOR, name)
+        try:
+            project_id, created = ensure_project(connection, workspace, ANNOTATOR, name)
+        except QueueMissing as missing:  # the others go on; its sources are planned, and repair imports them
+            report.missing.append(missing)
+            continue
         projects[name] = project_id
         if created:
             report.projects_created.append(name)
@@ -416,7 +438,15 @@ def push(
         on_start(sum(len(queue) for queue, _ in queues.values()))
     for name, (queue, gold) in queues.items():
         report.imported[name] = import_batches(
-            connection, workspace, projects[name], name, queue, gold, config, on_batch
+            connection,
+            workspace,
+            projects[name],
+            name,
+            queue,
+            gold,
+            config.batch_size,
+            prefilled=config.predictions is not None,
+            on_batch=on_batch,
         )
     return report
 
@@ -429,13 +459,10 @@ def with_accounts(
     ``connection`` learns the new logins in place, so later calls through it act in each queue's
     organization. A queue pushed before per-annotator logins existed stays in the admin's organization.
     """
-    if connection.origin != "the workspace's server":
+    if not connection.own_server:
         report.blind = False
         return connection
-    had_queue = {
-        r["annotator"]
-        for r in workspace.catalog.query("SELECT annotator FROM ls_projects WHERE kind = ?", (kind,))
-    }
+    had_queue = queue_names(workspace, kind)
     new = [name for name in names if name not in had_queue or name in connection.accounts]
     wanted = dict.fromkeys(new, kind)
     if kind == ANNOTATOR:  # the adjudicator's login too, in the same run, so agreement need not start Django

@@ -19,6 +19,7 @@ from annotation.consensus import SIMULATED_MARK
 from annotation.noise import Noise, noisy_label
 from annotation.pull import DatabaseUnavailable, fetch_project, fetch_project_db, local_database
 from annotation.push import ANNOTATOR, known_labels
+from annotation.queues import active_queues
 from medgen.workspace import Workspace
 
 MARK = SIMULATED_MARK
@@ -54,11 +55,8 @@ def simulate_annotators(
     """
     rates = Noise(missed_tag=noise / 2, extra_tag=noise / 4, flipped=noise / 4, skip=noise / 5)
     made: dict[str, int] = {}
-    projects = workspace.catalog.query(
-        "SELECT ls_project_id, annotator FROM ls_projects WHERE kind = ? ORDER BY ls_project_id", (ANNOTATOR,)
-    )
-    for project in projects:
-        name, project_id = project["annotator"], int(project["ls_project_id"])
+    for queue in active_queues(workspace, ANNOTATOR):
+        name, project_id = queue.annotator, queue.project_id
         done = _annotated(workspace, client, name, project_id)
         account = client.accounts.get(name)
         annotator = (

@@ -22,6 +22,8 @@ CONTRADICTORY = "contradictory"  # acceptable with a defect, or not acceptable w
 DELETED = "deleted"  # pulled earlier, deleted in Label Studio since
 FOREIGN = "foreign"  # made by someone other than the annotator whose queue holds the task
 DUPLICATE = "duplicate"  # an earlier annotation by the same person on the same task
+LOST = "lost"  # pulled earlier, gone with an older backup of Label Studio's database: repair imports it again
+RESTORED = "restored"  # a lost answer that `annotate repair` imported again (its new copy counts)
 STATUSES = (VALID, CANCELLED, INVALID, INCOMPLETE, CONTRADICTORY, DELETED, FOREIGN, DUPLICATE)
 
 # Keys of a JSON_MIN row that are task data or metadata, not controls.
