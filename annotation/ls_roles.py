@@ -24,6 +24,7 @@ Imports nothing from medgen: it runs inside Label Studio's Django.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -96,8 +97,10 @@ them (only themselves among the users; no ML backends, which only managers could
 
 DM_ACTIONS = frozenset({"next_task"})
 """Data Manager actions that change nothing: the label stream asks for its next task this way."""
-FOREIGN_FIELDS = ("completed_by", "updated_by", "task", "project")
-"""Annotation fields that would credit or move an answer: a person may only name themselves / this task."""
+CREDIT_FIELDS = ("completed_by", "updated_by")
+"""Fields of a new answer that would credit it to someone else (Label Studio takes its task from the URL)."""
+FOREIGN_FIELDS = (*CREDIT_FIELDS, "task", "project")
+"""Fields of a changed answer that would credit it to someone else or move it to another task."""
 
 
 def route_name(match: Any) -> str:
@@ -129,45 +132,18 @@ def identities(request: Any) -> list[Any]:
     return found
 
 
-def is_manager(user: Any) -> bool:
-    return bool(user.is_superuser) or user.groups.filter(name=MANAGERS).exists()
+@functools.lru_cache(maxsize=65536)
+def is_manager(user_id: int) -> bool:
+    """Label Studio's superuser, or one of medgen's service logins.
 
+    Cached per user for the server's life: a service login joins the group in the transaction that
+    makes it (before any request can name it), data made by an earlier medgen is upgraded before the
+    server starts, and a person is never made a manager.
+    """
+    from django.db.models import Q
+    from users.models import User
 
-def _owns(name: str, pk: Any, user: Any, method: str) -> bool:
-    """Writes (and drafts of an annotation) touch only the person's own annotation, draft or tab."""
-    if method in READ and name != "tasks:api:task-annotations-drafts":
-        return True
-    from data_manager.models import View
-    from tasks.models import Annotation, AnnotationDraft
-
-    if name in ("tasks:api-annotations:annotation-detail", "tasks:api:task-annotations-drafts"):
-        return Annotation.objects.filter(pk=pk, completed_by_id=user.id).exists()
-    if name == "tasks:api-drafts:draft-detail":
-        return AnnotationDraft.objects.filter(pk=pk, user_id=user.id).exists()
-    if name == "data_manager:api:view-detail":
-        return View.objects.filter(pk=pk, user_id=user.id).exists()
-    return True
-
-
-def _body_names_only(request: Any, user: Any, task_id: Any) -> bool:
-    """An annotation body may name no other author, task or project than the person's own and the URL's."""
-    if request.method not in WRITE or not request.body:
-        return True
-    try:
-        body = json.loads(request.body)
-    except ValueError:
-        return False  # a form or garbage: the labeling page sends JSON
-    if not isinstance(body, dict):
-        return False
-    own = {"completed_by": user.id, "updated_by": user.id, "task": task_id}
-    if "project" in body:  # the labeling page sends the task's project
-        from tasks.models import Task
-
-        own["project"] = Task.objects.filter(pk=task_id).values_list("project_id", flat=True).first()
-    return all(
-        key not in body or (key in own and own[key] is not None and str(body[key]) == str(own[key]))
-        for key in FOREIGN_FIELDS
-    )
+    return User.objects.filter(pk=user_id).filter(Q(is_superuser=True) | Q(groups__name=MANAGERS)).exists()
 
 
 def refusal(request: Any, name: str, user: Any) -> str | None:
@@ -175,23 +151,58 @@ def refusal(request: Any, name: str, user: Any) -> str | None:
     methods = LABELING.get(name)
     if methods is None or request.method not in methods:
         return f"{request.method} {name or request.path}"
-    kwargs = request.resolver_match.kwargs
+    pk = request.resolver_match.kwargs.get("pk")
     if name == "data_manager:dm-actions" and request.GET.get("id") not in DM_ACTIONS:
         return f"Data Manager action {request.GET.get('id')!r}"
-    pk = kwargs.get("annotation_id") if name == "tasks:api:task-annotations-drafts" else kwargs.get("pk")
-    if not _owns(name, pk, user, request.method):
-        return f"{request.method} {name} {pk}: not yours"
-    if name in ("tasks:api:task-annotations", "tasks:api-annotations:annotation-detail"):
-        task_id = kwargs.get("pk") if name == "tasks:api:task-annotations" else _task_of(kwargs.get("pk"))
-        if not _body_names_only(request, user, task_id):
-            return f"{request.method} {name}: an annotation may name only its author and task"
+    if name == "tasks:api:task-annotations" and request.method == "POST":
+        return _foreign_fields(request, {"completed_by": user.id, "updated_by": user.id}, CREDIT_FIELDS)
+    if request.method in READ and name != "tasks:api:task-annotations-drafts":
+        return None
+    if name == "tasks:api-annotations:annotation-detail":
+        return _own_annotation(request, pk, user, body=request.method != "DELETE")
+    if name == "tasks:api:task-annotations-drafts":
+        return _own_annotation(request, request.resolver_match.kwargs.get("annotation_id"), user, body=False)
+    if name == "tasks:api-drafts:draft-detail":
+        from tasks.models import AnnotationDraft
+
+        return (
+            None
+            if AnnotationDraft.objects.filter(pk=pk, user_id=user.id).exists()
+            else f"draft {pk}: not yours"
+        )
+    if name == "data_manager:api:view-detail":
+        from data_manager.models import View
+
+        return None if View.objects.filter(pk=pk, user_id=user.id).exists() else f"tab {pk}: not yours"
     return None
 
 
-def _task_of(annotation_id: Any) -> Any:
+def _own_annotation(request: Any, pk: Any, user: Any, body: bool) -> str | None:
+    """The annotation is the person's own; a changed one keeps its author, task and project."""
     from tasks.models import Annotation
 
-    return Annotation.objects.filter(pk=annotation_id).values_list("task_id", flat=True).first()
+    found = Annotation.objects.filter(pk=pk).values_list("completed_by_id", "task_id", "project_id").first()
+    if found is None or found[0] != user.id:
+        return f"annotation {pk}: not yours"
+    own = {"completed_by": user.id, "updated_by": user.id, "task": found[1], "project": found[2]}
+    return _foreign_fields(request, own) if body else None
+
+
+def _foreign_fields(request: Any, own: dict[str, Any], keys: tuple[str, ...] = FOREIGN_FIELDS) -> str | None:
+    """An annotation body may not credit or move the answer: each of ``FOREIGN_FIELDS`` it names must be
+    the person's own value (Label Studio takes a new answer's task and project from the URL)."""
+    if not request.body:
+        return None
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        return "an annotation body that is not JSON"  # the labeling page sends JSON
+    if not isinstance(body, dict):
+        return "an annotation body that is not a JSON object"
+    for key in keys:
+        if key in body and str(body[key]) != str(own[key]):
+            return f"an annotation may not set {key} to {body[key]!r}"
+    return None
 
 
 class RoleMiddleware:
@@ -208,7 +219,7 @@ class RoleMiddleware:
 
         name = route_name(request.resolver_match)
         people = identities(request)
-        if people and all(is_manager(user) for user in people):
+        if people and all(is_manager(user.id) for user in people):
             return None
         if name in ASSET_ROUTES or (name in PUBLIC and request.method in PUBLIC[name]):
             return None

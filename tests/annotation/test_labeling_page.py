@@ -52,9 +52,9 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def team(ls_root) -> Iterator[tuple[Workspace, str]]:
-    """Synthetic candidates of 3 sample products, pushed to ann1 and ann2 on the workspace's own server."""
+    """Synthetic candidates of 5 sample products, pushed to ann1 and ann2 on the workspace's own server."""
     ws = init_workspace(ls_root / f"page-{os.urandom(3).hex()}")
-    write_samples(ws.root / "photos", 3, seed=0)
+    write_samples(ws.root / "photos", 5, seed=0)
     add_sources(ws, [ws.root / "photos"])
     generate(ws, GenerationConfig(backend="synthetic"))
     seed_labelstudio(ws)
@@ -96,7 +96,7 @@ def test_annotator_answers_by_keyboard_and_pull_stores_exactly_that(team, browse
         r[0]
         for r in ws.catalog.query("SELECT ls_task_id FROM tasks WHERE annotator = 'ann1' ORDER BY ls_task_id")
     ]
-    assert len(tasks) >= 2
+    assert len(tasks) >= 3
     page = login(browser, url, creds.accounts["ann1"].email, creds.accounts["ann1"].password)
 
     open_task(page, url, projects["ann1"], tasks[0])
@@ -142,7 +142,29 @@ def test_annotator_answers_by_keyboard_and_pull_stores_exactly_that(team, browse
     ]
     assert stored[tasks[1]]["completed_by"] == creds.accounts["ann1"].user_id
 
+    # Changing one's mind: the clean task again, D now floats (D's modifier is Alt+Shift); Ctrl+Enter updates.
+    open_task(page, url, projects["ann1"], tasks[0])
+    for key in ("4", "Alt+Shift+KeyN", "Control+Enter"):
+        page.keyboard.press(key)
+    page.wait_for_selector("text=Annotation updated successfully", timeout=30_000)
+    updated = pull(ws, connect(ws))
+    assert updated.updated == 1 and updated.statuses == {"valid": 1}, (updated.updated, updated.statuses)
+    changed = labels_from_json(
+        ws.catalog.query("SELECT labels FROM annotations WHERE ls_task_id = ?", (tasks[0],))[0][0]
+    )
+    assert [(label.acceptable, label.defects) for label in changed][3] == (False, ("floating",))
+
+    # Skipping, in the label stream: the next task is skipped, by its button.
+    page.goto(f"{url}/projects/{projects['ann1']}/data?labeling=1")
+    page.wait_for_selector("text=Candidate D", timeout=60_000)
+    page.keyboard.press("Escape")  # the guideline opens first in the stream
+    with page.expect_response(lambda r: "/annotations" in r.url and r.request.method == "POST") as skipped:
+        page.click("button:has-text('Skip')")
+    assert skipped.value.status == 201
+    assert pull(ws, connect(ws)).statuses == {"cancelled": 1}
+
     # The guideline, generated from the taxonomy, shows its example images (made by the synthetic backend).
+    open_task(page, url, projects["ann1"], tasks[0])
     page.click("text=Instructions")
     page.wait_for_selector("text=Screening generated product photos", timeout=30_000)
     page.wait_for_function(
@@ -161,3 +183,7 @@ def test_annotator_answers_by_keyboard_and_pull_stores_exactly_that(team, browse
     shown = other.content()
     assert next(t for t in titles if t.endswith("ann2")) in shown
     assert next(t for t in titles if t.endswith("ann1")) not in shown
+
+    # What labeling does not need is refused to the person's browser: the project's settings, for one.
+    settings = page.goto(f"{url}/projects/{projects['ann1']}/settings")
+    assert settings.status == 403 and "Not allowed" in page.content()

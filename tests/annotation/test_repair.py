@@ -14,8 +14,8 @@ import shutil
 import pytest
 
 from annotation.client import connect
-from annotation.simulate import simulate_annotators
 from annotation.server import load_credentials, serve, stop
+from annotation.simulate import simulate_annotators
 from medgen.cli import app
 from tests.annotation.conftest import add_sources
 from tests.annotation.test_team import team_workspace  # noqa: F401 (a fixture)

@@ -386,3 +386,84 @@ def test_a_person_changes_their_own_password(team) -> None:
     )
     with pytest.raises(AssertionError, match="login of"):
         login(team.url, account.email, account.password)
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        ("admin", "reserved for medgen's own logins"),
+        ("Admin,ann9", "reserved for medgen's own logins"),
+        ("adjudicator", "reserved for medgen's own logins"),
+        ("reviewer", "reserved for medgen's own logins"),
+        ("medgen", "reserved for medgen's own logins"),
+        ("ANN1,ann1", "'ANN1' and 'ann1' differ only by case"),
+    ],
+)
+def test_names_of_medgens_own_logins_or_equal_but_for_case_are_refused(runner, workspace, names, message) -> None:
+    from medgen.cli import app
+
+    result = runner.invoke(app, ["annotate", "push", "-w", str(workspace.root), "--annotators", names])
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+def test_a_name_equal_to_an_existing_login_but_for_case_is_refused(team, runner) -> None:
+    from medgen.cli import app
+
+    result = runner.invoke(app, ["annotate", "push", "-w", str(team.ws.root), "--annotators", "ann1,ANN2"])
+    assert result.exit_code == 1, result.output
+    assert "'ann2' and 'ANN2' differ only by case" in result.output
+    assert "ANN2" not in load_credentials(team.ws).accounts
+
+
+def test_a_workspace_from_a_medgen_without_roles_is_upgraded_by_serve(tmp_path, runner) -> None:
+    """Format 1 (images/ beside labelstudio/), storages over it, service logins without the managers group,
+    and a server started without the role check: refused until restarted; `serve` upgrades it all once."""
+    import sqlite3 as sqlite
+
+    from medgen.cli import app
+    from medgen.files import atomic_write_text
+    from medgen.workspace import open_workspace
+
+    ws = init_workspace(tmp_path / "old")
+    seed_labelstudio(ws)
+    serve(ws)
+    add_sources(ws, 2)
+    push(ws, connect(ws), PushConfig(annotators=["ann1"]))
+    task = ws.catalog.query("SELECT ls_task_id FROM tasks")[0][0]
+    info = (ws.labelstudio_dir / "server.json").read_text()
+    atomic_write_text(ws.labelstudio_dir / "server.json", info.replace('"roles": true', '"roles": false'))
+    with pytest.raises(Exception, match="started by a medgen without roles.*restart it"):
+        connect(ws)  # a server without the role check is refused until restarted: nothing is lost
+    stop(ws)
+    root = ws.root
+    ws.close()
+    # Age it: what a medgen without roles left behind.
+    (root / "served" / "images").rename(root / "images")
+    (root / "served").rmdir()
+    marker = json.loads((root / "workspace.json").read_text())
+    atomic_write_text(root / "workspace.json", json.dumps({**marker, "format": 1}))
+    creds = json.loads((root / "labelstudio" / "credentials.json").read_text())
+    creds.pop("roles_version")
+    atomic_write_text(root / "labelstudio" / "credentials.json", json.dumps(creds))
+    os.chmod(root / "labelstudio" / "credentials.json", 0o600)
+    with contextlib.closing(sqlite.connect(root / "labelstudio" / "data" / "label_studio.sqlite3")) as conn, conn:
+        conn.execute("UPDATE io_storages_localfilesmixin SET path = ?", (str(root / "images"),))
+        conn.execute("DELETE FROM htx_user_groups")
+
+    ws = open_workspace(root)  # the store moves into served/
+    try:
+        served = runner.invoke(app, ["annotate", "serve", "-w", str(root)])
+        assert served.exit_code == 0, served.output
+        assert "upgraded the server's data to medgen's roles" in served.output
+        creds = load_credentials(ws)
+        session = login(connect(ws).url, creds.accounts["ann1"].email, creds.accounts["ann1"].password)
+        image = session.get(f"/api/tasks/{task}/").json()["data"]["A"]
+        assert session.get(image).status_code == 200  # the storage follows the store into served/
+        assert session.post("/api/projects/", json={"title": "x"}).status_code == 403
+        add_sources(ws, 1, start=2)
+        pushed = runner.invoke(app, ["annotate", "push", "-w", str(root), "--annotators", "ann1"])
+        assert pushed.exit_code == 0, pushed.output  # the service login manages the queue again
+        assert runner.invoke(app, ["annotate", "pull", "-w", str(root)]).exit_code == 0
+    finally:
+        stop(ws)
+        ws.close()
