@@ -157,7 +157,7 @@ def test_kill_mid_run_leaves_consistent_catalog(workspace, tmp_path):
     rows = conn.execute("SELECT image_key, mask_key FROM sources").fetchall()
     assert 3 <= len(rows) < 24, "the kill must land mid-run"
     for image_key, mask_key in rows:  # no row without its files
-        assert (root / image_key).is_file() and (root / mask_key).is_file()
+        assert (root / "served" / image_key).is_file() and (root / "served" / mask_key).is_file()
     conn.close()
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert "rejected 0" in done.stdout
