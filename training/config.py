@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,8 +171,22 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise MedgenError(f"--set expects KEY=VALUE, got {pair!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
+        overrides[key.strip()] = _number_or_value(yaml.safe_load(value))
     return overrides
+
+
+def _number_or_value(value: Any) -> Any:
+    """YAML 1.1 reads ``2e-5`` (no dot) as a string: such a value is the number it spells."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value) if re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value.strip()) else value
+    except ValueError:
+        return value
 
 
 def save_resolved_config(config: Any, output_dir: str | Path) -> Path:

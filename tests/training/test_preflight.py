@@ -112,3 +112,19 @@ def test_impossible_gpu_numbers_are_one_line_errors(flags, message):
     assert result.exit_code == 1, result.output
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_set_reads_numbers_written_as_people_write_them():
+    """YAML 1.1 reads 2e-5 as a string; --set learning_rate=2e-5 (the README's example) is the number."""
+    from training.config import parse_overrides
+
+    assert parse_overrides(["learning_rate=2e-5", "warmup_ratio=.1", "lr_scheduler_type=cosine"]) == {
+        "learning_rate": 2e-5,
+        "warmup_ratio": 0.1,
+        "lr_scheduler_type": "cosine",
+    }
+    result = CliRunner().invoke(
+        app,
+        ["train", "sft", "--recipe", "qwen2.5-vl-3b", "--dry-run", "--gpu-memory", "80", "--set", "learning_rate=2e-5"],
+    )
+    assert result.exit_code == 0, result.output
