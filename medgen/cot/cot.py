@@ -74,7 +74,7 @@ class CotConfig(BaseModel):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, url: str | None) -> str | None:
-        from training.evaluation.endpoint import endpoint_base
+        from medgen.inference.endpoint import endpoint_base
 
         return endpoint_base(url)
 

@@ -11,7 +11,7 @@ def test_preloaded_images_give_the_processor_the_same_input(export_dir, tiny_mod
 
     from training.data import load_split, preload_images
     from training.model import load_processor
-    from training.prompts import generation_inputs
+    from medgen.inference.prompts import generation_inputs
     from training.sft_config import SFTConfig
 
     config = SFTConfig(

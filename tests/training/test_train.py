@@ -267,7 +267,7 @@ def test_generation_inputs_batch_rows_for_the_model(tiny_model: Path, export_dir
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     from training.data import load_split
-    from training.prompts import decode_completions, generation_inputs
+    from medgen.inference.prompts import decode_completions, generation_inputs
 
     processor = AutoProcessor.from_pretrained(tiny_model)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model)

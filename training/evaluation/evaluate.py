@@ -1,7 +1,7 @@
 """Score models on a split of an exported dataset: what `medgen eval` runs.
 
 Models: a transformers checkpoint (local folder or Hub id), any OpenAI-compatible chat endpoint
-(``training.evaluation.endpoint``), and the baselines of ``training.evaluation.baselines``; each is
+(``medgen.inference.endpoint``), and the baselines of ``training.evaluation.baselines``; each is
 scored by ``training.evaluation.metrics`` and reported by ``training.evaluation.report``. Raw model
 outputs are cached under ``<output-dir>/raw/`` so an interrupted run resumes.
 """
@@ -93,7 +93,7 @@ class EvalConfig(BaseModel):
     @field_validator("endpoint")
     @classmethod
     def _endpoint_base(cls, url: str | None) -> str | None:
-        from training.evaluation.endpoint import endpoint_base
+        from medgen.inference.endpoint import endpoint_base
 
         return endpoint_base(url)
 
@@ -170,7 +170,7 @@ def run_eval(
 
     ``on_progress(description, total, advance)`` reports progress (a ``total`` starts a new task).
     """
-    from training.evaluation.endpoint import EndpointClient, EndpointConfig
+    from medgen.inference.endpoint import EndpointClient, EndpointConfig
 
     def progress(description: str, total: int | None, advance: int) -> None:
         if on_progress:
@@ -288,7 +288,7 @@ def answering_model(config: Any) -> Any:
     """What answers questions for ``medgen screen`` and ``medgen cot``: the OpenAI-compatible endpoint
     ``config.endpoint`` when set, else the checkpoint ``config.model`` (fields as in ``EvalConfig``)."""
     if config.endpoint:
-        from training.evaluation.endpoint import EndpointClient, EndpointConfig
+        from medgen.inference.endpoint import EndpointClient, EndpointConfig
 
         return EndpointClient(
             EndpointConfig(
@@ -344,7 +344,7 @@ class CheckpointModel:
         """(question, answer text) per question, ``batch_size`` questions per ``generate()`` call."""
         import torch
 
-        from training.prompts import decode_completions, generation_inputs
+        from medgen.inference.prompts import decode_completions, generation_inputs
 
         c = self.config
         sampling = (

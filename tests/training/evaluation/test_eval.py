@@ -21,7 +21,7 @@ from training.evaluation.baselines import (
     majority_answers,
     random_predictions,
 )
-from training.evaluation.endpoint import EndpointClient, EndpointConfig, chat_messages
+from medgen.inference.endpoint import EndpointClient, EndpointConfig, chat_messages
 from training.evaluation.metrics import (
     ALL,
     Question,
