@@ -20,9 +20,10 @@ import yaml
 
 from medgen.errors import MedgenError
 from medgen.files import atomic_write_text
+from medgen.inference.checkpoint import TRAINED_CONFIG
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
-RESOLVED_CONFIG_NAME = "train_config.yaml"
+RESOLVED_CONFIG_NAME = TRAINED_CONFIG  # what inference reads a checkpoint's training bounds from
 # Qwen2.5-VL's language-model projections, not the vision tower's (which shares some names).
 DEFAULT_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 

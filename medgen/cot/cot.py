@@ -29,11 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from medgen.errors import MedgenError
 from medgen.export.rationales import ACCEPTED, REJECTED, TEACHER
 from medgen.files import atomic_write_text
+from medgen.inference.base import answering_model
+from medgen.inference.config import InferenceConfig
 from medgen.workspace import Workspace
 from medgen.workspace.catalog import now
 from schemas.models import COMPLETION_RE, completion_answer
@@ -46,40 +48,27 @@ TEMPLATE_SIMILARITY = 0.8
 """A rationale this similar to the template (difflib ratio over words) only restates the tag list."""
 
 
-class CotConfig(BaseModel):
-    """Which teacher, which questions, and what a rationale must satisfy."""
+class CotConfig(InferenceConfig):
+    """Which teacher (``InferenceConfig``), which questions, and what a rationale must satisfy."""
 
-    model: str = Field(description="Model name the endpoint serves, or a local checkpoint folder / Hub id.")
-    endpoint: str | None = Field(default=None, description="Base URL of an OpenAI-compatible API.")
-    model_revision: str | None = Field(default=None, description="Hub revision of the checkpoint.")
+    DEFAULTS = {"max_new_tokens": 768}  # a rationale for four images is longer than an answer
+
     labels: Literal["consensus", "injected"] = Field(
         default="consensus", description="Gold answers from the annotators' consensus or injected defects."
     )
-    min_agreement: float = Field(default=0.5, ge=0.0, le=1.0)
-    min_annotators: int | None = Field(default=None, ge=1)
+    min_agreement: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Consensus agreement a question needs."
+    )
+    min_annotators: int | None = Field(default=None, ge=1, description="Valid votes a source needs.")
     min_words: int = Field(default=20, ge=1, description="Shortest rationale kept, in words.")
     max_words: int = Field(default=250, ge=1, description="Longest rationale kept, in words.")
     limit: int | None = Field(default=None, ge=1, description="Ask about at most this many questions now.")
     retry_rejected: bool = Field(default=False, description="Ask again about questions rejected before.")
-    max_new_tokens: int = Field(default=768, gt=0, description="Generation budget per rationale.")
-    temperature: float = Field(default=0.0, ge=0.0)
-    image_max_pixels: int | None = Field(default=None, description="Image bound (checkpoint teacher).")
-    dtype: str = Field(default="auto")
-    device: str | None = Field(default=None)
-    batch_size: int = Field(default=4, gt=0, description="Questions per generate() call (checkpoint).")
-    concurrency: int = Field(default=4, gt=0, description="Requests in flight (endpoint).")
-    max_retries: int = Field(default=4, ge=0)
-    timeout_s: float = Field(default=120.0, gt=0)
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint(cls, url: str | None) -> str | None:
-        from medgen.inference.endpoint import endpoint_base
-
-        return endpoint_base(url)
 
     @model_validator(mode="after")
     def _budget(self) -> CotConfig:
+        if not self.model:
+            raise ValueError("give the teacher: --model CHECKPOINT, or --endpoint URL --model NAME")
         if self.min_words > self.max_words:
             raise ValueError(f"--min-words {self.min_words} exceeds --max-words {self.max_words}")
         return self
@@ -215,12 +204,6 @@ class _Opened:
         return [Image.open(path).convert("RGB") for path in self.question.images]
 
 
-def _teacher(config: CotConfig) -> Any:
-    from training.evaluation.evaluate import answering_model
-
-    return answering_model(config)
-
-
 def teacher_rationales(
     workspace: Workspace,
     config: CotConfig,
@@ -256,7 +239,7 @@ def teacher_rationales(
     if not todo:
         report.report_path = write_report(workspace)
         return report
-    teacher = teacher if teacher is not None else _teacher(config)
+    teacher = teacher if teacher is not None else answering_model(config)
     by_id = {q.id: q for q in todo}
     for opened, raw in teacher.generate([_Opened(q) for q in todo]):
         question = by_id[opened.id]

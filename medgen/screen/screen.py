@@ -30,55 +30,37 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from medgen.errors import MedgenError
 from medgen.files import atomic_write_text
+from medgen.inference.base import answering_model
+from medgen.inference.cache import cache_path, generate_cached
+from medgen.inference.config import InferenceConfig
 from schemas.taxonomy import LETTERS, NUM_CANDIDATES, OVERALL, QUESTION_DIMENSIONS, TAXONOMY
 
 DIMENSIONS = tuple(d for d in QUESTION_DIMENSIONS if d != OVERALL)
 THUMB_SIZE = 256
 
 
-class ScreenConfig(BaseModel):
-    """How to screen: which model, how many samples, the decision threshold, where outputs go."""
+class ScreenConfig(InferenceConfig):
+    """How to screen: which model (``InferenceConfig``), how many samples, the decision threshold, where outputs go."""
 
-    model: str = Field(
-        description="Checkpoint folder or Hub id; with endpoint, the model name the server knows."
-    )
-    model_revision: str | None = Field(default=None, description="Hub revision of the checkpoint.")
-    endpoint: str | None = Field(default=None, description="Base URL of an OpenAI-compatible API.")
     samples: int = Field(default=1, ge=1, le=64, description="Completions per question (self-consistency).")
-    temperature: float | None = Field(
-        default=None, ge=0.0, description="Sampling temperature (default: 0 for one sample, 0.7 for several)."
-    )
     threshold: float = Field(default=0.5, gt=0.0, le=1.0, description="Share of samples that decides.")
-    max_new_tokens: int = Field(default=512, gt=0, description="Generation budget per answer.")
-    image_max_pixels: int | None = Field(
-        default=None, description="Image bound (default: the checkpoint's training bound)."
-    )
-    dtype: str = Field(default="auto", description="Checkpoint dtype.")
-    device: str | None = Field(default=None, description="torch device (default: cuda if available).")
-    batch_size: int = Field(default=4, gt=0, description="Questions per generate() call (checkpoint).")
-    concurrency: int = Field(default=4, gt=0, description="Requests in flight (endpoint).")
-    max_retries: int = Field(default=4, ge=0, description="Retries per request (endpoint).")
-    timeout_s: float = Field(default=120.0, gt=0, description="Seconds per request (endpoint).")
     output_dir: Path = Field(description="Folder for screen.jsonl, screen.csv and contact_sheet.html.")
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint(cls, url: str | None) -> str | None:
-        from medgen.inference.endpoint import endpoint_base
-
-        return endpoint_base(url)
 
     @model_validator(mode="after")
     def _sampling(self) -> ScreenConfig:
-        if self.temperature is None:
-            self.temperature = 0.0 if self.samples == 1 else 0.7
+        if not self.model:
+            raise ValueError("give the screener: --model CHECKPOINT, or --endpoint URL --model NAME")
         if self.samples > 1 and self.temperature == 0:
             raise ValueError("--samples above 1 needs --temperature above 0 (greedy samples are identical)")
         return self
+
+    def default_temperature(self) -> float:
+        """Greedy for one sample; 0.7 for several (self-consistency needs samples that differ)."""
+        return 0.0 if self.samples == 1 else 0.7
 
 
 @dataclass
@@ -195,12 +177,6 @@ def questions_for(groups: Sequence[Group], samples: int) -> list[Any]:
                     )
                 )
     return questions
-
-
-def _model(config: ScreenConfig) -> Any:
-    from training.evaluation.evaluate import answering_model
-
-    return answering_model(config)
 
 
 def reason_for(raw: str, letter: str) -> str:
@@ -369,12 +345,10 @@ def screen(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[CandidateVerdict], dict[str, Path]]:
     """Screen ``groups``; answers already in the output folder's cache are not asked again."""
-    from training.evaluation.evaluate import cache_path, generate_cached
-
     if not groups:
         raise MedgenError("nothing to screen: no candidates given, or every workspace source is annotated")
     questions = questions_for(groups, config.samples)
-    model = _model(config)
+    model = answering_model(config)
     details = {**model.details(), "max_new_tokens": config.max_new_tokens, "samples": config.samples}
     cache = cache_path(config.output_dir, "screen", details)
     done = 0

@@ -349,7 +349,8 @@ def test_colocated_vllm_starts_from_the_model_with_the_run_image_bounds(
 def test_evaluation_scores_at_the_training_resolution(
     sft_run: Path, tiny_model: Path, export_dir: Path
 ) -> None:
-    from training.evaluation.evaluate import RECIPE_IMAGE_MAX_PIXELS, CheckpointModel, EvalConfig
+    from medgen.inference.checkpoint import RECIPE_IMAGE_MAX_PIXELS, CheckpointModel
+    from training.evaluation.evaluate import EvalConfig
 
     def bound(model: Path, **flags: int) -> int:
         config = EvalConfig(
