@@ -27,15 +27,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, model_validator
-
+from medgen.cot.config import CotConfig
 from medgen.errors import MedgenError
 from medgen.export.rationales import ACCEPTED, REJECTED, TEACHER
 from medgen.files import atomic_write_text
 from medgen.inference.base import answering_model
-from medgen.inference.config import InferenceConfig
 from medgen.workspace import Workspace
 from medgen.workspace.catalog import now
 from schemas.models import COMPLETION_RE, completion_answer
@@ -46,32 +44,6 @@ REPORT = "cot.json"
 TAG_IDS = re.compile(r"\b(" + "|".join(sorted(TAXONOMY.all_tags(), key=len, reverse=True)) + r")\b")
 TEMPLATE_SIMILARITY = 0.8
 """A rationale this similar to the template (difflib ratio over words) only restates the tag list."""
-
-
-class CotConfig(InferenceConfig):
-    """Which teacher (``InferenceConfig``), which questions, and what a rationale must satisfy."""
-
-    DEFAULTS = {"max_new_tokens": 768}  # a rationale for four images is longer than an answer
-
-    labels: Literal["consensus", "injected"] = Field(
-        default="consensus", description="Gold answers from the annotators' consensus or injected defects."
-    )
-    min_agreement: float = Field(
-        default=0.5, ge=0.0, le=1.0, description="Consensus agreement a question needs."
-    )
-    min_annotators: int | None = Field(default=None, ge=1, description="Valid votes a source needs.")
-    min_words: int = Field(default=20, ge=1, description="Shortest rationale kept, in words.")
-    max_words: int = Field(default=250, ge=1, description="Longest rationale kept, in words.")
-    limit: int | None = Field(default=None, ge=1, description="Ask about at most this many questions now.")
-    retry_rejected: bool = Field(default=False, description="Ask again about questions rejected before.")
-
-    @model_validator(mode="after")
-    def _budget(self) -> CotConfig:
-        if not self.model:
-            raise ValueError("give the teacher: --model CHECKPOINT, or --endpoint URL --model NAME")
-        if self.min_words > self.max_words:
-            raise ValueError(f"--min-words {self.min_words} exceeds --max-words {self.max_words}")
-        return self
 
 
 @dataclass

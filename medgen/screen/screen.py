@@ -30,37 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from medgen.errors import MedgenError
 from medgen.files import atomic_write_text
 from medgen.inference.base import answering_model
 from medgen.inference.cache import cache_path, generate_cached
-from medgen.inference.config import InferenceConfig
+from medgen.screen.config import ScreenConfig
 from schemas.taxonomy import LETTERS, NUM_CANDIDATES, OVERALL, QUESTION_DIMENSIONS, TAXONOMY
 
 DIMENSIONS = tuple(d for d in QUESTION_DIMENSIONS if d != OVERALL)
 THUMB_SIZE = 256
-
-
-class ScreenConfig(InferenceConfig):
-    """How to screen: which model (``InferenceConfig``), how many samples, the decision threshold, where outputs go."""
-
-    samples: int = Field(default=1, ge=1, le=64, description="Completions per question (self-consistency).")
-    threshold: float = Field(default=0.5, gt=0.0, le=1.0, description="Share of samples that decides.")
-    output_dir: Path = Field(description="Folder for screen.jsonl, screen.csv and contact_sheet.html.")
-
-    @model_validator(mode="after")
-    def _sampling(self) -> ScreenConfig:
-        if not self.model:
-            raise ValueError("give the screener: --model CHECKPOINT, or --endpoint URL --model NAME")
-        if self.samples > 1 and self.temperature == 0:
-            raise ValueError("--samples above 1 needs --temperature above 0 (greedy samples are identical)")
-        return self
-
-    def default_temperature(self) -> float:
-        """Greedy for one sample; 0.7 for several (self-consistency needs samples that differ)."""
-        return 0.0 if self.samples == 1 else 0.7
 
 
 @dataclass
