@@ -1,11 +1,13 @@
-"""CLI plumbing shared by every stage's sub-app: one-line errors, the workspace option, progress."""
+"""CLI plumbing shared by every stage's sub-app: one-line errors, options from configs, progress."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import inspect
+import types
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import typer
 from rich.console import Console
@@ -21,7 +23,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from medgen.errors import MedgenError
+from medgen.errors import MedgenError, config_error
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -40,21 +42,122 @@ WorkspaceOpt = Annotated[
 ]
 
 
-EndpointOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="OpenAI-compatible API base URL (e.g. http://localhost:8000/v1); key from $OPENAI_API_KEY."
-    ),
-]
-"""``--endpoint`` of the commands that ask a model through an API: eval, screen, cot."""
-
-
 MinAnnotatorsOpt = Annotated[
     int | None,
     typer.Option(
         help="Valid votes a source needs (default: the overlap it was pushed with).", show_default=False
     ),
 ]
+
+
+C = TypeVar("C")
+SCALARS = (str, int, float, Path)
+
+
+def config_options(
+    config: type[Any], skip: Iterable[str] = ()
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command one option per field of the pydantic ``config``: declared once, there.
+
+    Each option takes the field's flags (``Field(json_schema_extra={"flags": ["--samples", "-k"]})``,
+    else ``--field-name``), its description as help, its default (or the class's ``DEFAULTS``) as the
+    shown default; a ``Literal`` becomes a choice, a list a comma-separated value ('none' for an empty
+    one), a bool a ``--flag/--no-flag`` pair. Fields in ``skip``, fields the command declares itself
+    (a positional argument, a computed default) and fields no flag can hold (mappings, nested models)
+    are left out. The command receives the options given on the command line as ``options`` (field ->
+    value) and builds its config with ``build_config``: defaults stay the config's.
+    """
+    defaults = getattr(config, "DEFAULTS", {})
+
+    def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+        own = inspect.signature(fn, eval_str=True)
+        declared = set(own.parameters) | set(skip)
+        added = [
+            option
+            for name, info in config.model_fields.items()
+            if name not in declared and (option := _option(name, info, defaults.get(name, info.default)))
+        ]
+        lists = {option.name for option in added if _is_list(config.model_fields[option.name].annotation)}
+
+        @functools.wraps(fn)
+        def command(**kwargs: Any) -> Any:
+            given = {option.name: kwargs.pop(option.name, None) for option in added}
+            options = {
+                name: _listed(value) if name in lists else value
+                for name, value in given.items()
+                if value is not None
+            }
+            return fn(**kwargs, options=options)
+
+        params = [p for p in own.parameters.values() if p.name != "options"]
+        command.__signature__ = own.replace(parameters=[*params, *added])  # type: ignore[attr-defined]
+        command.__annotations__ = {}  # Typer reads the signature above, not the wrapped function's strings
+        del command.__wrapped__  # type: ignore[attr-defined]
+        return command
+
+    return decorator
+
+
+def build_config(config: type[C], options: dict[str, Any], **fixed: Any) -> C:
+    """``config`` from the options given on the command line and the command's own values, validated;
+    an invalid value is a one-line error naming its flag."""
+    from pydantic import ValidationError
+
+    try:
+        return config.model_validate({**options, **fixed})  # type: ignore[attr-defined,no-any-return]
+    except ValidationError as error:
+        raise config_error(error, options=config) from None
+
+
+def _option(name: str, info: Any, default: Any) -> inspect.Parameter | None:
+    """The Typer option of one field, or None when no flag can hold it."""
+    kind, optional = _unwrap(info.annotation)
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    flags = list(extra.get("flags") or ["--" + name.replace("_", "-")])
+    settings: dict[str, Any] = {"help": info.description, "show_default": _shown(default)}
+    if kind is bool:
+        flags[0] = f"{flags[0]}/--no-{flags[0].removeprefix('--')}"
+    elif get_origin(kind) is Literal:
+        pass  # a choice: Typer reads Literal itself
+    elif _is_list(kind):
+        kind = str
+    elif kind not in SCALARS:
+        return None
+    annotation = Annotated[kind | None, typer.Option(*flags, **settings)]  # type: ignore[operator]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """``X | None`` -> (X, True); anything else -> (it, False)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return annotation, False
+
+
+def _is_list(annotation: Any) -> bool:
+    kind, _ = _unwrap(annotation)
+    return get_origin(kind) in (list, tuple) and all(
+        arg in SCALARS or get_origin(arg) is Literal for arg in get_args(kind) if arg is not Ellipsis
+    )
+
+
+def _listed(value: str) -> list[str]:
+    """A comma-separated option as its list ('none': an empty one)."""
+    return (
+        [] if value.strip().lower() == "none" else [item.strip() for item in value.split(",") if item.strip()]
+    )
+
+
+def _shown(default: Any) -> str | bool:
+    from pydantic_core import PydanticUndefined
+
+    if default is None or default is PydanticUndefined:
+        return False
+    if isinstance(default, (list, tuple)):
+        return ",".join(str(item) for item in default) or "none"
+    return str(default)
 
 
 def _clean_errors(fn: F) -> F:

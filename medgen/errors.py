@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -12,16 +12,36 @@ class MedgenError(Exception):
     """A problem the user can fix: bad input, bad config, missing server or token."""
 
 
-def config_error(error: ValidationError, context: str = "", options: bool = False) -> MedgenError:
+def one_line(error: BaseException, kind: bool = False) -> str:
+    """The first line of an error's message (its type's name when it has none); ``kind`` prefixes the type."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    if kind:
+        return f"{type(error).__name__}: {first or 'no detail'}"
+    return first or type(error).__name__
+
+
+def flag_of(field: str, config: Any = None) -> str:
+    """The command-line flag that sets ``field``: its own first flag when its config declares one
+    (``Field(json_schema_extra={"flags": [...]})``), else ``--field-name``."""
+    info = getattr(config, "model_fields", {}).get(field)
+    extra = getattr(info, "json_schema_extra", None)
+    if isinstance(extra, dict) and extra.get("flags"):
+        return str(extra["flags"][0])
+    return "--" + field.replace("_", "-")
+
+
+def config_error(error: ValidationError, context: str = "", options: bool | type = False) -> MedgenError:
     """One line naming each invalid field and why, e.g. ``invalid export config: version: must start ...``.
 
-    With ``options``, fields are named as the CLI flags that set them (``gold_rate`` -> ``--gold-rate``).
+    With ``options`` (True, or the config class whose fields declare their flags), fields are named as
+    the CLI flags that set them (``gold_rate`` -> ``--gold-rate``).
     """
     problems = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"])
         if options and where:
-            where = "--" + str(item["loc"][0]).replace("_", "-")
+            where = flag_of(str(item["loc"][0]), options if isinstance(options, type) else None)
         message = item["msg"].removeprefix("Value error, ")
         problems.append(f"{where}: {message}" if where else message)
     prefix = f"{context}: " if context else ""

@@ -20,6 +20,7 @@ class InferenceConfig(BaseModel):
     model: str | None = Field(
         default=None,
         description="Checkpoint (local folder or Hub id); with --endpoint, the model name the server serves.",
+        json_schema_extra={"flags": ["--model", "-m"]},
     )
     model_revision: str | None = Field(default=None, description="Hub revision of the checkpoint.")
     endpoint: str | None = Field(
@@ -46,7 +47,12 @@ class InferenceConfig(BaseModel):
     max_retries: int = Field(
         default=4, ge=0, description="Retries per request, with exponential backoff (endpoint)."
     )
-    timeout_s: float = Field(default=120.0, gt=0, description="Seconds per request attempt (endpoint).")
+    timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds per request attempt (endpoint).",
+        json_schema_extra={"flags": ["--timeout"]},
+    )
 
     @model_validator(mode="before")
     @classmethod

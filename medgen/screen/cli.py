@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from annotation.prefill import register as register_prefill
-from medgen.console import EndpointOpt, WorkspaceOpt, console, progress
-from medgen.errors import config_error
+from medgen.console import WorkspaceOpt, build_config, config_options, console, progress
+from medgen.screen.config import ScreenConfig
 
 
+@config_options(ScreenConfig)
 def screen_command(
     files: Annotated[
         list[Path] | None,
@@ -22,25 +22,6 @@ def screen_command(
             show_default=False,
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Checkpoint folder or Hub id; with --endpoint, the model name the server serves.",
-        ),
-    ] = None,
-    endpoint: EndpointOpt = None,
-    samples: Annotated[
-        int, typer.Option("--samples", "-k", help="Completions per question; confidence = their agreement.")
-    ] = 1,
-    temperature: Annotated[
-        float | None, typer.Option(help="Sampling temperature (default: 0 for one sample, 0.7 for several).")
-    ] = None,
-    threshold: Annotated[
-        float,
-        typer.Option(help="Share of samples that makes a candidate publishable or a dimension defective."),
-    ] = 0.5,
     output_dir: Annotated[
         Path | None,
         typer.Option(
@@ -48,24 +29,12 @@ def screen_command(
         ),
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Screen at most this many workspace sources.")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer at most.")] = 512,
-    image_max_pixels: Annotated[
-        int | None,
-        typer.Option(help="Image bound (checkpoint; default: its training bound).", show_default=False),
-    ] = None,
-    batch_size: Annotated[int, typer.Option(help="Questions per batch (checkpoint).")] = 4,
-    device: Annotated[
-        str | None, typer.Option(help="torch device (checkpoint; default: cuda if present).")
-    ] = None,
-    concurrency: Annotated[int, typer.Option(help="Requests in flight (endpoint).")] = 4,
     workspace: WorkspaceOpt = None,
+    options: dict[str, Any] | None = None,
 ) -> None:
     """Screen new generations: publishable or not, which dimensions are defective and why, with a confidence."""
-    from medgen.errors import MedgenError
-    from medgen.screen.screen import ScreenConfig, groups_from_files, groups_from_workspace, screen
+    from medgen.screen.screen import groups_from_files, groups_from_workspace, screen
 
-    if not model:
-        raise MedgenError("give the screener: --model CHECKPOINT, or --endpoint URL --model NAME")
     if files:
         source, *candidates = files
         groups = groups_from_files(source, candidates)
@@ -76,22 +45,7 @@ def screen_command(
         with open_workspace(workspace) as ws:
             groups = groups_from_workspace(ws, limit)
             default_out = ws.root / "screen"
-    try:
-        config = ScreenConfig(
-            model=model,
-            endpoint=endpoint,
-            samples=samples,
-            temperature=temperature,
-            threshold=threshold,
-            output_dir=output_dir or default_out,
-            max_new_tokens=max_new_tokens,
-            image_max_pixels=image_max_pixels,
-            batch_size=batch_size,
-            device=device,
-            concurrency=concurrency,
-        )
-    except ValidationError as error:
-        raise config_error(error) from None
+    config = build_config(ScreenConfig, options or {}, output_dir=output_dir or default_out)
     with progress() as bar:
         task = bar.add_task("screening", total=None, unit="answers")
         results, paths = screen(
@@ -108,7 +62,7 @@ def screen_command(
 
 def screen_workspace_for_prefill(workspace: object, model: str, endpoint: str | None = None) -> Path:
     """``annotate push --predictions model:CHECKPOINT``: screen the sources nobody annotated, 3 samples each."""
-    from medgen.screen.screen import ScreenConfig, groups_from_workspace, screen
+    from medgen.screen.screen import groups_from_workspace, screen
 
     config = ScreenConfig(
         model=model,

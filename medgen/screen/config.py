@@ -12,8 +12,19 @@ from medgen.inference.config import InferenceConfig
 class ScreenConfig(InferenceConfig):
     """How to screen: which model (``InferenceConfig``), how many samples, the decision threshold, where outputs go."""
 
-    samples: int = Field(default=1, ge=1, le=64, description="Completions per question (self-consistency).")
-    threshold: float = Field(default=0.5, gt=0.0, le=1.0, description="Share of samples that decides.")
+    samples: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Completions per question; a candidate's confidence is their agreement (self-consistency).",
+        json_schema_extra={"flags": ["--samples", "-k"]},
+    )
+    threshold: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="Share of samples that makes a candidate publishable or a dimension defective.",
+    )
     output_dir: Path = Field(description="Folder for screen.jsonl, screen.csv and contact_sheet.html.")
 
     @model_validator(mode="after")

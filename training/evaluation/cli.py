@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.progress import TaskID
 from rich.table import Table
 
-from medgen.console import EndpointOpt, console, progress
-from medgen.errors import MedgenError, config_error
+from medgen.console import build_config, config_options, console, progress
+from medgen.errors import MedgenError
+from training.evaluation.config import EvalConfig
 
 
+@config_options(EvalConfig, skip=("dataset", "output_dir"))
 def eval_cli(
     inputs: Annotated[
         list[str] | None,
@@ -22,60 +23,19 @@ def eval_cli(
             show_default=False,
         ),
     ] = None,
-    split: Annotated[str, typer.Option(help="Split to score.")] = "test",
-    revision: Annotated[
-        str | None, typer.Option(help="Dataset revision on the Hub (tag such as v1.0, or commit).")
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Checkpoint (local folder or Hub id); with --endpoint, the model name the server serves."
-        ),
-    ] = None,
-    model_revision: Annotated[str | None, typer.Option(help="Hub revision of the checkpoint.")] = None,
-    endpoint: EndpointOpt = None,
-    name: Annotated[str | None, typer.Option(help="Row name of the model in the report.")] = None,
-    baselines: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated baselines: random, majority, human; 'none' for none. "
-            "Default: random,majority (+ human when the export carries annotator votes).",
-            show_default=False,
-        ),
-    ] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer at most.")] = 512,
-    temperature: Annotated[float, typer.Option(help="0 = greedy decoding.")] = 0.0,
-    image_max_pixels: Annotated[
-        int | None,
-        typer.Option(
-            help="Resize images to at most this many pixels (checkpoint; default: the training bound).",
-            show_default=False,
-        ),
-    ] = None,
-    batch_size: Annotated[int, typer.Option(help="Questions per batch (checkpoint).")] = 4,
-    device: Annotated[str | None, typer.Option(help="torch device (default: cuda when available).")] = None,
-    dtype: Annotated[str, typer.Option(help="Checkpoint dtype: auto, float32, bfloat16, float16.")] = "auto",
-    concurrency: Annotated[int, typer.Option(help="Requests in flight (endpoint).")] = 4,
-    max_retries: Annotated[
-        int, typer.Option(help="Retries per request with exponential backoff (endpoint).")
-    ] = 4,
-    timeout: Annotated[float, typer.Option(help="Seconds per request attempt (endpoint).")] = 120.0,
-    seed: Annotated[int, typer.Option(help="Seed of the random baseline and the bootstrap.")] = 0,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for 95% CIs (0: none).")] = 1000,
-    limit: Annotated[int | None, typer.Option(help="Score only the first N questions.")] = None,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where the results go.")] = Path(
         "eval"
     ),
     compare: Annotated[
         bool, typer.Option("--compare", help="Put the results.json files given as arguments side by side.")
     ] = False,
+    options: dict[str, Any] | None = None,
 ) -> None:
     """Score models on a split: exact-match accuracy per dimension and overall, DPA, baselines, a chart.
 
     Writes results.json, results.md, results.png and predictions.jsonl to --output-dir. Reruns resume: answers already generated are read back from --output-dir/raw/.
     """
-    from training.evaluation.evaluate import EvalConfig, run_eval
-    from training.evaluation.metrics import ALL, DIMENSIONS
+    from training.evaluation.evaluate import run_eval
     from training.evaluation.report import compare_runs
 
     if compare:
@@ -88,38 +48,7 @@ def eval_cli(
         raise MedgenError(
             "give exactly one dataset (export folder or Hub id), or --compare with results.json files"
         )
-    chosen = None
-    if baselines is not None:
-        chosen = [] if baselines.strip() == "none" else [b.strip() for b in baselines.split(",") if b.strip()]
-    try:
-        config = EvalConfig.model_validate(
-            dict(
-                dataset=inputs[0],
-                split=split,
-                revision=revision,
-                model=model,
-                model_revision=model_revision,
-                endpoint=endpoint,
-                name=name,
-                baselines=chosen,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                image_max_pixels=image_max_pixels,
-                batch_size=batch_size,
-                device=device,
-                dtype=dtype,
-                concurrency=concurrency,
-                max_retries=max_retries,
-                timeout_s=timeout,
-                seed=seed,
-                bootstrap=bootstrap,
-                limit=limit,
-                output_dir=output_dir,
-            )
-        )
-    except ValidationError as error:
-        raise config_error(error) from None
-
+    config = build_config(EvalConfig, options or {}, dataset=inputs[0], output_dir=output_dir)
     with progress() as bar:
         tasks: list[TaskID] = []
 
@@ -129,7 +58,12 @@ def eval_cli(
             bar.advance(tasks[-1], advance)
 
         results = run_eval(config, on_progress)
+    _print_results(results, output_dir)
 
+
+def _print_results(results: Any, output_dir: Path) -> None:
+    """The accuracy table per model and dimension, and where the files went."""
+    from training.evaluation.metrics import ALL, DIMENSIONS
     from training.evaluation.report import columns, percent
 
     shown = columns(results.models)

@@ -26,8 +26,8 @@ class EvalConfig(InferenceConfig):
     )
     baselines: list[BaselineName] | None = Field(
         default=None,
-        description="Built-in baselines to score alongside (None: random and majority, plus human when the "
-        "split carries annotator votes).",
+        description="Baselines scored beside the model: random, majority, human, comma-separated, or none; "
+        "unset: random and majority, plus human when the split carries annotator votes.",
     )
     seed: int = Field(default=0, description="Seed of the random baseline and of the bootstrap.")
     bootstrap: int = Field(default=1000, ge=0, description="Bootstrap resamples for the 95% CI (0 = no CI).")
