@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from medgen.console import App, MinAnnotatorsOpt, WorkspaceOpt, console, progress
+from annotation.push import PushConfig
+from medgen.console import (
+    App,
+    MinAnnotatorsOpt,
+    WorkspaceOpt,
+    build_config,
+    config_options,
+    console,
+    progress,
+)
 
 if TYPE_CHECKING:
     from annotation.accounts import NewLogin
@@ -182,52 +191,18 @@ def users_reset_password(
 
 
 @annotate_app.command()
+@config_options(PushConfig)
 def push(
     workspace: WorkspaceOpt = None,
     url: UrlOpt = None,
     document_root: RootOpt = None,
-    annotators: Annotated[
-        str, typer.Option(help="Comma-separated annotator names: one project each.")
-    ] = "annotator",
-    overlap: Annotated[int, typer.Option(help="How many annotators see each task.")] = 1,
-    gold_rate: Annotated[
-        float, typer.Option(help="Share of new sources with known labels sent to everyone as gold.")
-    ] = 0.0,
-    predictions: Annotated[
-        str | None,
-        typer.Option(
-            help="Pre-fill every task (gold too) with a screener's answers for annotators to verify: "
-            "simulated (known labels with errors), screen:PATH (a `medgen screen -w` screen.jsonl) or "
-            "model:CHECKPOINT or endpoint:NAME (at $OPENAI_BASE_URL; screens the new sources first).",
-            show_default=False,
-        ),
-    ] = None,
-    order: Annotated[
-        str, typer.Option(help="Queue order: random, or uncertainty (the screener's least confident first).")
-    ] = "random",
-    batch_size: Annotated[int, typer.Option(help="Tasks per import request.")] = 500,
-    seed: Annotated[int, typer.Option(help="Seed of the gold draw and queue order.")] = 0,
+    options: dict[str, Any] | None = None,
 ) -> None:
     """Create the projects and import new sources as tasks, in bulk."""
-    from pydantic import ValidationError
-
-    from annotation.push import PushConfig
     from annotation.push import push as push_tasks
-    from medgen.errors import config_error
     from medgen.workspace import open_workspace
 
-    try:
-        config = PushConfig(
-            annotators=annotators.split(","),
-            overlap=overlap,
-            gold_rate=gold_rate,
-            predictions=predictions,
-            order=order,
-            batch_size=batch_size,
-            seed=seed,
-        )
-    except ValidationError as error:
-        raise config_error(error, options=True) from None
+    config = build_config(PushConfig, options or {})
     with open_workspace(workspace) as ws:
         connection = _connect(ws, url, document_root)
         with progress() as bar:
@@ -256,10 +231,10 @@ def push(
     console.print(
         f"new sources {report.new_sources} (gold {report.gold_sources}); tasks imported: {imported}"
     )
-    if predictions:
+    if config.predictions:
         console.print(
-            f"pre-filled {report.prefilled} of {report.new_sources} new sources from {predictions} "
-            f"(queue order: {order}); the rest start blank",
+            f"pre-filled {report.prefilled} of {report.new_sources} new sources from {config.predictions} "
+            f"(queue order: {config.order}); the rest start blank",
             highlight=False,
         )
 

@@ -50,7 +50,7 @@ class PushConfig(BaseModel):
     """How tasks are spread over annotators."""
 
     annotators: list[str] = Field(
-        default_factory=lambda: [ANNOTATOR], description="One project per annotator name."
+        default_factory=lambda: [ANNOTATOR], description="Annotator names, comma-separated: one queue each."
     )
     overlap: int = Field(default=1, ge=1, description="How many annotators see each (non-gold) task.")
     gold_rate: float = Field(
@@ -61,8 +61,9 @@ class PushConfig(BaseModel):
     )
     predictions: str | None = Field(
         default=None,
-        description="Pre-fill every task (gold too) with a screener's answers, which annotators verify: "
-        "simulated, screen:PATH (medgen screen output) or model:CHECKPOINT (see annotation.prefill).",
+        description="Pre-fill every task (gold too) with a screener's answers for annotators to verify: "
+        "simulated (known labels with errors), screen:PATH (a `medgen screen -w` screen.jsonl) or "
+        "model:CHECKPOINT or endpoint:NAME (at $OPENAI_BASE_URL; screens the new sources first).",
     )
     order: Literal["random", "uncertainty"] = Field(
         default="random",

@@ -75,7 +75,7 @@ def config_options(
         added = [
             option
             for name, info in config.model_fields.items()
-            if name not in declared and (option := _option(name, info, defaults.get(name, info.default)))
+            if name not in declared and (option := _option(name, info, _default(defaults, name, info)))
         ]
         lists = {option.name for option in added if _is_list(config.model_fields[option.name].annotation)}
 
@@ -125,6 +125,13 @@ def _option(name: str, info: Any, default: Any) -> inspect.Parameter | None:
         return None
     annotation = Annotated[kind | None, typer.Option(*flags, **settings)]  # type: ignore[operator]
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+
+
+def _default(defaults: dict[str, Any], name: str, info: Any) -> Any:
+    """A field's default as the config applies it: the class's ``DEFAULTS``, its default or factory."""
+    if name in defaults:
+        return defaults[name]
+    return info.get_default(call_default_factory=True) if not info.is_required() else None
 
 
 def _unwrap(annotation: Any) -> tuple[Any, bool]:

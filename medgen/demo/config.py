@@ -12,7 +12,13 @@ class DemoConfig(BaseModel):
     """What the demo builds; defaults finish in a few minutes on 2 CPU cores."""
 
     directory: Path = Field(description="Workspace folder (created, or resumed if it is a workspace).")
-    sources: int = Field(default=24, ge=4, le=500, description="Sample product photos to draw.")
+    sources: int = Field(
+        default=24,
+        ge=4,
+        le=500,
+        description="Sample product photos to draw.",
+        json_schema_extra={"flags": ["--sources", "-n"]},
+    )
     annotators: list[str] = Field(
         default_factory=lambda: ["ann1", "ann2", "ann3"],
         description="Simulated annotators, one project each.",

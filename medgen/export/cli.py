@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from medgen.console import MinAnnotatorsOpt, WorkspaceOpt, console, progress
-from medgen.errors import MedgenError, config_error
+from medgen.console import WorkspaceOpt, build_config, config_options, console, progress
+from medgen.errors import MedgenError
+from medgen.export.config import ExportConfig
 
 
 def _ratios(text: str) -> dict[str, float]:
@@ -24,56 +25,23 @@ def _ratios(text: str) -> dict[str, float]:
     return dict(zip(("train", "validation", "test"), values, strict=True))
 
 
+@config_options(ExportConfig, skip=("train", "validation", "test"))
 def export_command(
-    version: Annotated[str, typer.Option("--version", "-v", help="New version name, e.g. v1.1 (immutable).")],
-    labels: Annotated[
-        str,
-        typer.Option(help="'consensus' (annotations' majority vote) or 'injected' (synthetic ground truth)."),
-    ] = "consensus",
     split: Annotated[
-        str, typer.Option("--split", help="Ratios train,validation,test per source.")
-    ] = "0.8,0.1,0.1",
-    license: Annotated[str, typer.Option("--license", help="License id for the dataset card.")] = "other",
-    simulated_annotators: Annotated[
-        bool, typer.Option("--simulated-annotators", help="Say in the card that annotators were simulated.")
-    ] = False,
-    min_agreement: Annotated[
-        float, typer.Option(help="Consensus needs at least this agreement (else the source is left out).")
-    ] = 0.5,
-    min_annotators: MinAnnotatorsOpt = None,
-    rationale: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Reference reasoning: 'annotator' (from the tags, with annotators' notes), 'template' (tags "
-            "only) or 'teacher' (validated rationales from `medgen cot`, where they explain the current answer)."
+            "--split", help="Ratios train,validation,test per source, e.g. 0.8,0.1,0.1.", show_default=False
         ),
-    ] = "annotator",
-    row_group_rows: Annotated[int, typer.Option(help="Max rows per Parquet row group.")] = 100,
+    ] = None,
     workspace: WorkspaceOpt = None,
+    options: dict[str, Any] | None = None,
 ) -> None:
     """Build, validate and write a versioned Hugging Face dataset (Parquet + card) under exports/VERSION."""
-    from pydantic import ValidationError
-
-    from medgen.export.config import ExportConfig
     from medgen.export.dataset import export_dataset
     from medgen.workspace import open_workspace
 
-    try:
-        config = ExportConfig.model_validate(
-            {
-                "version": version,
-                "labels": labels,
-                "license": license,
-                "simulated_annotators": simulated_annotators,
-                "row_group_rows": row_group_rows,
-                "min_agreement": min_agreement,
-                "min_annotators": min_annotators,
-                "rationale": rationale,
-                **_ratios(split),
-            }
-        )
-    except ValidationError as error:
-        raise config_error(error) from None
+    config = build_config(ExportConfig, options or {}, **(_ratios(split) if split else {}))
+    version = config.version
     with open_workspace(workspace) as ws, progress() as bar:
         task = bar.add_task(f"exporting {version}", total=None, unit="sources")
         report = export_dataset(

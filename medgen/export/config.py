@@ -17,7 +17,8 @@ class ExportConfig(BaseModel):
     """Everything that decides the content of one export version."""
 
     version: str = Field(
-        description="Version name, e.g. 'v1.1'; also the Hub tag. Letters, digits, '.', '_', '-'."
+        description="Version name, e.g. 'v1.1'; also the Hub tag. Letters, digits, '.', '_', '-'.",
+        json_schema_extra={"flags": ["--version", "-v"]},
     )
     labels: Literal["consensus", "injected"] = Field(
         default="consensus",
@@ -36,7 +37,7 @@ class ExportConfig(BaseModel):
         description="Consensus labels need at least this agreement (else unresolved).",
     )
     min_annotators: int | None = Field(
-        default=None, ge=1, description="Valid votes a source needs (None: the overlap it was pushed with)."
+        default=None, ge=1, description="Valid votes a source needs (unset: the overlap it was pushed with)."
     )
     train: float = Field(default=0.8, ge=0.0, le=1.0, description="Share of sources in the train split.")
     validation: float = Field(

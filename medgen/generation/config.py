@@ -105,9 +105,14 @@ class GenerationConfig(BaseModel):
     backend: Literal["diffusers", "synthetic"] = Field(
         default="diffusers",
         description="'diffusers' (a diffusion model) or 'synthetic' (CPU compositing with known defects).",
+        json_schema_extra={"flags": ["--backend", "-b"]},
     )
     candidates: int = Field(
-        default=NUM_CANDIDATES, ge=1, le=NUM_CANDIDATES, description="Candidates per source (slots A..)."
+        default=NUM_CANDIDATES,
+        ge=1,
+        le=NUM_CANDIDATES,
+        description="Candidates per source (slots A..).",
+        json_schema_extra={"flags": ["--candidates", "-n"]},
     )
     seed: int = Field(
         default=0,
@@ -118,7 +123,8 @@ class GenerationConfig(BaseModel):
         default=512,
         ge=32,
         le=4096,
-        description="Long side, in pixels, the model works at (rounded down to a multiple of 16).",
+        description="Long side, in pixels, the model works at (rounded down to a multiple of 16); with the "
+        "synthetic backend, the candidates' side.",
     )
     recipe: Literal["background", "outpaint", "img2img"] = Field(
         default="background",
@@ -151,7 +157,9 @@ class GenerationConfig(BaseModel):
     )
     product_name: str = Field(default="medicine box", description="Replaces {product} in scene templates.")
     outpaint_aspect: str = Field(
-        default="4:3", description="Target aspect ratio W:H of the outpainted canvas."
+        default="4:3",
+        description="outpaint: target aspect ratio W:H of the canvas.",
+        json_schema_extra={"flags": ["--aspect"]},
     )
     outpaint_margin: float = Field(
         default=1.25,
