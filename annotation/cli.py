@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from annotation.consensus import ConsensusConfig
 from annotation.push import PushConfig
 from medgen.console import (
     App,
-    MinAnnotatorsOpt,
     WorkspaceOpt,
     build_config,
     config_options,
@@ -324,28 +324,27 @@ def pull(
 
 
 @annotate_app.command()
+@config_options(ConsensusConfig)
 def agreement(
     workspace: WorkspaceOpt = None,
     url: UrlOpt = None,
     document_root: RootOpt = None,
-    min_agreement: Annotated[
-        float, typer.Option(help="Items below this agreement go to adjudication.")
-    ] = 0.5,
-    min_annotators: MinAnnotatorsOpt = None,
     adjudicate: Annotated[
         bool,
         typer.Option(
             "--adjudicate/--no-adjudicate", help="Push unresolved items to the adjudication project."
         ),
     ] = True,
+    options: dict[str, Any] | None = None,
 ) -> None:
     """Krippendorff's alpha, gold accuracy per annotator, consensus; unresolved items to adjudication."""
     from annotation.agreement import agreement as compute
     from medgen.workspace import open_workspace
 
+    consensus = build_config(ConsensusConfig, options or {})
     with open_workspace(workspace) as ws:
         connection = _connect(ws, url, document_root) if adjudicate else None
-        report = compute(ws, connection, min_agreement, min_annotators)
+        report = compute(ws, connection, consensus.min_agreement, consensus.min_annotators)
         _show_logins(report.logins, ws)
     table = Table(title="Krippendorff's alpha (nominal)")
     table.add_column("dimension")

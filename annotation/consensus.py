@@ -17,6 +17,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from medgen.workspace import Workspace
 from schemas import LETTERS, NUM_CANDIDATES, CandidateLabel
 from schemas.models import SIMULATED_MARK
@@ -25,6 +27,20 @@ ADJUDICATION = "adjudication"
 """``ls_projects.kind`` of the adjudication project; its answers win over the vote."""
 
 DEFAULT_MIN_AGREEMENT = 0.5
+
+
+class ConsensusConfig(BaseModel):
+    """When the annotators' votes on a source make its labels (agreement, export and cot read them alike)."""
+
+    min_agreement: float = Field(
+        default=DEFAULT_MIN_AGREEMENT,
+        ge=0.0,
+        le=1.0,
+        description="Consensus needs at least this agreement; below it a source is unresolved (adjudication).",
+    )
+    min_annotators: int | None = Field(
+        default=None, ge=1, description="Valid votes a source needs (unset: the overlap it was pushed with)."
+    )
 
 
 @dataclass(frozen=True)

@@ -42,14 +42,6 @@ WorkspaceOpt = Annotated[
 ]
 
 
-MinAnnotatorsOpt = Annotated[
-    int | None,
-    typer.Option(
-        help="Valid votes a source needs (default: the overlap it was pushed with).", show_default=False
-    ),
-]
-
-
 C = TypeVar("C")
 SCALARS = (str, int, float, Path)
 

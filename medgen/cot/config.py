@@ -6,10 +6,11 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from annotation.consensus import ConsensusConfig
 from medgen.inference.config import InferenceConfig
 
 
-class CotConfig(InferenceConfig):
+class CotConfig(InferenceConfig, ConsensusConfig):
     """Which teacher (``InferenceConfig``), which questions, and what a rationale must satisfy."""
 
     DEFAULTS = {"max_new_tokens": 768}  # a rationale for four images is longer than an answer
@@ -17,10 +18,6 @@ class CotConfig(InferenceConfig):
     labels: Literal["consensus", "injected"] = Field(
         default="consensus", description="Gold answers from the annotators' consensus or injected defects."
     )
-    min_agreement: float = Field(
-        default=0.5, ge=0.0, le=1.0, description="Consensus agreement a question needs."
-    )
-    min_annotators: int | None = Field(default=None, ge=1, description="Valid votes a source needs.")
     min_words: int = Field(default=20, ge=1, description="Shortest rationale kept, in words.")
     max_words: int = Field(default=250, ge=1, description="Longest rationale kept, in words.")
     limit: int | None = Field(default=None, ge=1, description="Ask about at most this many questions now.")

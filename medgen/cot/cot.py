@@ -33,7 +33,7 @@ from medgen.cot.config import CotConfig
 from medgen.errors import MedgenError
 from medgen.export.rationales import ACCEPTED, REJECTED, TEACHER
 from medgen.files import atomic_write_text
-from medgen.inference.base import answering_model
+from medgen.inference.answering import answering_model
 from medgen.workspace import Workspace
 from medgen.workspace.catalog import now
 from schemas.models import COMPLETION_RE, completion_answer

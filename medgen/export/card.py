@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medgen.export.config import SPLITS, ExportConfig
+from medgen.export.config import ExportConfig
+from medgen.export.layout import SPLITS
 from schemas import BenchmarkSample
 from schemas.taxonomy import LETTERS, QUESTION_DIMENSIONS, TAXONOMY
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-SPLITS: tuple[str, ...] = ("train", "validation", "test")
-VERSION_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
-MANIFEST = "manifest.json"
-DATA_DIR = "data"
+from annotation.consensus import ConsensusConfig
+from medgen.export.layout import VERSION_PATTERN
 
 
-class ExportConfig(BaseModel):
-    """Everything that decides the content of one export version."""
+class ExportConfig(ConsensusConfig):
+    """Everything that decides the content of one export version (with when votes make labels)."""
 
     version: str = Field(
         description="Version name, e.g. 'v1.1'; also the Hub tag. Letters, digits, '.', '_', '-'.",
@@ -30,15 +28,6 @@ class ExportConfig(BaseModel):
         "annotators' notes), 'teacher' (a teacher model's answer-driven rationale from `medgen cot`, where "
         "there is one for the current answer; else 'annotator').",
     )
-    min_agreement: float = Field(
-        default=0.5,
-        ge=0.0,
-        le=1.0,
-        description="Consensus labels need at least this agreement (else unresolved).",
-    )
-    min_annotators: int | None = Field(
-        default=None, ge=1, description="Valid votes a source needs (unset: the overlap it was pushed with)."
-    )
     train: float = Field(default=0.8, ge=0.0, le=1.0, description="Share of sources in the train split.")
     validation: float = Field(
         default=0.1, ge=0.0, le=1.0, description="Share of sources in the validation split."
@@ -47,7 +36,8 @@ class ExportConfig(BaseModel):
     license: str = Field(default="other", description="License id written into the card (e.g. 'cc-by-4.0').")
     pretty_name: str = Field(default="medgen medicine-product image screening", description="Dataset title.")
     simulated_annotators: bool = Field(
-        default=False, description="Labels come from simulated annotators: the card says so prominently."
+        default=False,
+        description="Say in the card, prominently, that the labels come from simulated annotators.",
     )
     row_group_rows: int = Field(default=100, ge=1, le=10_000, description="Max rows per Parquet row group.")
     row_group_mb: float = Field(

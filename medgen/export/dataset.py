@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from medgen.errors import MedgenError
 from medgen.export.card import CardStats, write_card
-from medgen.export.config import DATA_DIR, MANIFEST, ExportConfig
+from medgen.export.config import ExportConfig
+from medgen.export.layout import DATA_DIR, MANIFEST
 from medgen.export.manifest import SampleHashes, write_changelog, write_manifest
 from medgen.export.parquet import (
     ShardedParquetWriter,

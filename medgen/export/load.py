@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medgen.errors import MedgenError
-from medgen.export.config import DATA_DIR, SPLITS
+from medgen.export.layout import DATA_DIR, SPLITS
 
 if TYPE_CHECKING:
     import datasets

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medgen.errors import MedgenError
-from medgen.export.config import DATA_DIR, MANIFEST
+from medgen.export.layout import DATA_DIR, MANIFEST
 
 if TYPE_CHECKING:
     from medgen.workspace import Workspace

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from medgen.errors import MedgenError
-from medgen.export.config import SPLITS
+from medgen.export.layout import SPLITS
 from medgen.export.rationales import RationaleSource, TeacherRationale, origin_of
 from schemas import AnnotatorAnswer, BenchmarkSample, Candidate, CandidateLabel
 from schemas.models import answer_letters, format_answer, sample_id

@@ -1,4 +1,4 @@
-"""What answers questions: the ``AnsweringModel`` protocol, and the one function that picks an implementation.
+"""What answers questions: the ``AnsweringModel`` protocol (``medgen.inference.answering`` picks one).
 
 Two implementations: ``medgen.inference.checkpoint.CheckpointModel`` (a transformers checkpoint) and
 ``medgen.inference.endpoint.EndpointClient`` (any OpenAI-compatible chat-completions API). Evaluation,
@@ -8,10 +8,7 @@ screening and the teacher of `medgen cot` all ask through it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from medgen.inference.config import InferenceConfig
+from typing import Any, Protocol
 
 
 class Asked(Protocol):
@@ -34,24 +31,3 @@ class AnsweringModel(Protocol):
     def generate(self, questions: Sequence[Asked]) -> Iterable[tuple[Asked, str]]:
         """(question, raw answer text) pairs, in any order, as they complete."""
         ...
-
-
-def answering_model(config: InferenceConfig) -> AnsweringModel:
-    """The OpenAI-compatible endpoint ``config.endpoint`` when set, else the checkpoint ``config.model``."""
-    if config.endpoint:
-        from medgen.inference.endpoint import EndpointClient, EndpointConfig
-
-        return EndpointClient(
-            EndpointConfig(
-                url=config.endpoint,
-                model=config.model or "",
-                max_tokens=config.max_new_tokens,
-                temperature=config.temperature or 0.0,
-                concurrency=config.concurrency,
-                max_retries=config.max_retries,
-                timeout_s=config.timeout_s,
-            )
-        )
-    from medgen.inference.checkpoint import CheckpointModel
-
-    return CheckpointModel(config)

@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field
 
 from medgen.errors import MedgenError
 from medgen.files import atomic_write_text
-from medgen.inference.base import answering_model
+from medgen.inference.answering import answering_model
 from medgen.inference.cache import cache_path, generate_cached
 from medgen.screen.config import ScreenConfig
 from schemas.taxonomy import LETTERS, NUM_CANDIDATES, OVERALL, QUESTION_DIMENSIONS, TAXONOMY

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from medgen.errors import MedgenError
 from medgen.files import atomic_write_text
-from medgen.inference.base import answering_model
+from medgen.inference.answering import answering_model
 from medgen.inference.cache import cache_path, generate_cached
 from schemas.taxonomy import QUESTION_DIMENSIONS
 from training.evaluation import baselines
