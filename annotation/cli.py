@@ -193,6 +193,7 @@ def users_reset_password(
 @annotate_app.command()
 @config_options(PushConfig)
 def push(
+    ctx: typer.Context,
     workspace: WorkspaceOpt = None,
     url: UrlOpt = None,
     document_root: RootOpt = None,
@@ -211,6 +212,7 @@ def push(
                 ws,
                 connection,
                 config,
+                screener=getattr(ctx.obj, "screener", None),  # the `medgen` command hands it down
                 on_start=lambda total: bar.update(task, total=total),
                 on_batch=lambda n: bar.advance(task, n),
             )

@@ -9,8 +9,9 @@ Where pre-fills come from (``annotate push --predictions SPEC``):
   endpoint. A candidate's flagged dimensions become the tags its reason names (tag labels), else that
   dimension's "Other" tag with the reason as the note; a rejected candidate with no flagged dimension
   gets the "Other" tag of its most likely one; a publishable one gets "No defects";
-- ``model:PATH`` (and other kinds a higher layer registers, see ``register``): run the screener on
-  the workspace first, then read its output as above.
+- ``model:CHECKPOINT`` and ``endpoint:NAME`` (the model NAME at ``$OPENAI_BASE_URL``): run a screener
+  on the workspace first, then read its output as above. The screener is an app above this stage
+  (``medgen.screen``), so it comes in as a dependency: ``push(..., screener=...)`` (``Screener``).
 
 The pre-fill of each source is stored in the catalog (``prefills``) when its tasks are planned, so
 ``annotate agreement`` can report what annotators kept, changed, added or removed, per dimension.
@@ -20,10 +21,12 @@ Gold tasks get the same kind of pre-fill as any other, so nothing marks them out
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from annotation.consensus import labels_from_json, labels_to_json
 from annotation.noise import Noise, noisy_label
@@ -36,13 +39,14 @@ SIMULATED = "simulated"
 SIMULATED_MODEL = "medgen-simulated-screener"
 SIMULATED_NOISE = Noise(missed_tag=0.1, extra_tag=0.05, flipped=0.1, skip=0.0)
 
-# Kinds of screener a higher layer can plug in: kind -> fn(workspace, argument) -> screen.jsonl path.
-_PROVIDERS: dict[str, Callable[[Workspace, str], Path]] = {}
+BASE_URL_ENV = "OPENAI_BASE_URL"
 
 
-def register(kind: str, run: Callable[[Workspace, str], Path]) -> None:
-    """Let ``--predictions KIND:ARG`` run a screener (``medgen.screen`` registers ``model``)."""
-    _PROVIDERS[kind] = run
+class Screener(Protocol):
+    """Screens the workspace's candidates nobody annotated yet with ``model`` (at ``endpoint`` when given)
+    and returns the ``screen.jsonl`` it wrote (``medgen.screen.cli.screen_for_prefill``)."""
+
+    def __call__(self, workspace: Workspace, model: str, endpoint: str | None = None) -> Path: ...
 
 
 @dataclass(frozen=True)
@@ -130,23 +134,36 @@ def screen_prefills(path: Path) -> dict[str, Prefill]:
     return prefills
 
 
-def resolve(spec: str, workspace: Workspace) -> Callable[[str, list[Candidate]], Prefill | None]:
-    """The pre-fill of a source under ``spec`` (``simulated``, ``screen:PATH``, ``model:PATH``...)."""
+def resolve(
+    spec: str, workspace: Workspace, screener: Screener | None = None
+) -> Callable[[str, list[Candidate]], Prefill | None]:
+    """The pre-fill of a source under ``spec``: ``simulated``, ``screen:PATH``, ``model:CHECKPOINT`` or
+    ``endpoint:NAME`` (the last two run ``screener`` on the workspace first)."""
     if spec == SIMULATED:
         return simulated_prefill
     kind, sep, argument = spec.partition(":")
     if not sep or not argument:
         raise MedgenError(
-            f"--predictions {spec!r}: use simulated, screen:PATH/screen.jsonl, or "
-            + ", ".join(f"{k}:..." for k in sorted(_PROVIDERS))
+            f"--predictions {spec!r}: use simulated, screen:PATH/screen.jsonl, model:CHECKPOINT or endpoint:NAME"
         )
+    if kind not in ("screen", "model", "endpoint"):
+        raise MedgenError(f"--predictions {spec!r}: unknown kind {kind!r} (known: simulated, screen, model, endpoint)")
     if kind == "screen":
         path = Path(argument)
-    elif kind in _PROVIDERS:
-        path = _PROVIDERS[kind](workspace, argument)
+    elif screener is None:
+        raise MedgenError(
+            f"--predictions {kind}:... runs the screener, which this caller did not provide: use "
+            "`medgen annotate push`, or screen first (`medgen screen -w`) and pass screen:PATH"
+        )
+    elif kind == "endpoint":
+        url = os.environ.get(BASE_URL_ENV)
+        if not url:
+            raise MedgenError(
+                f"--predictions endpoint:NAME reads the API's base URL from ${BASE_URL_ENV} (e.g. http://host:8000/v1)"
+            )
+        path = screener(workspace, argument, endpoint=url)
     else:
-        known = ", ".join(["simulated", "screen", *sorted(_PROVIDERS)])
-        raise MedgenError(f"--predictions {spec!r}: unknown kind {kind!r} (known: {known})")
+        path = screener(workspace, argument)
     table = screen_prefills(path)
     return lambda source_id, candidates: table.get(source_id)
 

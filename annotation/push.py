@@ -27,7 +27,7 @@ from annotation.config import SOURCE_KEY, label_result, labeling_config
 from annotation.consensus import ADJUDICATION, labels_from_json
 from annotation.guideline import example_urls, instruction_html
 from annotation.images import image_urls
-from annotation.prefill import Prefill, known_labels, resolve, stored
+from annotation.prefill import Prefill, Screener, known_labels, resolve, stored
 from annotation.prefill import store as store_prefills
 from annotation.queues import (
     add_queue,
@@ -409,11 +409,15 @@ def push(
     config: PushConfig,
     on_start: Callable[[int], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    screener: Screener | None = None,
 ) -> PushReport:
-    """Create/reuse one project per annotator and import every planned source not imported yet."""
+    """Create/reuse one project per annotator and import every planned source not imported yet.
+
+    ``screener`` runs a model for ``--predictions model:/endpoint:`` (``annotation.prefill.Screener``).
+    """
     report = PushReport()
     prefill_of = (
-        resolve(config.predictions, workspace) if config.predictions else None
+        resolve(config.predictions, workspace, screener) if config.predictions else None
     )  # bad spec: fail first
     connection = with_accounts(workspace, connection, config.annotators, ANNOTATOR, report)
     projects: dict[str, int] = {}

@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import typer
+
 from annotation.cli import annotate_app
+from annotation.prefill import Screener
 from medgen.console import App
 from medgen.cot.cli import cot_command
 from medgen.demo.cli import demo_command
 from medgen.export.cli import export_command, publish_command, schema_command
 from medgen.generation.cli import generate_command
-from medgen.screen.cli import screen_command
+from medgen.screen.cli import screen_command, screen_for_prefill
 from medgen.sources.cli import samples, sources_app
 from medgen.workspace.cli import init, status
 from training.cli import train_app
 from training.evaluation.cli import eval_cli
 
 app = App(help="Build, grow and publish a benchmark for screening AI-generated medicine-product images.")
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What a stage's command needs from an app above it, handed down by the root command (Click's ``ctx.obj``)."""
+
+    screener: Screener  # `annotate push --predictions model:/endpoint:` runs `medgen screen`'s core
+
+
+@app.callback()
+def wire(ctx: typer.Context) -> None:
+    ctx.obj = Wiring(screener=screen_for_prefill)
+
 
 # Panels, in the order data flows: help lists the stages as the pipeline runs them.
 WORKSPACE, STAGES, MAIN, REFERENCE = "Workspace and sources", "Pipeline stages", "Main job", "Reference"

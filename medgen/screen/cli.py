@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from annotation.prefill import register as register_prefill
 from medgen.console import WorkspaceOpt, build_config, config_options, console, progress
 from medgen.screen.config import ScreenConfig
+
+if TYPE_CHECKING:
+    from medgen.workspace import Workspace
 
 
 @config_options(ScreenConfig)
@@ -60,36 +62,16 @@ def screen_command(
         console.print(f"{name}: {path}", highlight=False)
 
 
-def screen_workspace_for_prefill(workspace: object, model: str, endpoint: str | None = None) -> Path:
-    """``annotate push --predictions model:CHECKPOINT``: screen the sources nobody annotated, 3 samples each."""
+def screen_for_prefill(workspace: Workspace, model: str, endpoint: str | None = None) -> Path:
+    """``annotate push --predictions model:CHECKPOINT`` (or ``endpoint:NAME``): screen the sources nobody
+    annotated, 3 samples each; the ``annotation.prefill.Screener`` the `medgen` command hands to push."""
     from medgen.screen.screen import groups_from_workspace, screen
 
     config = ScreenConfig(
-        model=model,
-        endpoint=endpoint,
-        samples=3,
-        output_dir=workspace.root / "screen" / "prefill",  # type: ignore[attr-defined]
+        model=model, endpoint=endpoint, samples=3, output_dir=workspace.root / "screen" / "prefill"
     )
     groups = groups_from_workspace(workspace)
     with progress(transient=True) as bar:
         task = bar.add_task("screening for pre-fill", total=None, unit="answers")
         _, paths = screen(groups, config, lambda done, total: bar.update(task, completed=done, total=total))
     return paths["jsonl"]
-
-
-def screen_endpoint_for_prefill(workspace: object, name: str) -> Path:
-    """``--predictions endpoint:NAME``: the model NAME at ``$OPENAI_BASE_URL`` (key: ``$OPENAI_API_KEY``)."""
-    import os
-
-    from medgen.errors import MedgenError
-
-    url = os.environ.get("OPENAI_BASE_URL")
-    if not url:
-        raise MedgenError(
-            "--predictions endpoint:NAME reads the API's base URL from $OPENAI_BASE_URL (e.g. http://host:8000/v1)"
-        )
-    return screen_workspace_for_prefill(workspace, name, endpoint=url)
-
-
-register_prefill("model", screen_workspace_for_prefill)
-register_prefill("endpoint", screen_endpoint_for_prefill)

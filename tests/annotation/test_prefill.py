@@ -158,7 +158,7 @@ def test_prefilled_queues_ordered_by_uncertainty_and_the_edits_reported(ls_works
 
 
 def test_model_prefill_screens_the_workspace_first(tmp_path):
-    import medgen.screen.cli  # noqa: F401 (registers the model: kind, as the medgen command does)
+    from medgen.screen.cli import screen_for_prefill  # the screener the medgen command hands to push
     from medgen.generation.config import GenerationConfig
     from medgen.generation.generate import generate
     from medgen.sources.ingest import add_sources as ingest
@@ -170,7 +170,7 @@ def test_model_prefill_screens_the_workspace_first(tmp_path):
     ingest(ws, write_samples(tmp_path / "photos", 1, seed=0))
     generate(ws, GenerationConfig(backend="synthetic"))
     model = build_tiny_vlm(tmp_path / "tiny")
-    prefill_of = resolve(f"model:{model}", ws)
+    prefill_of = resolve(f"model:{model}", ws, screen_for_prefill)
     assert (ws.root / "screen" / "prefill" / "screen.jsonl").is_file()
     source = ws.catalog.sources()[0].id
     # A random-weight model gives no readable answer: no pre-fill is proposed rather than a guess.
@@ -179,7 +179,7 @@ def test_model_prefill_screens_the_workspace_first(tmp_path):
 
 
 def test_endpoint_prefill_screens_through_the_api(tmp_path, chat_server, monkeypatch):
-    import medgen.screen.cli  # noqa: F401 (registers the endpoint: kind)
+    from medgen.screen.cli import screen_for_prefill
     from medgen.generation.config import GenerationConfig
     from medgen.generation.generate import generate
     from medgen.sources.ingest import add_sources as ingest
@@ -192,11 +192,11 @@ def test_endpoint_prefill_screens_through_the_api(tmp_path, chat_server, monkeyp
     generate(ws, GenerationConfig(backend="synthetic"))
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(MedgenError, match=r"\$OPENAI_BASE_URL"):
-        resolve("endpoint:judge", ws)
+        resolve("endpoint:judge", ws, screen_for_prefill)
     monkeypatch.setenv("OPENAI_BASE_URL", chat_server.url)
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
     chat_server.reply = lambda body: (200, "<think>Image C: Floating: it hovers.</think><answer>C</answer>")
-    prefill_of = resolve("endpoint:judge", ws)
+    prefill_of = resolve("endpoint:judge", ws, screen_for_prefill)
     source = ws.catalog.sources()[0].id
     prefill = prefill_of(source, ws.catalog.candidates(source))
     assert len(chat_server.requests) == 5 * 3  # five questions, three samples each
@@ -205,3 +205,17 @@ def test_endpoint_prefill_screens_through_the_api(tmp_path, chat_server, monkeyp
     assert prefill is not None and prefill.model_version == "judge" and prefill.score == 1.0
     assert prefill.labels[2].defects and "floating" in prefill.labels[2].defects
     ws.close()
+
+
+def test_the_screener_is_handed_down_not_registered(tmp_path):
+    """Pre-annotation runs a screener it is given (the medgen command gives `medgen screen`'s core)."""
+    import typer
+
+    from medgen.cli import app, wire
+    from medgen.screen.cli import screen_for_prefill
+
+    with pytest.raises(MedgenError, match="runs the screener, which this caller did not provide"):
+        resolve("model:some/checkpoint", None)  # type: ignore[arg-type]
+    ctx = typer.Context(typer.main.get_command(app))
+    wire(ctx)
+    assert ctx.obj.screener is screen_for_prefill
