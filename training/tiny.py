@@ -23,6 +23,7 @@ SPECIAL_TOKENS = (
     "<|image_pad|>",
     "<|video_pad|>",
 )
+FORMAT_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 VOCAB_SIZE = 1024  # an upper bound: medgen's prompt text yields about 900 tokens
 # 56x56 pixels max: 4x4 patches of 14 px, merged 2x2 -> 4 tokens per image, 20 for the five images.
 MAX_PIXELS = 56 * 56
@@ -53,7 +54,7 @@ def _corpus() -> list[str]:
 
 def build_tokenizer():  # -> transformers.PreTrainedTokenizerFast
     """A byte-level BPE tokenizer with Qwen2.5-VL's special tokens and chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
     from trl.chat_template_utils import qwen2_5_vl_chat_template
 
@@ -67,6 +68,9 @@ def build_tokenizer():  # -> transformers.PreTrainedTokenizerFast
         show_progress=False,
     )
     tokenizer.train_from_iterator(_corpus(), trainer=trainer)
+    # The answer format's four tags, one token each (as reasoning models have them): the format is then
+    # four decisions, not a dozen byte pieces whose merges change with what precedes them.
+    tokenizer.add_tokens([AddedToken(tag, special=False, normalized=False) for tag in FORMAT_TAGS])
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token="<|im_end|>",
