@@ -26,7 +26,7 @@ from typing import Any
 from annotation.client import Connection, QueueMissing, project_exists
 from annotation.consensus import labels_to_json
 from annotation.ls_database import connect_database, lost_ranges
-from annotation.queues import Queue, active_queues, make_room_for_annotation
+from annotation.tables import Queue, active_queues, make_room_for_annotation
 from annotation.validation import (
     DELETED,
     DUPLICATE,

@@ -29,7 +29,7 @@ from annotation.guideline import example_urls, instruction_html
 from annotation.images import image_urls
 from annotation.prefill import Prefill, Screener, known_labels, resolve, stored
 from annotation.prefill import store as store_prefills
-from annotation.queues import (
+from annotation.tables import (
     add_queue,
     latest_answers,
     make_room_for_tasks,

@@ -27,7 +27,7 @@ from annotation.push import (
     recover_tasks,
     restored_annotation,
 )
-from annotation.queues import (
+from annotation.tables import (
     every_queue,
     forget_tasks,
     latest_answers,

@@ -19,7 +19,7 @@ from annotation.consensus import SIMULATED_MARK
 from annotation.noise import Noise, noisy_label
 from annotation.pull import DatabaseUnavailable, fetch_project, fetch_project_db, local_database
 from annotation.push import ANNOTATOR, known_labels
-from annotation.queues import active_queues
+from annotation.tables import active_queues
 from medgen.workspace import Workspace
 
 MARK = SIMULATED_MARK
