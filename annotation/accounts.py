@@ -27,9 +27,9 @@ from annotation.server import (
     save_credentials,
     server_env,
 )
+from annotation.tables import record_accounts
 from medgen.errors import MedgenError
 from medgen.workspace import Workspace
-from medgen.workspace.catalog import now
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}"
 DOMAIN = "medgen.local"
@@ -170,11 +170,7 @@ def refresh_accounts(workspace: Workspace) -> list[str]:
 
 def _record(workspace: Workspace, accounts: list[Account]) -> None:
     """The non-secret ids of these logins in the catalog, which pull credits annotations by."""
-    with workspace.catalog.transaction() as conn:
-        conn.executemany(
-            "INSERT OR REPLACE INTO ls_accounts VALUES (?, ?, ?, ?, ?, ?)",
-            [(a.name, a.kind, a.email, a.user_id, a.org_id, now()) for a in accounts],
-        )
+    record_accounts(workspace, [(a.name, a.kind, a.email, a.user_id, a.org_id) for a in accounts])
 
 
 def reset_password(workspace: Workspace, name: str) -> NewLogin:

@@ -33,6 +33,13 @@ from annotation.push import (
     known_labels,
     recover_tasks,
 )
+from annotation.tables import (
+    consensus_rows,
+    count_prefills,
+    queue_sources,
+    unusable_without_valid,
+    valid_votes,
+)
 from medgen.files import atomic_write_text
 from medgen.workspace import Workspace
 from medgen.workspace.catalog import now
@@ -93,12 +100,7 @@ def _votes(workspace: Workspace) -> Votes:
     """The catalog's pairable valid votes (an annotator's latest per source), one source at a time from a cursor."""
     import numpy as np
 
-    cursor = workspace.catalog.conn.execute(
-        "SELECT a.source_id, a.annotator, a.labels FROM annotations a "
-        "JOIN ls_projects p ON p.ls_project_id = a.ls_project_id WHERE a.status = 'valid' AND p.kind != ? "
-        "ORDER BY a.source_id, a.ls_annotation_id",
-        (ADJUDICATION,),
-    )
+    cursor = valid_votes(workspace)
     annotators: dict[str, int] = {}
     sources: list[str] = []
     keys: list[tuple[int, int]] = []
@@ -129,16 +131,14 @@ def _votes(workspace: Workspace) -> Votes:
 
 def _prefill_edits(workspace: Workspace) -> dict[str, dict[str, float]]:
     """What annotators did with the pre-fills (only sources that had one; none when nothing was pre-filled)."""
-    if not workspace.catalog.count("prefills"):
+    if not count_prefills(workspace):
         return {}
     prefills = stored(workspace)
-    rows = workspace.catalog.query(
-        "SELECT a.source_id, a.annotator, a.labels FROM annotations a "
-        "JOIN ls_projects p ON p.ls_project_id = a.ls_project_id WHERE a.status = 'valid' AND p.kind != ? "
-        "ORDER BY a.ls_annotation_id",
-        (ADJUDICATION,),
-    )
-    latest = {(r["annotator"], r["source_id"]): r["labels"] for r in rows if r["source_id"] in prefills}
+    latest = {  # each person's latest valid vote per source (votes come by source, then id)
+        (r["annotator"], r["source_id"]): r["labels"]
+        for r in valid_votes(workspace)
+        if r["source_id"] in prefills
+    }
     pairs = [(prefills[s].labels, labels_from_json(text)) for (_, s), text in latest.items()]
     return edit_rates(pairs) if pairs else {}
 
@@ -169,12 +169,7 @@ def compute_agreement(
     alpha = krippendorff_alpha(workspace, votes)
     del votes
     scores: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
-    gold_votes = workspace.catalog.conn.execute(  # gold sources only: a few per cent of the votes
-        "SELECT a.source_id, a.annotator, a.labels FROM annotations a "
-        "JOIN ls_projects p ON p.ls_project_id = a.ls_project_id WHERE a.status = 'valid' AND p.kind != ? "
-        "AND a.source_id IN (SELECT source_id FROM tasks WHERE is_gold = 1) ORDER BY a.source_id, a.ls_annotation_id",
-        (ADJUDICATION,),
-    )
+    gold_votes = valid_votes(workspace, gold_only=True)  # a few per cent of the votes
     for source, rows in itertools.groupby(gold_votes, key=lambda row: row["source_id"]):
         latest = {row["annotator"]: labels_from_json(row["labels"]) for row in rows}
         truth = known_labels(workspace.catalog.candidates(source))
@@ -217,12 +212,7 @@ def agreement(
         connection, project_id = adjudication_project(connection, workspace, pushed)
         report.logins = pushed.logins
         recover_tasks(connection, workspace, project_id, ADJUDICATOR, set())
-        queued = {
-            r["source_id"]
-            for r in workspace.catalog.query(
-                "SELECT source_id FROM tasks WHERE ls_project_id = ?", (project_id,)
-            )
-        }
+        queued = queue_sources(workspace, project_id)
         todo = sorted(s for s in report.consensus.unresolved if s not in queued)
         shown = {source: {"votes": describe_votes(workspace, source)} for source in todo}
         report.adjudication_pushed = import_batches(
@@ -236,12 +226,12 @@ def agreement(
 def describe_votes(workspace: Workspace, source: str) -> str:
     """'ann1: A ok, B floating | ann2: ...' for one source, in the tags' own words: what the adjudicator weighs."""
     names = {tag.id: tag.label.lower() for d in TAXONOMY.dimensions for tag in d.tags}
-    rows = workspace.catalog.query(
-        "SELECT a.annotator, a.labels FROM annotations a JOIN ls_projects p ON p.ls_project_id = a.ls_project_id "
-        "WHERE a.source_id = ? AND a.status = 'valid' AND p.kind != ? ORDER BY a.ls_annotation_id",
-        (source, ADJUDICATION),
-    )
-    latest = {row["annotator"]: labels_from_json(row["labels"]) for row in rows}  # the latest vote each
+    rows = consensus_rows(workspace, source)
+    latest = {  # the latest vote each
+        row["annotator"]: labels_from_json(row["labels"])
+        for row in rows
+        if row["status"] == "valid" and row["kind"] != ADJUDICATION
+    }
     parts = []
     for annotator, labels in sorted(latest.items()):
         said = ", ".join(
@@ -257,16 +247,12 @@ def requeue_invalid(workspace: Workspace, connection: Connection, project_id: in
     from annotation.client import api_error
     from annotation.validation import CONTRADICTORY, INCOMPLETE, INVALID
 
-    rows = workspace.catalog.query(
-        "SELECT a.ls_annotation_id FROM annotations a WHERE a.ls_project_id = ? AND a.status IN (?, ?, ?) "
-        "AND NOT EXISTS (SELECT 1 FROM annotations b WHERE b.ls_task_id = a.ls_task_id AND b.status = 'valid')",
-        (project_id, INVALID, INCOMPLETE, CONTRADICTORY),
-    )
+    unusable = unusable_without_valid(workspace, project_id, (INVALID, INCOMPLETE, CONTRADICTORY))
     queue = connection.queue(ADJUDICATOR)
     requeued = 0
-    for row in rows:
+    for annotation_id in unusable:
         try:
-            queue.client.annotations.delete(int(row["ls_annotation_id"]))
+            queue.client.annotations.delete(annotation_id)
         except Exception as error:
             if getattr(error, "status_code", None) == 404:
                 continue  # already gone

@@ -19,12 +19,17 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from annotation.tables import (
+    ADJUDICATION,
+    annotated_sources,
+    any_valid_label_with,
+    consensus_rows,
+    count_annotated_sources,
+    plan_sizes,
+)
 from medgen.workspace import Workspace
 from schemas import LETTERS, NUM_CANDIDATES, CandidateLabel
 from schemas.models import SIMULATED_MARK
-
-ADJUDICATION = "adjudication"
-"""``ls_projects.kind`` of the adjudication project; its answers win over the vote."""
 
 DEFAULT_MIN_AGREEMENT = 0.5
 
@@ -132,18 +137,10 @@ def required_votes(workspace: Workspace) -> dict[str, int]:
     A non-gold source needs as many valid votes as annotators it was planned for; a gold source,
     planned for everyone, needs the usual overlap (the most common plan size of non-gold sources).
     """
-    rows = workspace.catalog.query(
-        "SELECT source_id, MAX(is_gold) AS gold, COUNT(*) AS n FROM task_plan GROUP BY source_id"
-    )
-    overlaps = Counter(int(r["n"]) for r in rows if not r["gold"])
+    sizes = plan_sizes(workspace)
+    overlaps = Counter(n for _, gold, n in sizes if not gold)
     usual = overlaps.most_common(1)[0][0] if overlaps else 1
-    return {r["source_id"]: min(int(r["n"]), usual) if r["gold"] else int(r["n"]) for r in rows}
-
-
-CONSENSUS_ROWS = (
-    "SELECT a.source_id, a.annotator, a.status, a.labels, a.ls_annotation_id, p.kind "
-    "FROM annotations a LEFT JOIN ls_projects p ON p.ls_project_id = a.ls_project_id "
-)
+    return {source: min(n, usual) if gold else n for source, gold, n in sizes}
 
 
 def source_consensus(
@@ -186,7 +183,7 @@ def iter_consensus(
     Rows come from a cursor, one source's at a time: memory does not grow with the workspace.
     """
     required = required_votes(workspace) if min_annotators is None else {}
-    cursor = workspace.catalog.conn.execute(CONSENSUS_ROWS + "ORDER BY a.source_id, a.ls_annotation_id")
+    cursor = consensus_rows(workspace)
     for source_id, rows in itertools.groupby(cursor, key=lambda row: row["source_id"]):
         needed = min_annotators if min_annotators is not None else required.get(source_id, 1)
         yield source_id, *source_consensus(source_id, list(rows), needed, min_agreement)
@@ -233,9 +230,7 @@ class ConsensusLabels(Mapping[str, Consensus]):
         self.unresolved: dict[str, str] = {}
 
     def __getitem__(self, source_id: str) -> Consensus:
-        rows = self.workspace.catalog.query(
-            CONSENSUS_ROWS + "WHERE a.source_id = ? ORDER BY a.ls_annotation_id", (source_id,)
-        )
+        rows = consensus_rows(self.workspace, source_id)
         if not rows:
             raise KeyError(source_id)
         needed = self.min_annotators if self.min_annotators is not None else self.required.get(source_id, 1)
@@ -246,18 +241,12 @@ class ConsensusLabels(Mapping[str, Consensus]):
         return consensus
 
     def __iter__(self) -> Iterator[str]:
-        rows = self.workspace.catalog.query("SELECT DISTINCT source_id FROM annotations ORDER BY source_id")
-        return (row["source_id"] for row in rows)
+        return iter(annotated_sources(self.workspace))
 
     def __len__(self) -> int:
-        return int(
-            self.workspace.catalog.query("SELECT COUNT(DISTINCT source_id) AS n FROM annotations")[0]["n"]
-        )
+        return count_annotated_sources(self.workspace)
 
     def simulated(self) -> bool:
         """Some valid annotation was made by a simulated annotator (its notes carry the mark)."""
         mark = json.dumps(SIMULATED_MARK)[1:-1]
-        rows = self.workspace.catalog.query(
-            "SELECT 1 FROM annotations WHERE status = 'valid' AND instr(labels, ?) > 0 LIMIT 1", (mark,)
-        )
-        return bool(rows)
+        return any_valid_label_with(self.workspace, mark)

@@ -13,6 +13,8 @@ import json
 from collections.abc import Sequence
 
 from annotation.client import Connection, api_error
+from annotation.tables import record_uploads
+from annotation.tables import uploaded as uploaded_urls
 from medgen.errors import MedgenError
 from medgen.workspace import Workspace
 
@@ -42,10 +44,7 @@ def image_urls(connection: Connection, workspace: Workspace, keys: Sequence[str]
     """URL of each image store key as ``connection``'s server reads it (uploading what it lacks)."""
     if connection.document_root is not None:
         return {key: connection.image_url(workspace.store.path(key)) for key in keys}
-    rows = workspace.catalog.rows_in("SELECT server, image_key, url FROM ls_uploads WHERE image_key", keys)
-    known = {
-        r["image_key"]: r["url"] for r in rows if r["server"] == connection.url
-    }  # this batch's keys only
+    known = uploaded_urls(workspace, connection.url, keys)  # this batch's keys only
     missing = sorted(set(keys) - set(known))
     if missing:
         project_id = _store_project(connection)
@@ -70,10 +69,6 @@ def image_urls(connection: Connection, workspace: Workspace, keys: Sequence[str]
                 raise MedgenError(
                     f"Label Studio kept {len(urls)} of {len(batch)} uploaded images: rerun push"
                 )
-            with workspace.catalog.transaction() as conn:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO ls_uploads VALUES (?, ?, ?)",
-                    [(connection.url, key, url) for key, url in urls.items()],
-                )
+            record_uploads(workspace, connection.url, urls)
             known.update(urls)
     return {key: known[key] for key in keys}

@@ -1,6 +1,7 @@
-"""The workspace server's own database (PostgreSQL settings and connections), and its id counters.
+"""The workspace server's own database: PostgreSQL settings and connections, its annotation rows, its id counters.
 
-Id counters are kept ahead of every id the catalog holds.
+`annotate pull` reads annotation rows straight from it (read-only, streamed, a project at a time);
+id counters are kept ahead of every id the catalog holds.
 
 The catalog keys projects, tasks and annotations by their Label Studio ids. A Label Studio database
 restored from an older backup counts from where the backup stopped, so its next task or annotation
@@ -14,24 +15,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from medgen.errors import MedgenError
+from annotation.tables import catalog_maxima, record_restore
+from annotation.validation import RawAnnotation, canonical_time
+from medgen.errors import MedgenError, one_line
 from medgen.workspace import Workspace
-from medgen.workspace.catalog import now
-
-CATALOG_MAXIMA = {
-    "project": "SELECT MAX(ls_project_id) FROM ls_projects",
-    "task": "SELECT MAX(ls_task_id) FROM tasks",
-    "task_completion": "SELECT MAX(id) FROM (SELECT MAX(ls_annotation_id) AS id FROM annotations "
-    "UNION ALL SELECT MAX(ls_annotation_id) FROM annotation_history)",
-    "htx_user": "SELECT MAX(ls_user_id) FROM ls_accounts",
-    "organization": "SELECT MAX(ls_org_id) FROM ls_accounts",
-}
-"""Label Studio table -> the highest of its ids the catalog holds."""
 
 
 def database_settings(url: str) -> dict[str, str]:
@@ -88,13 +81,6 @@ def check_database(url: str) -> None:
         raise MedgenError(f"PostgreSQL at {redact(url)} is unreachable: {reason}") from None
 
 
-def catalog_maxima(workspace: Workspace) -> dict[str, int]:
-    found = {
-        table: workspace.catalog.conn.execute(sql).fetchone()[0] for table, sql in CATALOG_MAXIMA.items()
-    }
-    return {table: int(value) for table, value in found.items() if value is not None}
-
-
 def advance_counters(workspace: Workspace, database: Path | str) -> list[str]:
     """Move every id counter of the (stopped) server's ``database`` (SQLite file, or PostgreSQL URL) past
     the catalog's ids; one note when it moved any."""
@@ -113,21 +99,6 @@ def advance_counters(workspace: Workspace, database: Path | str) -> list[str]:
         "Label Studio's database is older than the catalog (restored from a backup?): its id counters "
         f"were moved past the catalog's ({tables}); `medgen annotate repair` recreates what it lacks"
     ]
-
-
-def record_restore(workspace: Workspace, moved: dict[str, tuple[int, int]]) -> None:
-    """Remember which ids an older database lost: (its counter, the catalog's highest) per table."""
-    with workspace.catalog.transaction() as conn:
-        conn.execute("INSERT INTO ls_restores VALUES (?, ?)", (now(), json.dumps(moved)))
-
-
-def lost_ranges(workspace: Workspace, table: str) -> list[tuple[int, int]]:
-    """Id ranges (exclusive, inclusive] of ``table`` that restored databases did not hold."""
-    ranges = []
-    for (counters,) in workspace.catalog.conn.execute("SELECT counters FROM ls_restores"):
-        if table in (found := json.loads(counters)):
-            ranges.append((int(found[table][0]), int(found[table][1])))
-    return ranges
 
 
 def _advance_sqlite(path: Path, wanted: dict[str, int]) -> dict[str, tuple[int, int]]:
@@ -156,3 +127,144 @@ def _advance_postgres(url: str, wanted: dict[str, int]) -> dict[str, tuple[int, 
                 conn.execute("SELECT setval(%s, %s)", (sequence, least))
                 moved[table] = (current, least)
     return moved
+
+
+# ---- annotation rows, read-only ------------------------------------------------------------------------
+
+DB_COLUMNS = {
+    "id",
+    "task_id",
+    "project_id",
+    "result",
+    "was_cancelled",
+    "lead_time",
+    "created_at",
+    "updated_at",
+    "completed_by_id",
+}
+# By the task's project: task_completion.project_id is nullable in Label Studio, and a row without
+# it must still be found (else a pulled annotation would look deleted).
+SELECT = (
+    "SELECT c.id, c.task_id, t.project_id, c.result, c.was_cancelled, c.lead_time, c.created_at, c.updated_at, "
+    "c.completed_by_id FROM task_completion c JOIN task t ON t.id = c.task_id WHERE t.project_id = {} ORDER BY c.task_id, c.id"
+)
+COUNT = "SELECT COUNT(*) FROM task_completion c JOIN task t ON t.id = c.task_id WHERE t.project_id = {}"
+DB_TIMEOUT_S = 30.0  # how long a read waits for a lock Label Studio holds
+CHUNK = 2000  # annotations validated and committed per transaction
+
+
+Database = Path | str
+"""Label Studio's own database: the SQLite file, or the PostgreSQL URL (from the credentials file)."""
+
+
+def fetch_project_db(database: Database, project_id: int) -> list[RawAnnotation]:
+    """Every annotation of one project (cancelled ones included) read from Label Studio's database, read-only.
+
+    Raises:
+        DatabaseUnavailable: the database is locked, mid-journal or unreachable (the caller uses the API).
+    """
+    return [raw for chunk in iter_project_db(database, project_id) for raw in chunk]
+
+
+def count_project_db(database: Database, project_id: int) -> int:
+    """How many annotations one project holds in Label Studio's database (for the progress bar)."""
+    try:
+        if isinstance(database, Path):
+            with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=DB_TIMEOUT_S)) as conn:
+                return int(conn.execute(COUNT.format("?"), (project_id,)).fetchone()[0])
+        with connect_database(database, read_only=True) as conn:
+            return int(conn.execute(COUNT.format("%s"), (project_id,)).fetchone()[0])
+    except Exception as error:  # sqlite3.Error, psycopg.Error
+        raise DatabaseUnavailable(one_line(error, kind=True)) from None
+
+
+def project_exists_db(database: Database, project_id: int) -> bool:
+    """Whether Label Studio's database still holds the project (an admin may have deleted it)."""
+    sql = "SELECT COUNT(*) FROM project WHERE id = {}"
+    try:
+        if isinstance(database, Path):
+            with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=DB_TIMEOUT_S)) as conn:
+                return bool(conn.execute(sql.format("?"), (project_id,)).fetchone()[0])
+        with connect_database(database, read_only=True) as conn:
+            return bool(conn.execute(sql.format("%s"), (project_id,)).fetchone()[0])
+    except Exception as error:  # sqlite3.Error, psycopg.Error
+        raise MedgenError(
+            f"Label Studio's database could not be read ({one_line(error, kind=True)}): rerun the command"
+        ) from None
+
+
+def iter_project_db(
+    database: Database, project_id: int, chunk: int | None = None
+) -> Iterator[list[RawAnnotation]]:
+    """One project's annotations a chunk at a time, ordered by task; a task's annotations stay together.
+
+    Raises:
+        DatabaseUnavailable: the database cannot be read (before the first chunk, or midway).
+    """
+    try:
+        with ExitStack() as stack:
+            if isinstance(database, Path):
+                conn = stack.enter_context(
+                    closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=DB_TIMEOUT_S))
+                )
+                cursor = conn.execute(SELECT.format("?"), (project_id,))
+            else:
+                conn = stack.enter_context(connect_database(database, read_only=True))
+                cursor = conn.cursor(name="medgen_pull")  # server-side: rows arrive as they are fetched
+                cursor.execute(SELECT.format("%s"), (project_id,))
+            pending: list[RawAnnotation] = []
+            while rows := cursor.fetchmany(chunk or CHUNK):
+                pending += [_raw(row) for row in rows]
+                last_task = pending[-1].task_id
+                cut = (
+                    next((i for i in range(len(pending) - 1, -1, -1) if pending[i].task_id != last_task), -1)
+                    + 1
+                )
+                if cut:
+                    yield pending[:cut]
+                    pending = pending[cut:]
+            if pending:
+                yield pending
+    except DatabaseUnavailable:
+        raise
+    except Exception as error:  # sqlite3.Error, psycopg.Error
+        raise DatabaseUnavailable(one_line(error, kind=True)) from None
+
+
+def _raw(row: Any) -> RawAnnotation:
+    return RawAnnotation(
+        id=int(row[0]),
+        task_id=int(row[1]),
+        project_id=int(row[2]),
+        result=list((json.loads(row[3]) if isinstance(row[3], str) else row[3]) or []),
+        cancelled=bool(row[4]),
+        lead_time=row[5],
+        created_at=canonical_time(row[6]),
+        updated_at=canonical_time(row[7]),
+        completed_by=int(row[8]) if row[8] is not None else None,
+    )
+
+
+class DatabaseUnavailable(Exception):
+    """Label Studio's database could not be read now; the export API answers instead."""
+
+
+def holds_annotations(database: Database) -> bool:
+    """Whether Label Studio's ``task_completion`` table has the columns medgen reads.
+
+    Raises:
+        DatabaseUnavailable: the database is locked or unreachable now.
+    """
+    try:
+        if isinstance(database, Path):
+            with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=DB_TIMEOUT_S)) as conn:
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(task_completion)")}
+        else:
+            with connect_database(database, read_only=True) as conn:
+                rows = conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = 'task_completion'"
+                ).fetchall()
+            columns = {row[0] for row in rows}
+    except Exception as error:  # sqlite3.Error (locked, mid-journal), psycopg.Error (unreachable, refused)
+        raise DatabaseUnavailable(one_line(error, kind=True)) from None
+    return columns >= DB_COLUMNS

@@ -30,9 +30,9 @@ from typing import Protocol
 
 from annotation.consensus import labels_from_json, labels_to_json
 from annotation.noise import Noise, noisy_label
+from annotation.tables import prefill_rows, save_prefills
 from medgen.errors import MedgenError
 from medgen.workspace import Workspace
-from medgen.workspace.catalog import now
 from schemas import LETTERS, NUM_CANDIDATES, TAXONOMY, Candidate, CandidateLabel
 
 SIMULATED = "simulated"
@@ -147,7 +147,9 @@ def resolve(
             f"--predictions {spec!r}: use simulated, screen:PATH/screen.jsonl, model:CHECKPOINT or endpoint:NAME"
         )
     if kind not in ("screen", "model", "endpoint"):
-        raise MedgenError(f"--predictions {spec!r}: unknown kind {kind!r} (known: simulated, screen, model, endpoint)")
+        raise MedgenError(
+            f"--predictions {spec!r}: unknown kind {kind!r} (known: simulated, screen, model, endpoint)"
+        )
     if kind == "screen":
         path = Path(argument)
     elif screener is None:
@@ -169,22 +171,16 @@ def resolve(
 
 
 def store(workspace: Workspace, prefills: dict[str, Prefill]) -> None:
-    with workspace.catalog.transaction() as conn:
-        conn.executemany(
-            "INSERT OR REPLACE INTO prefills VALUES (?, ?, ?, ?, ?)",
-            [(s, p.model_version, p.score, labels_to_json(p.labels), now()) for s, p in prefills.items()],
-        )
+    save_prefills(
+        workspace, [(s, p.model_version, p.score, labels_to_json(p.labels)) for s, p in prefills.items()]
+    )
 
 
 def stored(workspace: Workspace, source_ids: list[str] | None = None) -> dict[str, Prefill]:
-    select = "SELECT source_id, model_version, score, labels FROM prefills"
-    rows = (
-        workspace.catalog.query(select)
-        if source_ids is None
-        else workspace.catalog.rows_in(f"{select} WHERE source_id", source_ids)  # a batch, not the table
-    )
+    """The pre-fills stored when sources were planned: all, or those of ``source_ids``."""
     return {
-        r["source_id"]: Prefill(labels_from_json(r["labels"]), r["score"], r["model_version"]) for r in rows
+        r["source_id"]: Prefill(labels_from_json(r["labels"]), r["score"], r["model_version"])
+        for r in prefill_rows(workspace, source_ids)
     }
 
 

@@ -14,19 +14,38 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from annotation.client import Connection, QueueMissing, project_exists
 from annotation.consensus import labels_to_json
-from annotation.ls_database import connect_database, lost_ranges
-from annotation.tables import Queue, active_queues, make_room_for_annotation
+from annotation.ls_database import (
+    CHUNK,
+    Database,
+    DatabaseUnavailable,
+    count_project_db,
+    holds_annotations,
+    iter_project_db,
+    project_exists_db,
+)
+from annotation.tables import (
+    Queue,
+    account_ids,
+    active_queues,
+    annotations_not_used,
+    begin_pull,
+    lost_ranges,
+    mark_unseen,
+    queue_tasks,
+    save_annotations,
+    status_totals,
+    stored_annotations,
+    tasks_by_id,
+)
 from annotation.validation import (
     DELETED,
     DUPLICATE,
@@ -35,7 +54,6 @@ from annotation.validation import (
     VALID,
     Checked,
     RawAnnotation,
-    canonical_time,
     check,
     parse_export,
 )
@@ -48,11 +66,6 @@ REPORT = "annotation_pull.json"
 LOST_REASON = (
     "gone with an older backup of Label Studio's database: `medgen annotate repair` imports it again"
 )
-HISTORY_COLUMNS = (
-    "ls_annotation_id, ls_task_id, ls_project_id, annotator, source_id, status, reasons, labels, lead_time_s, "
-    "created_at, updated_at, pulled_at, completed_by"
-)
-"""Columns of ``annotations`` that ``annotation_history`` keeps of each version a pull replaced."""
 
 
 @dataclass
@@ -99,31 +112,6 @@ def fetch_project(connection: Connection, project_id: int, timeout: float = 1800
     return parse_export(payload)
 
 
-DB_COLUMNS = {
-    "id",
-    "task_id",
-    "project_id",
-    "result",
-    "was_cancelled",
-    "lead_time",
-    "created_at",
-    "updated_at",
-    "completed_by_id",
-}
-# By the task's project: task_completion.project_id is nullable in Label Studio, and a row without
-# it must still be found (else a pulled annotation would look deleted).
-SELECT = (
-    "SELECT c.id, c.task_id, t.project_id, c.result, c.was_cancelled, c.lead_time, c.created_at, c.updated_at, "
-    "c.completed_by_id FROM task_completion c JOIN task t ON t.id = c.task_id WHERE t.project_id = {} ORDER BY c.task_id, c.id"
-)
-COUNT = "SELECT COUNT(*) FROM task_completion c JOIN task t ON t.id = c.task_id WHERE t.project_id = {}"
-DB_TIMEOUT_S = 30.0  # how long a read waits for a lock Label Studio holds
-CHUNK = 2000  # annotations validated and committed per transaction
-
-Database = Path | str
-"""Label Studio's own database: the SQLite file, or the PostgreSQL URL (from the credentials file)."""
-
-
 def local_database(workspace: Workspace, connection: Connection) -> Database | None:
     """The database of the workspace's own server, when ``connection`` talks to it and its schema fits.
 
@@ -141,117 +129,14 @@ def local_database(workspace: Workspace, connection: Connection) -> Database | N
     if info is None or info.url.rstrip("/") != connection.url.rstrip("/"):
         return None
     creds = load_credentials(workspace)
-    if creds is not None and creds.database:
-        try:
-            with connect_database(creds.database, read_only=True) as conn:
-                rows = conn.execute(
-                    "SELECT column_name FROM information_schema.columns WHERE table_name = 'task_completion'"
-                ).fetchall()
-        except Exception as error:  # psycopg.Error: unreachable, refused
-            raise DatabaseUnavailable(_one_line(error)) from None
-        return creds.database if {row[0] for row in rows} >= DB_COLUMNS else None
-    database = Paths(workspace.labelstudio_dir).data / "label_studio.sqlite3"
-    if not database.is_file():
-        return None
-    try:
-        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=DB_TIMEOUT_S)) as conn:
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(task_completion)")}
-    except sqlite3.Error as error:  # locked, or mid-journal
-        raise DatabaseUnavailable(_one_line(error)) from None
-    return database if columns >= DB_COLUMNS else None
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0] if text else 'no detail'}"
-
-
-def fetch_project_db(database: Database, project_id: int) -> list[RawAnnotation]:
-    """Every annotation of one project (cancelled ones included) read from Label Studio's database, read-only.
-
-    Raises:
-        DatabaseUnavailable: the database is locked, mid-journal or unreachable (the caller uses the API).
-    """
-    return [raw for chunk in iter_project_db(database, project_id) for raw in chunk]
-
-
-def count_project_db(database: Database, project_id: int) -> int:
-    """How many annotations one project holds in Label Studio's database (for the progress bar)."""
-    try:
-        if isinstance(database, Path):
-            with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=DB_TIMEOUT_S)) as conn:
-                return int(conn.execute(COUNT.format("?"), (project_id,)).fetchone()[0])
-        with connect_database(database, read_only=True) as conn:
-            return int(conn.execute(COUNT.format("%s"), (project_id,)).fetchone()[0])
-    except Exception as error:  # sqlite3.Error, psycopg.Error
-        raise DatabaseUnavailable(_one_line(error)) from None
-
-
-def project_exists_db(database: Database, project_id: int) -> bool:
-    """Whether Label Studio's database still holds the project (an admin may have deleted it)."""
-    sql = "SELECT COUNT(*) FROM project WHERE id = {}"
-    try:
-        if isinstance(database, Path):
-            with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=DB_TIMEOUT_S)) as conn:
-                return bool(conn.execute(sql.format("?"), (project_id,)).fetchone()[0])
-        with connect_database(database, read_only=True) as conn:
-            return bool(conn.execute(sql.format("%s"), (project_id,)).fetchone()[0])
-    except Exception as error:  # sqlite3.Error, psycopg.Error
-        raise MedgenError(
-            f"Label Studio's database could not be read ({_one_line(error)}): rerun the command"
-        ) from None
-
-
-def iter_project_db(
-    database: Database, project_id: int, chunk: int | None = None
-) -> Iterator[list[RawAnnotation]]:
-    """One project's annotations a chunk at a time, ordered by task; a task's annotations stay together.
-
-    Raises:
-        DatabaseUnavailable: the database cannot be read (before the first chunk, or midway).
-    """
-    try:
-        with ExitStack() as stack:
-            if isinstance(database, Path):
-                conn = stack.enter_context(
-                    closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=DB_TIMEOUT_S))
-                )
-                cursor = conn.execute(SELECT.format("?"), (project_id,))
-            else:
-                conn = stack.enter_context(connect_database(database, read_only=True))
-                cursor = conn.cursor(name="medgen_pull")  # server-side: rows arrive as they are fetched
-                cursor.execute(SELECT.format("%s"), (project_id,))
-            pending: list[RawAnnotation] = []
-            while rows := cursor.fetchmany(chunk or CHUNK):
-                pending += [_raw(row) for row in rows]
-                last_task = pending[-1].task_id
-                cut = (
-                    next((i for i in range(len(pending) - 1, -1, -1) if pending[i].task_id != last_task), -1)
-                    + 1
-                )
-                if cut:
-                    yield pending[:cut]
-                    pending = pending[cut:]
-            if pending:
-                yield pending
-    except DatabaseUnavailable:
-        raise
-    except Exception as error:  # sqlite3.Error, psycopg.Error
-        raise DatabaseUnavailable(_one_line(error)) from None
-
-
-def _raw(row: Any) -> RawAnnotation:
-    return RawAnnotation(
-        id=int(row[0]),
-        task_id=int(row[1]),
-        project_id=int(row[2]),
-        result=list((json.loads(row[3]) if isinstance(row[3], str) else row[3]) or []),
-        cancelled=bool(row[4]),
-        lead_time=row[5],
-        created_at=canonical_time(row[6]),
-        updated_at=canonical_time(row[7]),
-        completed_by=int(row[8]) if row[8] is not None else None,
+    database: Database = (
+        creds.database
+        if creds is not None and creds.database
+        else Paths(workspace.labelstudio_dir).data / "label_studio.sqlite3"
     )
+    if isinstance(database, Path) and not database.is_file():
+        return None
+    return database if holds_annotations(database) else None
 
 
 def by_task_chunks(raws: list[RawAnnotation], chunk: int | None = None) -> Iterator[list[RawAnnotation]]:
@@ -265,10 +150,6 @@ def by_task_chunks(raws: list[RawAnnotation], chunk: int | None = None) -> Itera
             end += 1
         yield ordered[start:end]
         start = end
-
-
-class DatabaseUnavailable(Exception):
-    """Label Studio's database could not be read now; the export API answers instead."""
 
 
 def read_export_file(path: Path) -> list[RawAnnotation]:
@@ -432,32 +313,16 @@ class _Store:
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
         self.report = PullReport()
-        accounts = workspace.catalog.query("SELECT name, email, ls_user_id FROM ls_accounts")
-        self.owners = {r["name"]: int(r["ls_user_id"]) for r in accounts}
-        self.emails = {int(r["ls_user_id"]): r["email"] for r in accounts}
-        conn = workspace.catalog.conn
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS pulled_now (id INTEGER PRIMARY KEY)")  # seen this pull
-        conn.execute("DELETE FROM pulled_now")
+        accounts = account_ids(workspace)
+        self.owners = {name: user_id for name, _, user_id in accounts}
+        self.emails = {user_id: email for _, email, user_id in accounts}
+        begin_pull(workspace)
 
     def add(self, raws: list[RawAnnotation]) -> None:
-        catalog, report = self.workspace.catalog, self.report
+        report = self.report
         unique = list({raw.id: raw for raw in raws}.values())  # a file and the server may both hold one
-        tasks = {
-            int(r["ls_task_id"]): r
-            for r in catalog.rows_in(
-                "SELECT t.ls_task_id, t.ls_project_id, t.source_id, p.annotator FROM tasks t "
-                "JOIN ls_projects p ON p.ls_project_id = t.ls_project_id WHERE t.ls_task_id",
-                [raw.task_id for raw in unique],
-            )
-        }
-        stored = {
-            int(r["ls_annotation_id"]): r
-            for r in catalog.rows_in(
-                "SELECT ls_annotation_id, ls_task_id, created_at, updated_at, status FROM annotations "
-                "WHERE ls_annotation_id",
-                [raw.id for raw in unique],
-            )
-        }
+        tasks = tasks_by_id(self.workspace, [raw.task_id for raw in unique])
+        stored = stored_annotations(self.workspace, [raw.id for raw in unique])
         # Label Studio on SQLite gives the ids of deleted annotations again (imports number from its highest
         # id): a stored row of another task, or made at another time, is another annotation: moved aside.
         reused = [raw.id for raw in unique if raw.id in stored and _another(stored[raw.id], raw)]
@@ -498,21 +363,8 @@ class _Store:
                     raw.completed_by,
                 )
             )
-        with catalog.transaction() as conn:
-            for annotation_id in reused:
-                make_room_for_annotation(conn, annotation_id)
-            conn.executemany(  # the versions replaced now, kept
-                f"INSERT INTO annotation_history ({HISTORY_COLUMNS}, replaced_at) "
-                f"SELECT {HISTORY_COLUMNS}, ? FROM annotations WHERE ls_annotation_id = ?",
-                [(now(), row[0]) for row in rows if row[0] in seen],
-            )
-            conn.executemany(
-                "INSERT OR REPLACE INTO annotations (ls_annotation_id, ls_task_id, ls_project_id, annotator, "
-                "source_id, status, reasons, labels, lead_time_s, created_at, updated_at, pulled_at, completed_by) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            conn.executemany("INSERT OR IGNORE INTO pulled_now VALUES (?)", [(raw.id,) for raw in unique])
+        replaced = [row[0] for row in rows if row[0] in seen]  # their versions before go to the history
+        save_annotations(self.workspace, rows, replaced, reused, [raw.id for raw in unique])
 
     def complete(self, project_id: int) -> None:
         """Every annotation of ``project_id`` was added: a counted one not seen now is gone from Label Studio.
@@ -521,33 +373,18 @@ class _Store:
         history: ``lost`` when an older backup of Label Studio's database never held it (`annotate
         repair` imports it again), else ``deleted`` (its author, or an admin, deleted it).
         """
-        gone = "ls_project_id = ? AND status = ? AND ls_annotation_id NOT IN (SELECT id FROM pulled_now)"
-        ranges = lost_ranges(self.workspace, "task_completion")
-        in_ranges = " OR ".join("(ls_annotation_id > ? AND ls_annotation_id <= ?)" for _ in ranges) or "0"
-        bounds = tuple(bound for pair in ranges for bound in pair)
-        with self.workspace.catalog.transaction() as conn:
-            conn.execute(
-                f"INSERT INTO annotation_history ({HISTORY_COLUMNS}, replaced_at) "
-                f"SELECT {HISTORY_COLUMNS}, ? FROM annotations WHERE {gone}",
-                (now(), project_id, VALID),
-            )
-            # Only a counted annotation can turn lost or deleted; one already kept out keeps its reasons.
-            lost = conn.execute(
-                f"UPDATE annotations SET status = ?, reasons = ?, pulled_at = ? WHERE {gone} AND ({in_ranges})",
-                (LOST, json.dumps([LOST_REASON]), now(), project_id, VALID, *bounds),
-            )
-            deleted = conn.execute(
-                f"UPDATE annotations SET status = ?, reasons = ?, pulled_at = ? WHERE {gone}",
-                (
-                    DELETED,
-                    json.dumps(["deleted in Label Studio after an earlier pull"]),
-                    now(),
-                    project_id,
-                    VALID,
-                ),
-            )
-            self.report.deleted += deleted.rowcount
-            self.report.lost += lost.rowcount
+        # Only a counted annotation can turn lost or deleted; one already kept out keeps its reasons.
+        lost, deleted = mark_unseen(
+            self.workspace,
+            project_id,
+            VALID,
+            [
+                (LOST, LOST_REASON, lost_ranges(self.workspace, "task_completion")),
+                (DELETED, "deleted in Label Studio after an earlier pull", None),
+            ],
+        )
+        self.report.deleted += deleted
+        self.report.lost += lost
 
     def finish(self) -> PullReport:
         self.report.report_path = write_report(self.workspace, self.report)
@@ -582,14 +419,9 @@ def write_report(workspace: Workspace, report: PullReport) -> Path:
             "status": r["status"],
             "reasons": json.loads(r["reasons"]),
         }
-        for r in workspace.catalog.query(
-            "SELECT * FROM annotations WHERE status != ? ORDER BY ls_annotation_id", (VALID,)
-        )
+        for r in annotations_not_used(workspace, VALID)
     ]
-    totals = {
-        r["status"]: r["n"]
-        for r in workspace.catalog.query("SELECT status, COUNT(*) AS n FROM annotations GROUP BY status")
-    }
+    totals = status_totals(workspace)
     body = {
         "pulled_at": now(),
         "this_pull": {
@@ -628,12 +460,7 @@ def project_status(workspace: Workspace, connection: Connection) -> list[Project
     """
     found = []
     for queue in active_queues(workspace):
-        tasks = {
-            int(r["ls_task_id"])
-            for r in workspace.catalog.query(
-                "SELECT ls_task_id FROM tasks WHERE ls_project_id = ?", (queue.project_id,)
-            )
-        }
+        tasks = set(queue_tasks(workspace, queue.project_id))
         service = connection.queue(queue.annotator)
         if not project_exists(service, queue.project_id):
             found.append(

@@ -30,19 +30,25 @@ from annotation.images import image_urls
 from annotation.prefill import Prefill, Screener, known_labels, resolve, stored
 from annotation.prefill import store as store_prefills
 from annotation.tables import (
+    ANNOTATOR,
+    add_plan,
     add_queue,
+    count_prefills,
+    gold_sources,
     latest_answers,
     make_room_for_tasks,
+    not_imported,
+    plan_load,
+    planned_sources,
     queue_names,
     queue_of,
     queue_tasks,
+    record_tasks,
 )
 from medgen.errors import MedgenError
 from medgen.workspace import Workspace
-from medgen.workspace.catalog import now
-from schemas import LETTERS, NUM_CANDIDATES, Candidate
+from schemas import LETTERS, Candidate
 
-ANNOTATOR = "annotator"  # ls_projects.kind of an annotator's queue
 ADJUDICATOR = "adjudicator"
 
 
@@ -222,7 +228,7 @@ def recover_tasks(
     connection: Connection, workspace: Workspace, project_id: int, annotator: str, gold: set[str]
 ) -> int:
     """Record tasks the server has but the catalog lacks (a crash after import, before the commit)."""
-    recorded = workspace.catalog.count("tasks", "ls_project_id = ?", (project_id,))
+    recorded = len(queue_tasks(workspace, project_id))
     connection = connection.queue(annotator)
     try:
         on_server = connection.client.projects.get(project_id).task_number or 0
@@ -232,23 +238,17 @@ def recover_tasks(
         return 0
     known = set(queue_tasks(workspace, project_id))
     sources = {s.id for s in workspace.catalog.sources()}
-    found = 0
     try:
         tasks = list(connection.client.tasks.list(project=project_id, fields="all", page_size=500))
     except Exception as error:
         raise api_error("listing tasks", error) from None
     make_room_for_tasks(workspace, [t.id for t in tasks if t.id not in known])  # ids given again (SQLite)
-    with workspace.catalog.transaction() as conn:
-        for task in tasks:
-            source_id = (task.data or {}).get("source_id")
-            if task.id in known or source_id not in sources:
-                continue
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO tasks (ls_task_id, ls_project_id, source_id, annotator, is_gold, pushed_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (task.id, project_id, source_id, annotator, int(source_id in gold), now()),
-            )
-            found += cursor.rowcount
-    return found
+    found = [
+        (task.id, project_id, source_id, annotator, int(source_id in gold))
+        for task in tasks
+        if task.id not in known and (source_id := (task.data or {}).get("source_id")) in sources
+    ]
+    return record_tasks(workspace, found, recovered=True)
 
 
 def import_batches(
@@ -304,14 +304,10 @@ def import_batches(
                 f"Label Studio returned {len(task_ids)} task ids for {len(batch)} tasks: rerun push"
             )
         make_room_for_tasks(workspace, task_ids)  # ids of deleted tasks, given again (SQLite)
-        with workspace.catalog.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO tasks (ls_task_id, ls_project_id, source_id, annotator, is_gold, pushed_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (tid, project_id, s, annotator, int(s in gold), now())
-                    for tid, s in zip(task_ids, batch, strict=True)
-                ],
-            )
+        record_tasks(
+            workspace,
+            [(tid, project_id, s, annotator, int(s in gold)) for tid, s in zip(task_ids, batch, strict=True)],
+        )
         imported += len(batch)
         if on_batch is not None:
             on_batch(len(batch))
@@ -339,15 +335,8 @@ def plan(
     queue by its score, least confident first (gold included, so it does not stand out).
     """
     catalog = workspace.catalog
-    planned = {r["source_id"] for r in catalog.query("SELECT DISTINCT source_id FROM task_plan")}
-    new = [
-        r["source_id"]
-        for r in catalog.query(
-            "SELECT source_id FROM candidates GROUP BY source_id HAVING COUNT(*) = ? ORDER BY source_id",
-            (NUM_CANDIDATES,),
-        )
-        if r["source_id"] not in planned
-    ]
+    planned = planned_sources(workspace)
+    new = [source_id for source_id in catalog.complete_sources() if source_id not in planned]
     gold: set[str] = set()
     if config.gold_rate > 0:
         capable = [s for s in new if known_labels(catalog.candidates(s)) is not None]
@@ -372,35 +361,26 @@ def plan(
         tie = _rank(config.seed, f"{name}/{source_id}")
         return f"{scores[source_id]:.6f}/{tie}" if source_id in scores else tie
 
-    load = dict.fromkeys(config.annotators, 0)
-    for row in catalog.query(
-        "SELECT annotator, COUNT(*) AS n FROM task_plan WHERE is_gold = 0 GROUP BY annotator"
-    ):
-        if row["annotator"] in load:
-            load[row["annotator"]] = int(row["n"])
-    rows: list[tuple[str, str, int, str, str]] = []
+    planned_load = plan_load(workspace)
+    load = {name: planned_load.get(name, 0) for name in config.annotators}
+    rows: list[tuple[str, str, int, str]] = []
     order = {name: i for i, name in enumerate(config.annotators)}
     n = len(config.annotators)
     for i, source_id in enumerate(s for s in new if s not in gold):
         chosen = sorted(config.annotators, key=lambda a: (load[a], (order[a] - i) % n))[: config.overlap]
         for name in chosen:
             load[name] += 1
-            rows.append((source_id, name, 0, rank(name, source_id), now()))
+            rows.append((source_id, name, 0, rank(name, source_id)))
     for source_id in sorted(gold):  # gold goes to everyone, shuffled into each queue by rank
-        rows.extend((source_id, name, 1, rank(name, source_id), now()) for name in config.annotators)
-    with catalog.transaction() as conn:
-        conn.executemany("INSERT INTO task_plan VALUES (?, ?, ?, ?, ?)", rows)
+        rows.extend((source_id, name, 1, rank(name, source_id)) for name in config.annotators)
+    add_plan(workspace, rows)
     return len(new), len(gold)
 
 
 def pending(workspace: Workspace, annotator: str, project_id: int) -> tuple[list[str], set[str]]:
     """Planned sources of ``annotator`` not yet imported into its project, in queue order; gold among them."""
-    rows = workspace.catalog.query(
-        "SELECT source_id, is_gold FROM task_plan WHERE annotator = ? AND source_id NOT IN "
-        "(SELECT source_id FROM tasks WHERE ls_project_id = ?) ORDER BY rank",
-        (annotator, project_id),
-    )
-    return [r["source_id"] for r in rows], {r["source_id"] for r in rows if r["is_gold"]}
+    rows = not_imported(workspace, annotator, project_id)
+    return [source for source, _ in rows], {source for source, gold in rows if gold}
 
 
 def push(
@@ -430,14 +410,12 @@ def push(
         projects[name] = project_id
         if created:
             report.projects_created.append(name)
-    gold_all = {
-        r["source_id"] for r in workspace.catalog.query("SELECT source_id FROM task_plan WHERE is_gold = 1")
-    }
+    gold_all = gold_sources(workspace)
     for name, project_id in projects.items():  # tasks a crashed run imported but did not record
         report.recovered += recover_tasks(connection, workspace, project_id, name, gold_all)
-    before = workspace.catalog.count("prefills")
+    before = count_prefills(workspace)
     report.new_sources, report.gold_sources = plan(workspace, config, prefill_of)
-    report.prefilled = workspace.catalog.count("prefills") - before
+    report.prefilled = count_prefills(workspace) - before
     queues = {name: pending(workspace, name, project_id) for name, project_id in projects.items()}
     if on_start is not None:
         on_start(sum(len(queue) for queue, _ in queues.values()))

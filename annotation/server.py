@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field
 
 from annotation.ls_database import advance_counters, check_database, database_settings, redact
+from annotation.tables import has_queues
 from medgen.errors import MedgenError
 from medgen.files import atomic_write_text
 from medgen.workspace import Workspace
@@ -426,7 +427,7 @@ def _prepare_data(workspace: Workspace, creds: Credentials, env: dict[str, str])
             shutil.copyfile(template, database_file)
     notes = []
     if creds.roles_version < ROLES_VERSION:
-        if creds.accounts or workspace.catalog.count("ls_projects"):
+        if creds.accounts or has_queues(workspace):
             run_admin(env, _upgrade_request(workspace, creds))
             notes.append(
                 "upgraded the server's data to medgen's roles: annotators now label their own queue and "

@@ -16,10 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from annotation.client import Connection, api_error
 from annotation.config import label_result
 from annotation.consensus import SIMULATED_MARK
+from annotation.ls_database import DatabaseUnavailable, fetch_project_db
 from annotation.noise import Noise, noisy_label
-from annotation.pull import DatabaseUnavailable, fetch_project, fetch_project_db, local_database
+from annotation.pull import fetch_project, local_database
 from annotation.push import ANNOTATOR, known_labels
-from annotation.tables import active_queues
+from annotation.tables import active_queues, queue_task_sources
 from medgen.workspace import Workspace
 
 MARK = SIMULATED_MARK
@@ -97,16 +98,13 @@ def _answers(
     workspace: Workspace, name: str, project_id: int, done: set[int], rates: Noise, seed: int
 ) -> Iterator[tuple[int, dict[str, object]]]:
     """(task id, annotation) for each task of the project not annotated yet whose labels are known."""
-    tasks = workspace.catalog.conn.execute(
-        "SELECT ls_task_id, source_id FROM tasks WHERE ls_project_id = ? ORDER BY ls_task_id", (project_id,)
-    )
-    for task in tasks:
-        if int(task["ls_task_id"]) in done:
+    for task_id, source_id in queue_task_sources(workspace, project_id):
+        if task_id in done:
             continue
-        truth = known_labels(workspace.catalog.candidates(task["source_id"]))
+        truth = known_labels(workspace.catalog.candidates(source_id))
         if truth is None:
             continue  # no known labels to simulate from
-        rng = random.Random(f"{seed}/{name}/{task['source_id']}")
+        rng = random.Random(f"{seed}/{name}/{source_id}")
         skipped = rng.random() < rates.skip
         labels = [noisy_label(label, rates, rng) for label in truth]
         answer = {
@@ -114,4 +112,4 @@ def _answers(
             "was_cancelled": skipped,
             "lead_time": round(rng.uniform(15, 90), 1),
         }
-        yield int(task["ls_task_id"]), answer
+        yield task_id, answer

@@ -1,17 +1,37 @@
-"""The catalog's record of queues: which Label Studio project holds whose queue (``ls_projects``).
+"""The annotation stage's catalog tables, and all of its SQL: queues, the plan, tasks, annotations.
 
-A queue is one person's project (``kind`` annotator), or the adjudicator's. When its project is
-gone from the server, ``annotate repair`` retires the row (kept: its annotations still name their
-queue) and records the project it makes in its place.
+- ``ls_projects``: which Label Studio project holds whose queue. A queue is one person's project (kind
+  ``annotator``) or the adjudicator's (``adjudication``). When its project is gone from the server,
+  ``annotate repair`` retires the row (kept: its annotations still name their queue).
+- ``task_plan``: which annotator gets which source, decided before any import.
+- ``tasks``: the Label Studio task of each (queue, source).
+- ``annotations`` and ``annotation_history``: every answer pulled, and every version a later pull replaced.
+- ``ls_accounts`` (non-secret ids of the team's logins), ``ls_uploads`` (images uploaded to servers that do
+  not read this disk), ``prefills`` (a screener's answer per source), ``ls_restores`` (older Label Studio
+  databases found, with the ids they lacked).
+
+Other modules call these typed functions; none writes SQL of its own.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from medgen.workspace import Workspace
 from medgen.workspace.catalog import IN_CHUNK, now
+
+ANNOTATOR = "annotator"
+"""``ls_projects.kind`` of an annotator's queue."""
+ADJUDICATION = "adjudication"
+"""``ls_projects.kind`` of the adjudication project; its answers win over the vote."""
+HISTORY_COLUMNS = (
+    "ls_annotation_id, ls_task_id, ls_project_id, annotator, source_id, status, reasons, labels, lead_time_s, "
+    "created_at, updated_at, pulled_at, completed_by"
+)
+"""Columns of ``annotations`` that ``annotation_history`` keeps of each version a pull replaced."""
 
 
 @dataclass(frozen=True)
@@ -184,3 +204,320 @@ def mark_restored(workspace: Workspace, annotation_ids: list[int]) -> None:
             "UPDATE annotations SET status = 'restored' WHERE ls_annotation_id = ? AND status = 'lost'",
             [(annotation_id,) for annotation_id in annotation_ids],
         )
+
+
+def has_queues(workspace: Workspace) -> bool:
+    return workspace.catalog.count("ls_projects") > 0
+
+
+# ---- accounts and uploads ---------------------------------------------------------------------------
+
+
+def record_accounts(workspace: Workspace, rows: list[tuple[str, str, str, int, int]]) -> None:
+    """(name, kind, e-mail, Label Studio user id, organization id) of logins made or made again."""
+    with workspace.catalog.transaction() as conn:
+        conn.executemany(
+            "INSERT OR REPLACE INTO ls_accounts VALUES (?, ?, ?, ?, ?, ?)", [(*row, now()) for row in rows]
+        )
+
+
+def account_ids(workspace: Workspace) -> list[tuple[str, str, int]]:
+    """(name, e-mail, Label Studio user id) of every login the workspace made."""
+    rows = workspace.catalog.query("SELECT name, email, ls_user_id FROM ls_accounts")
+    return [(r["name"], r["email"], int(r["ls_user_id"])) for r in rows]
+
+
+def uploaded(workspace: Workspace, server: str, keys: Sequence[str]) -> dict[str, str]:
+    """Store key -> URL of the images already uploaded to ``server``, among ``keys``."""
+    rows = workspace.catalog.rows_in("SELECT server, image_key, url FROM ls_uploads WHERE image_key", keys)
+    return {r["image_key"]: r["url"] for r in rows if r["server"] == server}
+
+
+def record_uploads(workspace: Workspace, server: str, urls: dict[str, str]) -> None:
+    with workspace.catalog.transaction() as conn:
+        conn.executemany(
+            "INSERT OR REPLACE INTO ls_uploads VALUES (?, ?, ?)",
+            [(server, key, url) for key, url in urls.items()],
+        )
+
+
+# ---- the plan and the tasks -------------------------------------------------------------------------
+
+
+def planned_sources(workspace: Workspace) -> set[str]:
+    return {r["source_id"] for r in workspace.catalog.query("SELECT DISTINCT source_id FROM task_plan")}
+
+
+def gold_sources(workspace: Workspace) -> set[str]:
+    return {
+        r["source_id"] for r in workspace.catalog.query("SELECT source_id FROM task_plan WHERE is_gold = 1")
+    }
+
+
+def plan_load(workspace: Workspace) -> dict[str, int]:
+    """Planned non-gold sources per annotator."""
+    rows = workspace.catalog.query(
+        "SELECT annotator, COUNT(*) AS n FROM task_plan WHERE is_gold = 0 GROUP BY annotator"
+    )
+    return {r["annotator"]: int(r["n"]) for r in rows}
+
+
+def add_plan(workspace: Workspace, rows: list[tuple[str, str, int, str]]) -> None:
+    """(source, annotator, is_gold, rank) rows of the plan, in one transaction."""
+    with workspace.catalog.transaction() as conn:
+        conn.executemany("INSERT INTO task_plan VALUES (?, ?, ?, ?, ?)", [(*row, now()) for row in rows])
+
+
+def plan_sizes(workspace: Workspace) -> list[tuple[str, bool, int]]:
+    """(source, gold, annotators planned) per planned source."""
+    rows = workspace.catalog.query(
+        "SELECT source_id, MAX(is_gold) AS gold, COUNT(*) AS n FROM task_plan GROUP BY source_id"
+    )
+    return [(r["source_id"], bool(r["gold"]), int(r["n"])) for r in rows]
+
+
+def not_imported(workspace: Workspace, annotator: str, project_id: int) -> list[tuple[str, bool]]:
+    """(source, is_gold) planned for ``annotator`` and not yet a task of ``project_id``, in queue order."""
+    rows = workspace.catalog.query(
+        "SELECT source_id, is_gold FROM task_plan WHERE annotator = ? AND source_id NOT IN "
+        "(SELECT source_id FROM tasks WHERE ls_project_id = ?) ORDER BY rank",
+        (annotator, project_id),
+    )
+    return [(r["source_id"], bool(r["is_gold"])) for r in rows]
+
+
+def record_tasks(
+    workspace: Workspace, rows: list[tuple[int, int, str, str, int]], recovered: bool = False
+) -> int:
+    """(task id, project, source, annotator, is_gold) of imported tasks; ``recovered``: tasks found on the
+    server after a crash, kept where the catalog has one already. Returns the rows added."""
+    verb = "INSERT OR IGNORE" if recovered else "INSERT"
+    with workspace.catalog.transaction() as conn:
+        added = 0
+        for row in rows:
+            cursor = conn.execute(
+                f"{verb} INTO tasks (ls_task_id, ls_project_id, source_id, annotator, is_gold, pushed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (*row, now()),
+            )
+            added += cursor.rowcount
+    return added
+
+
+def tasks_by_id(workspace: Workspace, task_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Task id -> its queue's project, source and annotator, for the tasks the catalog knows among ``task_ids``."""
+    rows = workspace.catalog.rows_in(
+        "SELECT t.ls_task_id, t.ls_project_id, t.source_id, p.annotator FROM tasks t "
+        "JOIN ls_projects p ON p.ls_project_id = t.ls_project_id WHERE t.ls_task_id",
+        task_ids,
+    )
+    return {int(r["ls_task_id"]): dict(r) for r in rows}
+
+
+def queue_task_sources(workspace: Workspace, project_id: int) -> Iterator[tuple[int, str]]:
+    """(task id, source) of one queue's tasks in id order, from a cursor."""
+    cursor = workspace.catalog.conn.execute(
+        "SELECT ls_task_id, source_id FROM tasks WHERE ls_project_id = ? ORDER BY ls_task_id", (project_id,)
+    )
+    yield from ((int(r["ls_task_id"]), r["source_id"]) for r in cursor)
+
+
+# ---- annotations --------------------------------------------------------------------------------------
+
+
+def begin_pull(workspace: Workspace) -> None:
+    """A fresh record of the annotation ids this pull sees (a temporary table of this connection)."""
+    conn = workspace.catalog.conn
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS pulled_now (id INTEGER PRIMARY KEY)")
+    conn.execute("DELETE FROM pulled_now")
+
+
+def stored_annotations(workspace: Workspace, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Annotation id -> (task, created, updated, status) of the stored ones among ``ids``."""
+    rows = workspace.catalog.rows_in(
+        "SELECT ls_annotation_id, ls_task_id, created_at, updated_at, status FROM annotations WHERE ls_annotation_id",
+        ids,
+    )
+    return {int(r["ls_annotation_id"]): dict(r) for r in rows}
+
+
+def save_annotations(
+    workspace: Workspace, rows: list[tuple[Any, ...]], replaced: list[int], reused: list[int], seen: list[int]
+) -> None:
+    """Upsert pulled annotations (``rows`` in ``HISTORY_COLUMNS`` order) in one transaction.
+
+    ``replaced``: stored ids whose version before goes to the history first; ``reused``: stored ids
+    Label Studio gave to another annotation, moved aside first; ``seen``: every id this pull saw.
+    """
+    with workspace.catalog.transaction() as conn:
+        for annotation_id in reused:
+            make_room_for_annotation(conn, annotation_id)
+        conn.executemany(
+            f"INSERT INTO annotation_history ({HISTORY_COLUMNS}, replaced_at) "
+            f"SELECT {HISTORY_COLUMNS}, ? FROM annotations WHERE ls_annotation_id = ?",
+            [(now(), annotation_id) for annotation_id in replaced],
+        )
+        marks = ", ".join("?" * len(HISTORY_COLUMNS.split(",")))
+        conn.executemany(f"INSERT OR REPLACE INTO annotations ({HISTORY_COLUMNS}) VALUES ({marks})", rows)
+        conn.executemany("INSERT OR IGNORE INTO pulled_now VALUES (?)", [(i,) for i in seen])
+
+
+def mark_unseen(
+    workspace: Workspace,
+    project_id: int,
+    valid: str,
+    marks: list[tuple[str, str, list[tuple[int, int]] | None]],
+) -> list[int]:
+    """Counted (``valid``) annotations of a project this pull did not see: their version goes to the history,
+    then each ``(status, reason, id ranges or None for all)`` of ``marks`` relabels those left, in order.
+    Returns how many each relabelled."""
+    gone = "ls_project_id = ? AND status = ? AND ls_annotation_id NOT IN (SELECT id FROM pulled_now)"
+    counts = []
+    with workspace.catalog.transaction() as conn:
+        conn.execute(
+            f"INSERT INTO annotation_history ({HISTORY_COLUMNS}, replaced_at) "
+            f"SELECT {HISTORY_COLUMNS}, ? FROM annotations WHERE {gone}",
+            (now(), project_id, valid),
+        )
+        for status, reason, ranges in marks:
+            within = (
+                " OR ".join("(ls_annotation_id > ? AND ls_annotation_id <= ?)" for _ in ranges) or "0"
+                if ranges is not None
+                else "1"
+            )
+            bounds = tuple(bound for pair in ranges or [] for bound in pair)
+            cursor = conn.execute(
+                f"UPDATE annotations SET status = ?, reasons = ?, pulled_at = ? WHERE {gone} AND ({within})",
+                (status, json.dumps([reason]), now(), project_id, valid, *bounds),
+            )
+            counts.append(cursor.rowcount)
+    return counts
+
+
+def annotations_not_used(workspace: Workspace, valid: str) -> list[dict[str, Any]]:
+    """Every stored annotation whose status is not ``valid``, in id order."""
+    rows = workspace.catalog.query(
+        "SELECT * FROM annotations WHERE status != ? ORDER BY ls_annotation_id", (valid,)
+    )
+    return [dict(r) for r in rows]
+
+
+def status_totals(workspace: Workspace) -> dict[str, int]:
+    rows = workspace.catalog.query("SELECT status, COUNT(*) AS n FROM annotations GROUP BY status")
+    return {r["status"]: int(r["n"]) for r in rows}
+
+
+def valid_votes(workspace: Workspace, gold_only: bool = False) -> Iterator[Any]:
+    """(source_id, annotator, labels) of valid annotators' (not adjudicators') answers, by source then id, from
+    a cursor; ``gold_only``: gold sources only."""
+    gold = "AND a.source_id IN (SELECT source_id FROM tasks WHERE is_gold = 1) " if gold_only else ""
+    return workspace.catalog.conn.execute(
+        "SELECT a.source_id, a.annotator, a.labels FROM annotations a "
+        "JOIN ls_projects p ON p.ls_project_id = a.ls_project_id WHERE a.status = 'valid' AND p.kind != ? "
+        f"{gold}ORDER BY a.source_id, a.ls_annotation_id",
+        (ADJUDICATION,),
+    )
+
+
+CONSENSUS_ROWS = (
+    "SELECT a.source_id, a.annotator, a.status, a.labels, a.ls_annotation_id, p.kind "
+    "FROM annotations a LEFT JOIN ls_projects p ON p.ls_project_id = a.ls_project_id "
+)
+
+
+def consensus_rows(workspace: Workspace, source_id: str | None = None) -> Any:
+    """What consensus weighs: every annotation (status, labels, queue kind), one source's or all by source."""
+    if source_id is not None:
+        return workspace.catalog.query(
+            CONSENSUS_ROWS + "WHERE a.source_id = ? ORDER BY a.ls_annotation_id", (source_id,)
+        )
+    return workspace.catalog.conn.execute(CONSENSUS_ROWS + "ORDER BY a.source_id, a.ls_annotation_id")
+
+
+def annotated_sources(workspace: Workspace) -> list[str]:
+    rows = workspace.catalog.query("SELECT DISTINCT source_id FROM annotations ORDER BY source_id")
+    return [r["source_id"] for r in rows]
+
+
+def count_annotated_sources(workspace: Workspace) -> int:
+    return int(workspace.catalog.query("SELECT COUNT(DISTINCT source_id) AS n FROM annotations")[0]["n"])
+
+
+def any_valid_label_with(workspace: Workspace, text: str) -> bool:
+    """Whether some valid annotation's labels hold ``text`` (e.g. the simulated annotators' mark)."""
+    rows = workspace.catalog.query(
+        "SELECT 1 FROM annotations WHERE status = 'valid' AND instr(labels, ?) > 0 LIMIT 1", (text,)
+    )
+    return bool(rows)
+
+
+def unusable_without_valid(workspace: Workspace, project_id: int, statuses: Sequence[str]) -> list[int]:
+    """Annotations of a project with one of ``statuses`` on tasks that hold no valid annotation."""
+    marks = ", ".join("?" * len(statuses))
+    rows = workspace.catalog.query(
+        f"SELECT a.ls_annotation_id FROM annotations a WHERE a.ls_project_id = ? AND a.status IN ({marks}) "
+        "AND NOT EXISTS (SELECT 1 FROM annotations b WHERE b.ls_task_id = a.ls_task_id AND b.status = 'valid')",
+        (project_id, *statuses),
+    )
+    return [int(r["ls_annotation_id"]) for r in rows]
+
+
+# ---- pre-fills ------------------------------------------------------------------------------------------
+
+
+def save_prefills(workspace: Workspace, rows: list[tuple[str, str, float | None, str]]) -> None:
+    """(source, model version, score, labels JSON) per source, replacing an earlier pre-fill."""
+    with workspace.catalog.transaction() as conn:
+        conn.executemany(
+            "INSERT OR REPLACE INTO prefills VALUES (?, ?, ?, ?, ?)", [(*row, now()) for row in rows]
+        )
+
+
+def prefill_rows(workspace: Workspace, source_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Stored pre-fills (source, model version, score, labels JSON): all, or those of ``source_ids``."""
+    select = "SELECT source_id, model_version, score, labels FROM prefills"
+    rows = (
+        workspace.catalog.query(select)
+        if source_ids is None
+        else workspace.catalog.rows_in(f"{select} WHERE source_id", source_ids)  # a batch, not the table
+    )
+    return [dict(r) for r in rows]
+
+
+def count_prefills(workspace: Workspace) -> int:
+    return workspace.catalog.count("prefills")
+
+
+# ---- older Label Studio databases ------------------------------------------------------------------------
+
+CATALOG_MAXIMA = {
+    "project": "SELECT MAX(ls_project_id) FROM ls_projects",
+    "task": "SELECT MAX(ls_task_id) FROM tasks",
+    "task_completion": "SELECT MAX(id) FROM (SELECT MAX(ls_annotation_id) AS id FROM annotations "
+    "UNION ALL SELECT MAX(ls_annotation_id) FROM annotation_history)",
+    "htx_user": "SELECT MAX(ls_user_id) FROM ls_accounts",
+    "organization": "SELECT MAX(ls_org_id) FROM ls_accounts",
+}
+"""Label Studio table -> the highest of its ids the catalog holds."""
+
+
+def catalog_maxima(workspace: Workspace) -> dict[str, int]:
+    found = {
+        table: workspace.catalog.conn.execute(sql).fetchone()[0] for table, sql in CATALOG_MAXIMA.items()
+    }
+    return {table: int(value) for table, value in found.items() if value is not None}
+
+
+def record_restore(workspace: Workspace, moved: dict[str, tuple[int, int]]) -> None:
+    """Remember which ids an older database lost: (its counter, the catalog's highest) per table."""
+    with workspace.catalog.transaction() as conn:
+        conn.execute("INSERT INTO ls_restores VALUES (?, ?)", (now(), json.dumps(moved)))
+
+
+def lost_ranges(workspace: Workspace, table: str) -> list[tuple[int, int]]:
+    """Id ranges (exclusive, inclusive] of ``table`` that restored databases did not hold."""
+    ranges = []
+    for (counters,) in workspace.catalog.conn.execute("SELECT counters FROM ls_restores"):
+        if table in (found := json.loads(counters)):
+            ranges.append((int(found[table][0]), int(found[table][1])))
+    return ranges

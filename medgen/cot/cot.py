@@ -32,6 +32,7 @@ from typing import Any
 from medgen.cot.config import CotConfig
 from medgen.errors import MedgenError
 from medgen.export.rationales import ACCEPTED, REJECTED, TEACHER
+from medgen.export.tables import rationale_totals, rationales, save_rationale
 from medgen.files import atomic_write_text
 from medgen.inference.answering import answering_model
 from medgen.workspace import Workspace
@@ -192,12 +193,7 @@ def teacher_rationales(
             "no question to explain: the workspace has no labelled source yet "
             "(pull annotations first, or use --labels injected for synthetic candidates)"
         )
-    stored = {
-        r["sample_id"]: (r["answer"], r["status"])
-        for r in workspace.catalog.query(
-            "SELECT sample_id, answer, status FROM rationales WHERE origin = ?", (TEACHER,)
-        )
-    }
+    stored = {r["sample_id"]: (r["answer"], r["status"]) for r in rationales(workspace, TEACHER)}
 
     def done(q: TeacherQuestion) -> bool:
         answer, status = stored.get(q.id, (None, None))
@@ -216,22 +212,18 @@ def teacher_rationales(
     for opened, raw in teacher.generate([_Opened(q) for q in todo]):
         question = by_id[opened.id]
         rationale, reason = validate(raw, question, config)
-        with workspace.catalog.transaction() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO rationales VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    question.id,
-                    question.source_id,
-                    question.dimension,
-                    TEACHER,
-                    config.model,
-                    question.answer,
-                    ACCEPTED if rationale else REJECTED,
-                    rationale,
-                    reason or None,
-                    now(),
-                ),
-            )
+        save_rationale(
+            workspace,
+            sample_id=question.id,
+            source_id=question.source_id,
+            dimension=question.dimension,
+            origin=TEACHER,
+            model=config.model,
+            answer=question.answer,
+            status=ACCEPTED if rationale else REJECTED,
+            text=rationale,
+            reason=reason or None,
+        )
         report.asked += 1
         if rationale:
             report.accepted += 1
@@ -245,26 +237,17 @@ def teacher_rationales(
 
 def write_report(workspace: Workspace) -> Path:
     """Every teacher rationale in the catalog that was rejected, with its reason, and the totals."""
-    rows = workspace.catalog.query(
-        "SELECT sample_id, source_id, dimension, model, answer, reason FROM rationales "
-        "WHERE origin = ? AND status = ? ORDER BY sample_id",
-        (TEACHER, REJECTED),
-    )
-    totals = {
-        r["status"]: r["n"]
-        for r in workspace.catalog.query(
-            "SELECT status, COUNT(*) AS n FROM rationales WHERE origin = ? GROUP BY status", (TEACHER,)
-        )
-    }
-    models = [
-        r["model"]
-        for r in workspace.catalog.query("SELECT DISTINCT model FROM rationales WHERE origin = ?", (TEACHER,))
+    rows = [
+        {k: r[k] for k in ("sample_id", "source_id", "dimension", "model", "answer", "reason")}
+        for r in rationales(workspace, TEACHER, REJECTED)
     ]
+    totals = rationale_totals(workspace, TEACHER)
+    models = sorted({r["model"] for r in rationales(workspace, TEACHER)})
     body = {
         "written_at": now(),
         "teacher_models": models,
         "totals": totals,
-        "rejected": [dict(r) for r in rows],
+        "rejected": rows,
     }
     path = workspace.reports_dir / REPORT
     atomic_write_text(path, json.dumps(body, indent=1) + "\n")

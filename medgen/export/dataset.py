@@ -41,6 +41,7 @@ from medgen.export.parquet import (
 )
 from medgen.export.rationales import origin_of, teacher_rationales
 from medgen.export.samples import SampleError, assign_split, build_source_samples, load_labels
+from medgen.export.tables import export_folders, is_recorded, record_export
 from medgen.files import atomic_write_text, read_ahead
 from medgen.workspace.catalog import now
 
@@ -65,11 +66,10 @@ class ExportReport:
 
 def _previous_export(workspace: Workspace) -> tuple[str, Path] | None:
     """The latest export still on disk: its version and manifest (read only when the changelog is written)."""
-    rows = workspace.catalog.query("SELECT version, path FROM exports ORDER BY created_at DESC, rowid DESC")
-    for row in rows:
-        manifest = Path(row["path"]) / MANIFEST
+    for version, folder in export_folders(workspace):
+        manifest = Path(folder) / MANIFEST
         if manifest.is_file():
-            return row["version"], manifest
+            return version, manifest
     return None
 
 
@@ -93,7 +93,7 @@ def _sources_with_images(
 
 def _check_new_version(workspace: Workspace, version: str) -> Path:
     target = workspace.exports_dir / version
-    recorded = workspace.catalog.query("SELECT path FROM exports WHERE version = ?", (version,))
+    recorded = is_recorded(workspace, version)
     if target.exists() or recorded:
         if target.is_dir() and (target / MANIFEST).is_file() and not recorded:
             _record(workspace, version, target, json.loads((target / MANIFEST).read_text()))
@@ -109,17 +109,9 @@ def _record(workspace: Workspace, version: str, path: Path, manifest: dict[str, 
         "labels": manifest.get("labels"),
         "changes": manifest.get("changes"),
     }
-    with workspace.catalog.transaction() as conn:
-        conn.execute(
-            "INSERT OR IGNORE INTO exports VALUES (?, ?, ?, ?, ?)",
-            (
-                version,
-                str(path),
-                manifest.get("created_at", now()),
-                manifest["num_samples"],
-                json.dumps(summary),
-            ),
-        )
+    record_export(
+        workspace, version, str(path), manifest.get("created_at", now()), manifest["num_samples"], summary
+    )
 
 
 def export_dataset(

@@ -8,7 +8,6 @@ versions are immutable on the Hub as they are in the workspace.
 from __future__ import annotations
 
 import importlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from medgen.errors import MedgenError
 from medgen.export.layout import DATA_DIR, MANIFEST
+from medgen.export.tables import add_publication
 
 if TYPE_CHECKING:
     from medgen.workspace import Workspace
@@ -161,12 +161,4 @@ def _describe(error: BaseException) -> str:
 
 
 def _record(workspace: Workspace, plan: PublishPlan) -> None:
-    with workspace.catalog.transaction() as conn:
-        row = conn.execute("SELECT summary FROM exports WHERE version = ?", (plan.version,)).fetchone()
-        if row is None:
-            return
-        summary = json.loads(row["summary"] or "{}")
-        summary.setdefault("published", []).append(
-            {"repo": plan.repo, "tag": plan.version, "commit": plan.commit}
-        )
-        conn.execute("UPDATE exports SET summary = ? WHERE version = ?", (json.dumps(summary), plan.version))
+    add_publication(workspace, plan.version, {"repo": plan.repo, "tag": plan.version, "commit": plan.commit})

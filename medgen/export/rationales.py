@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from medgen.export.tables import rationales
+
 if TYPE_CHECKING:
     from medgen.workspace import Workspace
 
@@ -29,10 +31,7 @@ class TeacherRationale:
 
 def teacher_rationales(workspace: Workspace) -> dict[str, TeacherRationale]:
     """Accepted teacher rationales by sample id."""
-    rows = workspace.catalog.query(
-        "SELECT sample_id, answer, text, model FROM rationales WHERE origin = ? AND status = ?",
-        (TEACHER, ACCEPTED),
-    )
+    rows = rationales(workspace, TEACHER, ACCEPTED)
     return {r["sample_id"]: TeacherRationale(r["answer"], r["text"], r["model"]) for r in rows}
 
 

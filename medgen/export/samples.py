@@ -58,13 +58,10 @@ class InjectedLabels(Mapping[str, SourceLabels]):
             raise KeyError(source_id) from None
 
     def __iter__(self) -> Iterator[str]:
-        rows = self.workspace.catalog.query("SELECT DISTINCT source_id FROM candidates ORDER BY source_id")
-        return (row["source_id"] for row in rows)
+        return iter(self.workspace.catalog.candidate_sources())
 
     def __len__(self) -> int:
-        return int(
-            self.workspace.catalog.query("SELECT COUNT(DISTINCT source_id) AS n FROM candidates")[0]["n"]
-        )
+        return len(self.workspace.catalog.candidate_sources())
 
 
 @dataclass

@@ -58,8 +58,8 @@ from medgen.generation.backends.base import (
 from medgen.generation.config import GenerationConfig, dump_config
 from medgen.generation.distributed import ranks
 from medgen.generation.examples import write_defect_examples
+from medgen.generation.tables import end_run, missing_slots, record_failures, start_run
 from medgen.workspace import Workspace
-from medgen.workspace.catalog import now
 from medgen.workspace.store import png_bytes_many
 from schemas import Candidate, SourceImage
 from schemas.taxonomy import NUM_CANDIDATES
@@ -135,21 +135,7 @@ def merge_manifest(workspace: Workspace, path: Path, check: bool = False) -> tup
                 added += workspace.catalog.add_candidates(chunk, run_id)
                 chunk = []
     added += workspace.catalog.add_candidates(chunk, run_id)
-    with workspace.catalog.transaction() as conn:
-        for failure in failures:
-            conn.execute(
-                "INSERT INTO generation_failures SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM generation_failures"
-                " WHERE run_id = ? AND source_id = ? AND at = ?)",
-                (
-                    run_id,
-                    failure["source_id"],
-                    failure["error"],
-                    failure["at"],
-                    run_id,
-                    failure["source_id"],
-                    failure["at"],
-                ),
-            )
+    record_failures(workspace, run_id, failures)
     return added, failures
 
 
@@ -189,11 +175,7 @@ def recover_interrupted(workspace: Workspace) -> tuple[int, int]:
             removed += 1
     for path in leftovers:
         run_id = path.parent.name
-        with workspace.catalog.transaction() as conn:
-            conn.execute(
-                "UPDATE generation_runs SET status = 'interrupted', finished_at = ? WHERE id = ? AND status = 'running'",
-                (now(), run_id),
-            )
+        end_run(workspace, run_id, "interrupted", only_if_running=True)
         _merged_marker(path).touch()
     return recovered, removed
 
@@ -386,26 +368,15 @@ def plan(
         raise MedgenError("the workspace has no sources yet: add photos with `medgen sources add PATH...`")
     wanted: set[str] | None = None
     if source_ids:
-        named = [
-            _Named(r["id"], r["original_name"])
-            for r in workspace.catalog.query("SELECT id, original_name FROM sources")
-        ]
+        named = [_Named(source_id, name) for source_id, name in workspace.catalog.source_names()]
         wanted = set(resolve_sources(named, source_ids))
     # Arrays sized once (np.empty: pages untouched by ids never filled cost no memory).
-    capacity, width = workspace.catalog.conn.execute(
-        "SELECT COUNT(*), MAX(LENGTH(id)) FROM sources"
-    ).fetchone()
+    capacity, width, rows = missing_slots(workspace, candidates)
     full = (1 << candidates) - 1
-    rows = workspace.catalog.conn.execute(  # (source, slot) is unique: the sum of 1 << slot is a bit mask
-        "SELECT s.id, COALESCE(SUM(1 << c.slot), 0) FROM sources s "
-        "LEFT JOIN candidates c ON c.source_id = s.id AND c.slot < ? "
-        "GROUP BY s.id HAVING COUNT(c.slot) < ? ORDER BY s.id",
-        (candidates, candidates),
-    )
     todo = ((source_id, full & ~filled) for source_id, filled in rows)
     if wanted is not None:
         todo = ((source_id, mask) for source_id, mask in todo if source_id in wanted)
-    return Plan.of(itertools.islice(todo, limit), min(capacity, limit or capacity), width or 1)
+    return Plan.of(itertools.islice(todo, limit), min(capacity, limit or capacity), width)
 
 
 # ---------------------------------------------------------------------------------------- run --
@@ -556,9 +527,7 @@ def run_generation(
         # Reproducible from this file alone: `medgen generate --config runs/<id>/config.yaml`.
         if isinstance(config, GenerationConfig):
             atomic_write_text(run_dir / "config.yaml", dump_config(config))
-        with workspace.catalog.transaction() as conn:
-            conn.execute("INSERT INTO generation_runs (id, backend, config, started_at) VALUES (?, ?, ?, ?)",
-                         (run_id, backend.name, body, now()))  # fmt: skip
+        start_run(workspace, run_id, backend.name, body)
     # Rank 0 plans after recovering and sends the plan: every rank shards the same list, and the
     # other ranks (maybe on other nodes) never need the catalog's current state.
     todo = dist.broadcast(plan(workspace, candidates, source_ids, limit) if dist.is_main else None)
@@ -656,11 +625,7 @@ def _finish(workspace: Workspace, report: GenerationReport, manifests: list[Path
     report.failures = [(f["source_id"], f["error"]) for f in all_failures]  # rank 0 reports the whole run
     if status == "finished" and all_failures:
         status = "finished_with_failures"
-    with workspace.catalog.transaction() as conn:
-        conn.execute(
-            "UPDATE generation_runs SET status = ?, finished_at = ? WHERE id = ?",
-            (status, now(), report.run_id),
-        )
+    end_run(workspace, report.run_id, status)
     path = workspace.reports_dir / f"generate-{report.run_id}.json"
     body = {
         "summary": report.summary(),

@@ -32,6 +32,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
+from annotation.tables import annotated_sources
 from medgen.errors import MedgenError
 from medgen.files import atomic_write_text
 from medgen.inference.answering import answering_model
@@ -112,9 +113,7 @@ def groups_from_files(source: Path, candidates: Sequence[Path]) -> list[Group]:
 
 def groups_from_workspace(workspace: Any, limit: int | None = None) -> list[Group]:
     """Sources whose candidates nobody has annotated yet, in catalog order."""
-    annotated = {
-        row["source_id"] for row in workspace.catalog.query("SELECT DISTINCT source_id FROM annotations")
-    }
+    annotated = set(annotated_sources(workspace))
     groups = []
     for source in workspace.catalog.sources():
         if source.id in annotated:

@@ -373,21 +373,20 @@ def _add_files(
 ) -> None:
     catalog, store = workspace.catalog, workspace.store
     known_phashes = PhashIndex()  # ids are looked up in the catalog: memory stays flat with its size
-    for row in catalog.conn.execute("SELECT rowid, phash FROM sources ORDER BY added_at, id"):
-        known_phashes.add(int(row["rowid"]), row["phash"])
+    for rowid, phash in catalog.source_phashes():
+        known_phashes.add(rowid, phash)
     for path in files:
         name = str(path)
         try:
             image = load_and_normalise(path)
             source_id = content_id(image.rgb)
-            if catalog.query("SELECT 1 FROM sources WHERE id = ?", (source_id,)):
+            if catalog.source_rowid(source_id) is not None:
                 report.duplicate(name, source_id, "identical pixels")
                 continue
             phash = imagehash.phash(image.rgb)
             near = known_phashes.near(phash, phash_threshold)
             if near is not None:
-                (twin,) = catalog.query("SELECT id FROM sources WHERE rowid = ?", (near[0],))
-                report.duplicate(name, twin["id"], f"perceptual hash within {near[1]} bits")
+                report.duplicate(name, catalog.source_at(near[0]), f"perceptual hash within {near[1]} bits")
                 continue
             mask = image.alpha_mask if image.alpha_mask is not None else product_mask(image.rgb)
             # Files first, then the row: a crash in between leaves a file the rerun reuses, never a dangling row.
@@ -403,8 +402,7 @@ def _add_files(
                 added_at=datetime.now(timezone.utc),
             )
             catalog.add_source(source)
-            (row,) = catalog.query("SELECT rowid FROM sources WHERE id = ?", (source_id,))
-            known_phashes.add(int(row["rowid"]), phash)
+            known_phashes.add(catalog.source_rowid(source_id) or 0, phash)
             report.add(name, source_id)
         except RejectedFile as reason:
             report.reject(name, str(reason))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medgen.errors import MedgenError
-from schemas import Candidate, GenerationProvenance, SourceImage
+from schemas import NUM_CANDIDATES, Candidate, GenerationProvenance, SourceImage
 
 # Each entry migrates the schema from version i to i + 1. Append only; never edit a shipped one.
 MIGRATIONS: list[str] = [
@@ -344,6 +344,30 @@ class Catalog:
         while rows := cursor.fetchmany(chunk):
             yield from (_source(row) for row in rows)
 
+    def source_phashes(self) -> Iterator[tuple[int, str]]:
+        """(row number, perceptual hash) of every source, in the order they were added, from a cursor."""
+        cursor = self.conn.execute("SELECT rowid, phash FROM sources ORDER BY added_at, id")
+        yield from ((int(row["rowid"]), row["phash"]) for row in cursor)
+
+    def source_rowid(self, source_id: str) -> int | None:
+        """The row number of a source (what ``source_phashes`` names it by), or None when it is not here."""
+        rows = self.query("SELECT rowid FROM sources WHERE id = ?", (source_id,))
+        return int(rows[0]["rowid"]) if rows else None
+
+    def source_at(self, rowid: int) -> str:
+        """The id of the source at a row number."""
+        return str(self.query("SELECT id FROM sources WHERE rowid = ?", (rowid,))[0]["id"])
+
+    def counts(self) -> dict[str, int]:
+        """What ``medgen status`` shows, kept by triggers (migration 6): no table is scanned."""
+        return dict(self.conn.execute("SELECT name, n FROM counts").fetchall())
+
+    def source_names(self) -> list[tuple[str, str]]:
+        """(id, original file name) of every source."""
+        return [
+            (row["id"], row["original_name"]) for row in self.query("SELECT id, original_name FROM sources")
+        ]
+
     def sources_by_id(self, ids: Sequence[str]) -> dict[str, SourceImage]:
         """The sources with these ids, in one query per 500 (not one per source)."""
         return {row["id"]: _source(row) for row in self.rows_in("SELECT * FROM sources WHERE id", ids)}
@@ -398,6 +422,21 @@ class Catalog:
             chunk = unique[start : start + IN_CHUNK]
             rows += self.query(f"{select} IN ({', '.join('?' * len(chunk))}) {order}", tuple(chunk))
         return rows
+
+    def candidate_sources(self) -> list[str]:
+        """Ids of the sources that have any candidate, in id order."""
+        return [
+            row["source_id"]
+            for row in self.query("SELECT DISTINCT source_id FROM candidates ORDER BY source_id")
+        ]
+
+    def complete_sources(self) -> list[str]:
+        """Ids of the sources that have all their candidates, in id order."""
+        rows = self.query(
+            "SELECT source_id FROM candidates GROUP BY source_id HAVING COUNT(*) = ? ORDER BY source_id",
+            (NUM_CANDIDATES,),
+        )
+        return [row["source_id"] for row in rows]
 
     def candidate_slots(self) -> dict[str, set[int]]:
         """Slots already filled, per source."""

@@ -76,9 +76,7 @@ class Workspace:
 
     def counts(self) -> dict[str, int]:
         """Counts per stage, as ``medgen status`` shows them."""
-        counts = dict(
-            self.catalog.conn.execute("SELECT name, n FROM counts").fetchall()
-        )  # see catalog migration 6
+        counts = self.catalog.counts()
         return {
             "sources": counts["sources"],
             "candidates": counts["candidates"],

@@ -108,6 +108,17 @@ def connection(ls_server: tuple[str, str], ls_workspace: Workspace, ls_root: Pat
     return connect(ls_workspace, url=url, document_root=ls_root)
 
 
+@pytest.fixture
+def team_workspace(ls_root) -> Iterator[Workspace]:
+    """A workspace with its own running server (logins are made on the workspace's own server)."""
+    ws = init_workspace(ls_root / f"team-{os.urandom(3).hex()}")
+    seed_labelstudio(ws)
+    serve(ws)
+    yield ws
+    stop(ws)
+    ws.close()
+
+
 def add_sources(ws: Workspace, count: int, known: bool = True, start: int = 0) -> list[str]:
     """``count`` sources with four candidates each; ``known`` gives them injected (ground-truth) defects."""
     ids = []

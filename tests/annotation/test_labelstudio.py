@@ -286,7 +286,8 @@ def test_every_export_shape_parses_to_the_same_annotations(ls_workspace, connect
     from_api = {a.id: a for a in parse_export(api_list)}
     assert set(from_json) == set(from_min) == set(from_api) and len(from_json) == 3
     # The fast path for the workspace's own server reads Label Studio's database: the very same annotations.
-    from annotation.pull import fetch_project_db, local_database
+    from annotation.ls_database import fetch_project_db
+    from annotation.pull import local_database
 
     assert local_database(ws, connection) is None  # another workspace's server (--url): the API is used
     database = ls_host / "labelstudio" / "data" / "label_studio.sqlite3"

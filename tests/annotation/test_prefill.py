@@ -158,9 +158,9 @@ def test_prefilled_queues_ordered_by_uncertainty_and_the_edits_reported(ls_works
 
 
 def test_model_prefill_screens_the_workspace_first(tmp_path):
-    from medgen.screen.cli import screen_for_prefill  # the screener the medgen command hands to push
     from medgen.generation.config import GenerationConfig
     from medgen.generation.generate import generate
+    from medgen.screen.cli import screen_for_prefill  # the screener the medgen command hands to push
     from medgen.sources.ingest import add_sources as ingest
     from medgen.sources.samples import write_samples
     from medgen.workspace import init_workspace
@@ -179,9 +179,9 @@ def test_model_prefill_screens_the_workspace_first(tmp_path):
 
 
 def test_endpoint_prefill_screens_through_the_api(tmp_path, chat_server, monkeypatch):
-    from medgen.screen.cli import screen_for_prefill
     from medgen.generation.config import GenerationConfig
     from medgen.generation.generate import generate
+    from medgen.screen.cli import screen_for_prefill
     from medgen.sources.ingest import add_sources as ingest
     from medgen.sources.samples import write_samples
     from medgen.workspace import init_workspace

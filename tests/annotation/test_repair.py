@@ -18,7 +18,6 @@ from annotation.server import load_credentials, serve, stop
 from annotation.simulate import simulate_annotators
 from medgen.cli import app
 from tests.annotation.conftest import add_sources
-from tests.annotation.test_team import team_workspace  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
 

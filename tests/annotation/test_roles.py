@@ -399,7 +399,9 @@ def test_a_person_changes_their_own_password(team) -> None:
         ("ANN1,ann1", "'ANN1' and 'ann1' differ only by case"),
     ],
 )
-def test_names_of_medgens_own_logins_or_equal_but_for_case_are_refused(runner, workspace, names, message) -> None:
+def test_names_of_medgens_own_logins_or_equal_but_for_case_are_refused(
+    runner, workspace, names, message
+) -> None:
     from medgen.cli import app
 
     result = runner.invoke(app, ["annotate", "push", "-w", str(workspace.root), "--annotators", names])
@@ -446,7 +448,10 @@ def test_a_workspace_from_a_medgen_without_roles_is_upgraded_by_serve(tmp_path, 
     creds.pop("roles_version")
     atomic_write_text(root / "labelstudio" / "credentials.json", json.dumps(creds))
     os.chmod(root / "labelstudio" / "credentials.json", 0o600)
-    with contextlib.closing(sqlite.connect(root / "labelstudio" / "data" / "label_studio.sqlite3")) as conn, conn:
+    with (
+        contextlib.closing(sqlite.connect(root / "labelstudio" / "data" / "label_studio.sqlite3")) as conn,
+        conn,
+    ):
         conn.execute("UPDATE io_storages_localfilesmixin SET path = ?", (str(root / "images"),))
         conn.execute("DELETE FROM htx_user_groups")
 

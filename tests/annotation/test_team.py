@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -17,7 +16,7 @@ from annotation.pull import pull
 from annotation.push import PushConfig, push
 from annotation.server import load_credentials, serve, stop
 from medgen.cli import app
-from medgen.workspace import Workspace, init_workspace
+from medgen.workspace import init_workspace
 from schemas import CandidateLabel
 from tests.annotation.conftest import add_sources, seed_labelstudio
 
@@ -39,17 +38,6 @@ def login(url: str, email: str, password: str) -> httpx.Client:
     assert response.status_code == 200 and me.status_code == 200, f"login of {email} failed"
     assert me.json()["email"] == email
     return session
-
-
-@pytest.fixture
-def team_workspace(ls_root) -> Iterator[Workspace]:
-    """A workspace with its own running server (logins are made on the workspace's own server)."""
-    ws = init_workspace(ls_root / f"team-{os.urandom(3).hex()}")
-    seed_labelstudio(ws)
-    serve(ws)
-    yield ws
-    stop(ws)
-    ws.close()
 
 
 def test_each_annotator_logs_in_and_sees_only_their_own_queue(team_workspace, runner) -> None:
@@ -161,7 +149,8 @@ def test_users_commands_and_password_reset(team_workspace, runner) -> None:
 @pytest.mark.postgres
 def test_the_same_round_trip_on_postgresql(ls_root, runner) -> None:
     """serve on PostgreSQL, push to two annotators, annotate as them, pull (database read = API), agreement."""
-    from annotation.pull import fetch_project, fetch_project_db, local_database
+    from annotation.ls_database import fetch_project_db
+    from annotation.pull import fetch_project, local_database
     from annotation.simulate import simulate_annotators
     from tests.annotation.postgres import PASSWORD, postgres_server
 
@@ -262,7 +251,7 @@ def test_behind_an_https_reverse_proxy_the_login_form_works(ls_root) -> None:
 def test_database_reads_survive_a_lock_and_a_row_without_project(team_workspace, monkeypatch) -> None:
     import sqlite3
 
-    import annotation.pull as pull_module
+    import annotation.ls_database as database_module
     from annotation.simulate import simulate_annotators
 
     ws = team_workspace
@@ -280,7 +269,7 @@ def test_database_reads_survive_a_lock_and_a_row_without_project(team_workspace,
     again = pull(ws, connection)
     assert again.deleted == 0 and ws.catalog.count("annotations", "status = 'valid'") == 3
 
-    monkeypatch.setattr(pull_module, "DB_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(database_module, "DB_TIMEOUT_S", 0.2)
     locker = sqlite3.connect(database, timeout=5, isolation_level=None, check_same_thread=False)
     locker.execute("BEGIN EXCLUSIVE")  # a writer holds the database for a second: medgen's read gives up
     release = threading.Timer(1.0, lambda: (locker.execute("ROLLBACK"), locker.close()))

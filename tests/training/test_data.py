@@ -9,9 +9,9 @@ import pytest
 def test_preloaded_images_give_the_processor_the_same_input(export_dir, tiny_model, max_pixels):
     import torch
 
+    from medgen.inference.prompts import generation_inputs
     from training.data import load_split, preload_images
     from training.model import load_processor
-    from medgen.inference.prompts import generation_inputs
     from training.sft_config import SFTConfig
 
     config = SFTConfig(

@@ -125,6 +125,16 @@ def test_set_reads_numbers_written_as_people_write_them():
     }
     result = CliRunner().invoke(
         app,
-        ["train", "sft", "--recipe", "qwen2.5-vl-3b", "--dry-run", "--gpu-memory", "80", "--set", "learning_rate=2e-5"],
+        [
+            "train",
+            "sft",
+            "--recipe",
+            "qwen2.5-vl-3b",
+            "--dry-run",
+            "--gpu-memory",
+            "80",
+            "--set",
+            "learning_rate=2e-5",
+        ],
     )
     assert result.exit_code == 0, result.output

@@ -266,8 +266,8 @@ def test_qwen25_vl_3b_recipe_trains_on_gpu(runner: CliRunner, tmp_path: Path, ex
 def test_generation_inputs_batch_rows_for_the_model(tiny_model: Path, export_dir: Path) -> None:
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-    from training.data import load_split
     from medgen.inference.prompts import decode_completions, generation_inputs
+    from training.data import load_split
 
     processor = AutoProcessor.from_pretrained(tiny_model)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model)

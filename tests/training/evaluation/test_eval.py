@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from medgen.cli import app
+from medgen.inference.endpoint import EndpointClient, EndpointConfig, chat_messages
 from schemas.prompts import prompt_messages, question_text
 from schemas.taxonomy import QUESTION_DIMENSIONS
 from tests.training.eval_data import API_KEY, TEST_SOURCES, bad, sources_samples
@@ -21,7 +22,6 @@ from training.evaluation.baselines import (
     majority_answers,
     random_predictions,
 )
-from medgen.inference.endpoint import EndpointClient, EndpointConfig, chat_messages
 from training.evaluation.metrics import (
     ALL,
     Question,
