@@ -3,7 +3,7 @@
 - functions over 80 lines in medgen/, annotation/, training/, schemas/ (bar: 0);
 - modules that run SQL (``.execute(``, ``.executemany(``, ``.query(``, ``.rows_in(``) other than the catalog,
   a stage's ``tables.py``, Label Studio's database module and the export's scratch manifest (bar: 0);
-- definitions of the model-client fields (model, endpoint, temperature...): in ``InferenceConfig`` only (bar: 1 each);
+- definitions of the fields of asking a model (endpoint, max_new_tokens, temperature...): ``InferenceConfig`` only (bar: 1 each);
 - pairs of repeated blocks outside tests/ and benchmarks/, by the workplace's ``duplicates`` command when it is
   installed (bar: at most 14, half of the 29 counted before the step).
 
@@ -31,21 +31,10 @@ SQL_HOMES = (
 )
 """Modules besides each stage's ``tables.py`` that may run SQL: the catalog (migrations, sources and
 candidates), Label Studio's own database, the export's scratch database of the changelog."""
-CLIENT_FIELDS = (
-    "model_revision",
-    "endpoint",
-    "max_new_tokens",
-    "temperature",
-    "image_max_pixels",
-    "dtype",
-    "device",
-    "batch_size",
-    "concurrency",
-    "max_retries",
-    "timeout_s",
-)
-"""The model-client fields ``InferenceConfig`` declares once (``model`` is also a generation field, of a diffusers
-checkpoint, so it is not counted)."""
+CLIENT_FIELDS = ("endpoint", "max_new_tokens", "temperature", "concurrency", "max_retries", "timeout_s")
+"""The fields of asking a model that ``InferenceConfig`` declares once. Fields that other stages declare for
+other things of the same name are left out: a diffusers pipeline's ``model``/``dtype``/``device``/``batch_size``
+(generation), the model a training run starts from and its image bound (TRL's training arguments)."""
 
 
 def sources() -> list[Path]:

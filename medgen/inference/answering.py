@@ -9,19 +9,9 @@ from medgen.inference.config import InferenceConfig
 def answering_model(config: InferenceConfig) -> AnsweringModel:
     """The OpenAI-compatible endpoint ``config.endpoint`` when set, else the checkpoint ``config.model``."""
     if config.endpoint:
-        from medgen.inference.endpoint import EndpointClient, EndpointConfig
+        from medgen.inference.endpoint import EndpointClient
 
-        return EndpointClient(
-            EndpointConfig(
-                url=config.endpoint,
-                model=config.model or "",
-                max_tokens=config.max_new_tokens,
-                temperature=config.temperature or 0.0,
-                concurrency=config.concurrency,
-                max_retries=config.max_retries,
-                timeout_s=config.timeout_s,
-            )
-        )
+        return EndpointClient(config)
     from medgen.inference.checkpoint import CheckpointModel
 
     return CheckpointModel(config)

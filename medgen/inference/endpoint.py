@@ -17,26 +17,10 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
-
 from medgen.errors import MedgenError
+from medgen.inference.config import InferenceConfig
 
 API_KEY_ENV = "OPENAI_API_KEY"
-
-
-class EndpointConfig(BaseModel):
-    """Where to send questions and how."""
-
-    url: str = Field(
-        description="Base URL of the API, e.g. https://api.openai.com/v1 or http://localhost:8000/v1."
-    )
-    model: str = Field(description="Model name the server knows, e.g. gpt-4o or Qwen/Qwen2.5-VL-7B-Instruct.")
-    max_tokens: int = Field(default=512, gt=0, description="Completion budget per question.")
-    temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy.")
-    concurrency: int = Field(default=4, gt=0, description="Requests in flight at once.")
-    max_retries: int = Field(default=4, ge=0, description="Retries per request, with exponential backoff.")
-    timeout_s: float = Field(default=120.0, gt=0, description="Seconds per request attempt.")
-    image_format: Literal["png", "jpeg"] = Field(default="png", description="Encoding of the images sent.")
 
 
 def endpoint_base(url: str | None) -> str | None:
@@ -84,16 +68,28 @@ def chat_messages(
 
 
 class EndpointClient:
-    """Answers questions through an OpenAI-compatible chat-completions endpoint."""
+    """Answers questions through the OpenAI-compatible chat-completions endpoint ``config.endpoint``.
 
-    def __init__(self, config: EndpointConfig, api_key: str | None = None):
+    Images go as ``image_format`` data URLs (PNG: lossless; JPEG for servers that cap request sizes).
+    """
+
+    def __init__(
+        self,
+        config: InferenceConfig,
+        api_key: str | None = None,
+        image_format: Literal["png", "jpeg"] = "png",
+    ):
         import openai
 
+        if not config.endpoint or not config.model:
+            raise MedgenError("an endpoint client needs --endpoint URL and --model NAME")
         self.config = config
+        self.url, self.model = config.endpoint, config.model
+        self.image_format = image_format
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         self._max_tokens_accepted = True  # False once the server asks for max_completion_tokens
         self._client = openai.OpenAI(
-            base_url=config.url,
+            base_url=self.url,
             api_key=key or "EMPTY",
             max_retries=config.max_retries,
             timeout=config.timeout_s,
@@ -102,23 +98,28 @@ class EndpointClient:
     def details(self) -> dict[str, Any]:
         """What is being scored (never the key)."""
         c = self.config
-        return {"endpoint": c.url, "model": c.model, "temperature": c.temperature, "max_tokens": c.max_tokens}
+        return {
+            "endpoint": self.url,
+            "model": self.model,
+            "temperature": c.temperature,
+            "max_tokens": c.max_new_tokens,
+        }
 
     def complete(self, prompt: list[dict[str, Any]], images: Sequence[Any]) -> str:
         """The model's answer text to one question."""
         import openai
 
-        c = self.config
-        messages = chat_messages(prompt, images, c.image_format)
+        c, url, model = self.config, self.url, self.model
+        messages = chat_messages(prompt, images, self.image_format)
         budget: dict[str, Any] = {
-            "max_tokens" if self._max_tokens_accepted else "max_completion_tokens": c.max_tokens
+            "max_tokens" if self._max_tokens_accepted else "max_completion_tokens": c.max_new_tokens
         }
         try:
             try:
                 response = self._client.chat.completions.create(
-                    model=c.model,
+                    model=model,
                     messages=messages,  # type: ignore[arg-type]
-                    temperature=c.temperature,
+                    temperature=c.temperature or 0.0,
                     **budget,
                 )
             except openai.BadRequestError as error:
@@ -129,29 +130,29 @@ class EndpointClient:
                 return self.complete(prompt, images)
         except openai.AuthenticationError:
             raise MedgenError(
-                f"{c.url} rejected the API key (HTTP 401): set {API_KEY_ENV} to a key valid for this endpoint"
+                f"{url} rejected the API key (HTTP 401): set {API_KEY_ENV} to a key valid for this endpoint"
             ) from None
         except openai.PermissionDeniedError:
             raise MedgenError(
-                f"{c.url} refused access (HTTP 403): the key in {API_KEY_ENV} may lack access to {c.model}"
+                f"{url} refused access (HTTP 403): the key in {API_KEY_ENV} may lack access to {model}"
             ) from None
         except openai.NotFoundError:
             raise MedgenError(
-                f"{c.url} answered 404: check that --endpoint is the API's base URL (usually ending in /v1) "
-                f"and that the server serves --model {c.model}"
+                f"{url} answered 404: check that --endpoint is the API's base URL (usually ending in /v1) "
+                f"and that the server serves --model {model}"
             ) from None
         except openai.APITimeoutError:
             raise MedgenError(
-                f"{c.url} did not answer within {c.timeout_s:g} s after {c.max_retries} retries: raise --timeout or check the server"
+                f"{url} did not answer within {c.timeout_s:g} s after {c.max_retries} retries: raise --timeout or check the server"
             ) from None
         except openai.APIConnectionError as error:
             reason = error.__cause__ or error
             raise MedgenError(
-                f"cannot reach {c.url} ({type(reason).__name__}) after {c.max_retries} retries: is the server running?"
+                f"cannot reach {url} ({type(reason).__name__}) after {c.max_retries} retries: is the server running?"
             ) from None
         except openai.APIStatusError as error:
             raise MedgenError(
-                f"{c.url} answered HTTP {error.status_code}: {str(error.message)[:300]}"
+                f"{url} answered HTTP {error.status_code}: {str(error.message)[:300]}"
             ) from None
         if not response.choices:
             return ""

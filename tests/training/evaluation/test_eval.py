@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from medgen.cli import app
-from medgen.inference.endpoint import EndpointClient, EndpointConfig, chat_messages
+from medgen.inference.config import InferenceConfig
+from medgen.inference.endpoint import EndpointClient, chat_messages
 from schemas.prompts import prompt_messages, question_text
 from schemas.taxonomy import QUESTION_DIMENSIONS
 from tests.training.eval_data import API_KEY, TEST_SOURCES, bad, sources_samples
@@ -197,7 +198,7 @@ def test_human_baseline_is_annotator_agreement_with_the_consensus() -> None:
 def test_endpoint_sends_the_five_images_and_the_question(chat_server) -> None:
     q = question("q1", LIGHTING, "B")
     client = EndpointClient(
-        EndpointConfig(url=chat_server.url, model="vlm-x", max_tokens=64), api_key=API_KEY
+        InferenceConfig(endpoint=chat_server.url, model="vlm-x", max_new_tokens=64), api_key=API_KEY
     )
     assert list(client.generate([q])) == [(q, "<think>a</think><answer>A</answer>")]
 
@@ -239,7 +240,7 @@ def test_endpoint_retries_server_errors_and_runs_requests_concurrently(chat_serv
 
     chat_server.reply = flaky
     questions = [question(f"q{i}", LIGHTING, "B") for i in range(6)]
-    config = EndpointConfig(url=chat_server.url, model="m", concurrency=3, max_retries=3)
+    config = InferenceConfig(endpoint=chat_server.url, model="m", concurrency=3, max_retries=3)
     answers = {q.id: text for q, text in EndpointClient(config, api_key=API_KEY).generate(questions)}
     assert [answers[q.id] for q in questions] == ["<answer>B</answer>"] * 6
     assert in_flight["max"] == 3
@@ -253,7 +254,9 @@ def test_endpoint_switches_to_max_completion_tokens_when_asked(chat_server) -> N
         return 200, f"<answer>{body['max_completion_tokens']}</answer>"
 
     chat_server.reply = newer_model
-    client = EndpointClient(EndpointConfig(url=chat_server.url, model="m", max_tokens=77), api_key=API_KEY)
+    client = EndpointClient(
+        InferenceConfig(endpoint=chat_server.url, model="m", max_new_tokens=77), api_key=API_KEY
+    )
     q = question("q1", LIGHTING, "B")
     assert client.complete(q.prompt, q.images) == "<answer>77</answer>"
     assert client.complete(q.prompt, q.images) == "<answer>77</answer>"
@@ -265,19 +268,25 @@ def test_endpoint_errors_are_one_line_and_never_show_the_key(chat_server, closed
 
     q = question("q1", LIGHTING, "B")
     with pytest.raises(MedgenError, match="cannot reach .* is the server running") as down:
-        list(EndpointClient(EndpointConfig(url=closed_port_url, model="m", max_retries=0)).generate([q]))
+        list(
+            EndpointClient(InferenceConfig(endpoint=closed_port_url, model="m", max_retries=0)).generate([q])
+        )
     assert "\n" not in str(down.value)
 
     wrong_key = "sk-wrong-key-987654321"
     with pytest.raises(MedgenError, match="OPENAI_API_KEY") as unauthorized:
-        list(EndpointClient(EndpointConfig(url=chat_server.url, model="m"), api_key=wrong_key).generate([q]))
+        list(
+            EndpointClient(InferenceConfig(endpoint=chat_server.url, model="m"), api_key=wrong_key).generate(
+                [q]
+            )
+        )
     assert wrong_key not in str(unauthorized.value) and "401" in str(unauthorized.value)
 
     with pytest.raises(MedgenError, match="404"):
         list(
-            EndpointClient(EndpointConfig(url=chat_server.url + "/v2", model="m"), api_key=API_KEY).generate(
-                [q]
-            )
+            EndpointClient(
+                InferenceConfig(endpoint=chat_server.url + "/v2", model="m"), api_key=API_KEY
+            ).generate([q])
         )
 
 
