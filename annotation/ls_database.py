@@ -77,7 +77,7 @@ def check_database(url: str) -> None:
         with connect_database(url):
             pass
     except psycopg.Error as error:
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        reason = one_line(error)
         raise MedgenError(f"PostgreSQL at {redact(url)} is unreachable: {reason}") from None
 
 

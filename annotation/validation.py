@@ -170,26 +170,41 @@ def check(annotation: RawAnnotation) -> Checked:
         return Checked(CANCELLED, ["the annotator skipped (cancelled) the task"])
     if not annotation.result:
         return Checked(INCOMPLETE, ["empty result: nothing was answered"])
+    answers = _read(annotation.result)
+    if answers.invalid:
+        return Checked(INVALID, answers.invalid)
+    return _judge(answers.acceptable, answers.tags, answers.texts)
+
+
+@dataclass
+class _Answers:
+    """What one annotation's result says, control by control, before its consistency is judged."""
+
+    invalid: list[str] = field(default_factory=list)  # results no control of the config can hold
+    acceptable: dict[str, bool] = field(default_factory=dict)  # letter -> "No defects" ticked
+    tags: dict[str, list[str]] = field(default_factory=lambda: {letter: [] for letter in LETTERS})
+    texts: dict[tuple[str, str], str] = field(default_factory=dict)  # (letter, part) -> note
+
+
+def _read(result: list[dict[str, Any]]) -> _Answers:
+    """Each result item into its control's answer; items no control can hold are ``invalid``."""
     spec = controls()
-    invalid: list[str] = []
-    acceptable: dict[str, bool] = {}
-    tags: dict[str, list[str]] = {letter: [] for letter in LETTERS}
-    texts: dict[tuple[str, str], str] = {}
+    answers = _Answers()
     seen: set[str] = set()
-    for item in annotation.result:
+    for item in result:
         name = str(item.get("from_name", ""))
         control = spec.get(name)
         if control is None:
-            invalid.append(f"unknown control {name!r} (not in the labeling config)")
+            answers.invalid.append(f"unknown control {name!r} (not in the labeling config)")
             continue
         if name in seen:
-            invalid.append(f"{name} answered twice")
+            answers.invalid.append(f"{name} answered twice")
             continue
         seen.add(name)
         value = item.get("value") or {}
         if control.kind == "textarea":
             words = value.get("text", [])
-            texts[control.letter, control.part] = " ".join(
+            answers.texts[control.letter, control.part] = " ".join(
                 str(w) for w in (words if isinstance(words, list) else [words])
             ).strip()
             continue
@@ -198,18 +213,21 @@ def check(annotation: RawAnnotation) -> Checked:
         unknown = [str(c) for c in chosen if c not in control.values]
         if unknown:
             what = "answer" if control.part == ACCEPTABLE else f"tag(s) for {control.part}"
-            invalid.append(f"{name}: unknown {what} {', '.join(repr(u) for u in unknown)}")
-            continue
-        if control.single and len(chosen) > 1:
-            invalid.append(f"{name}: {len(chosen)} values ({', '.join(chosen)}) in a single choice")
-            continue
-        if control.part == ACCEPTABLE:
+            answers.invalid.append(f"{name}: unknown {what} {', '.join(repr(u) for u in unknown)}")
+        elif control.single and len(chosen) > 1:
+            answers.invalid.append(f"{name}: {len(chosen)} values ({', '.join(chosen)}) in a single choice")
+        elif control.part == ACCEPTABLE:
             if chosen:
-                acceptable[control.letter] = chosen[0] == YES
+                answers.acceptable[control.letter] = chosen[0] == YES
         else:
-            tags[control.letter].extend(chosen)
-    if invalid:
-        return Checked(INVALID, invalid)
+            answers.tags[control.letter].extend(chosen)
+    return answers
+
+
+def _judge(
+    acceptable: dict[str, bool], tags: dict[str, list[str]], texts: dict[tuple[str, str], str]
+) -> Checked:
+    """The labels of answers every control could hold: complete, notes where needed, not contradictory."""
     # "No defects" ticked: acceptable; tags without it: not acceptable (the form derives it).
     for letter in LETTERS:
         if letter not in acceptable and tags[letter]:

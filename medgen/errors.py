@@ -12,13 +12,13 @@ class MedgenError(Exception):
     """A problem the user can fix: bad input, bad config, missing server or token."""
 
 
-def one_line(error: BaseException, kind: bool = False) -> str:
-    """The first line of an error's message (its type's name when it has none); ``kind`` prefixes the type."""
-    text = str(error).strip()
-    first = text.splitlines()[0] if text else ""
+def one_line(error: BaseException, kind: bool = False, limit: int = 500) -> str:
+    """An error's message on one line, its lines folded, at most ``limit`` characters (its type's name when it
+    has no message); ``kind`` puts the type's name first."""
+    text = " ".join(str(error).split())[:limit]
     if kind:
-        return f"{type(error).__name__}: {first or 'no detail'}"
-    return first or type(error).__name__
+        return f"{type(error).__name__}: {text or 'no detail'}"
+    return text or type(error).__name__
 
 
 def flag_of(field: str, config: Any = None) -> str:

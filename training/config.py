@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from medgen.errors import MedgenError
+from medgen.errors import MedgenError, one_line
 from medgen.files import atomic_write_text
 from medgen.inference.checkpoint import TRAINED_CONFIG
 
@@ -149,7 +149,7 @@ def load_config(
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise MedgenError(f"recipe {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        raise MedgenError(f"recipe {path} is not valid YAML: {one_line(error)}") from None
     if not isinstance(values, dict):
         raise MedgenError(f"recipe {path} must be a mapping of config keys to values")
     check_keys(values, config_class, f"recipe {path}")
@@ -162,7 +162,7 @@ def load_config(
             warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
             return config_class(**values)
     except (TypeError, ValueError) as error:
-        raise MedgenError(f"recipe {path}: {str(error).splitlines()[0]}") from None
+        raise MedgenError(f"recipe {path}: {one_line(error)}") from None
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

@@ -173,9 +173,19 @@ def _reasoning_lines(stats: CardStats) -> list[str]:
 
 def card_markdown(stats: CardStats, changes: dict[str, int], previous: str | None, skipped: int) -> str:
     """The card's body: what the dataset is, its statistics and provenance."""
+    lines = [
+        *_introduction(stats),
+        *_sizes(stats),
+        *_labels(stats),
+        *_provenance(stats),
+        *_version(stats, changes, previous, skipped),
+    ]
+    return "\n".join(lines)
+
+
+def _introduction(stats: CardStats) -> list[str]:
+    """Title, warnings about where the labels come from, what a sample is, how to load it."""
     config = stats.config
-    num_sources = sum(stats.sources.values())
-    splits = list(stats.counts_by_split())
     lines = [f"# {config.pretty_name} ({config.version})", ""]
     if stats.simulated:
         lines += [
@@ -189,7 +199,7 @@ def card_markdown(stats: CardStats, changes: dict[str, int], previous: str | Non
             "not human annotations.",
             "",
         ]
-    lines += [
+    return lines + [
         "Screening AI-generated medicine-product images (after arXiv 2505.23265). Each sample shows the original "
         "product photo and four images generated from it (A-D), and asks which generated images are unreasonable "
         "along one dimension, or which are acceptable to publish (`overall`). The answer is the sorted, "
@@ -209,9 +219,14 @@ def card_markdown(stats: CardStats, changes: dict[str, int], previous: str | Non
         "The `prompt` / `completion` columns are TRL conversational turns (one image placeholder per image), so "
         "`trl sft` and `trl grpo` train on this dataset as it is.",
         "",
-        f"## Samples per split and dimension ({stats.num_samples} samples, {num_sources} sources)",
-        "",
     ]
+
+
+def _sizes(stats: CardStats) -> list[str]:
+    """Samples per split and dimension, and how many letters the answers hold."""
+    num_sources = sum(stats.sources.values())
+    splits = list(stats.counts_by_split())
+    lines = [f"## Samples per split and dimension ({stats.num_samples} samples, {num_sources} sources)", ""]
     rows = [[d, *(stats.counts[s].get(d, 0) for s in splits)] for d in QUESTION_DIMENSIONS]
     rows.append(["**total**", *(sum(stats.counts[s].values()) for s in splits)])
     rows.append(["sources", *(stats.sources[s] for s in splits)])
@@ -222,12 +237,20 @@ def card_markdown(stats: CardStats, changes: dict[str, int], previous: str | Non
         ["dimension", *(str(k) for k in sizes)],
         [[d, *(stats.answer_sizes.get(d, Counter()).get(k, 0) for k in sizes)] for d in QUESTION_DIMENSIONS],
     )
+    return lines
+
+
+def _labels(stats: CardStats) -> list[str]:
+    """Where the labels come from, how well annotators agreed, how often each defect tag was given."""
+    config = stats.config
+    num_sources = sum(stats.sources.values())
     mean_agreement = stats.agreement_sum / num_sources if num_sources else 0.0
     annotators = ", ".join(
         f"{n} annotators: {count} source{'s' if count != 1 else ''}"
         for n, count in sorted(stats.annotators.items())
     )
-    lines += [
+    alpha = ", ".join(f"{k} {_alpha(v)}" for k, v in stats.alpha.items())
+    lines = [
         "",
         "## Labels and agreement",
         "",
@@ -235,14 +258,7 @@ def card_markdown(stats: CardStats, changes: dict[str, int], previous: str | Non
         + (" (synthetic ground truth)" if config.labels == "injected" else " (majority vote)"),
         f"- mean agreement with consensus: {mean_agreement:.3f} (lowest {stats.agreement_min:.3f})",
         f"- {annotators}",
-        *(
-            [
-                "- Krippendorff's alpha (nominal): "
-                + ", ".join(f"{k} {_alpha(v)}" for k, v in stats.alpha.items())
-            ]
-            if stats.alpha
-            else []
-        ),
+        *([f"- Krippendorff's alpha (nominal): {alpha}"] if stats.alpha else []),
         "",
         "## Defect tags (candidates carrying each)",
         "",
@@ -251,11 +267,17 @@ def card_markdown(stats: CardStats, changes: dict[str, int], previous: str | Non
         ["dimension", "tag", "candidates"],
         [[d.id, tag.id, stats.tags.get(tag.id, 0)] for d in TAXONOMY.dimensions for tag in d.tags],
     )
-    lines += [
+    return lines + [
         "",
         "Each dimension's `*_other` tag is a defect no other tag names; the annotator described it in words, "
         "kept in the `rationale` column.",
         "",
+    ]
+
+
+def _provenance(stats: CardStats) -> list[str]:
+    """Where the reasoning and the images come from."""
+    lines = [
         "## Reasoning (the `rationale` column and the completion's <think>)",
         "",
         *_reasoning_lines(stats),
@@ -266,16 +288,21 @@ def card_markdown(stats: CardStats, changes: dict[str, int], previous: str | Non
     lines += _table(
         ["backend: model", "candidates"], [[name, count] for name, count in stats.models.most_common()]
     )
-    lines += [
+    return lines + [
         "",
         "Recipes: " + ", ".join(f"{name} ({count})" for name, count in stats.recipes.most_common()),
         "",
     ]
-    lines += ["## Version", ""]
-    ratios = ", ".join(f"{name} {ratio:g}" for name, ratio in config.ratios.items())
-    lines.append(
-        f"Splits are assigned per source from a hash of its id ({ratios}): adding sources never moves a sample."
-    )
+
+
+def _version(stats: CardStats, changes: dict[str, int], previous: str | None, skipped: int) -> list[str]:
+    """How splits are assigned, what changed since the previous version, what made no sample."""
+    ratios = ", ".join(f"{name} {ratio:g}" for name, ratio in stats.config.ratios.items())
+    lines = [
+        "## Version",
+        "",
+        f"Splits are assigned per source from a hash of its id ({ratios}): adding sources never moves a sample.",
+    ]
     if previous:
         lines.append(
             f"Changes since {previous}: {changes['added']} added, {changes['removed']} removed, "
@@ -286,8 +313,7 @@ def card_markdown(stats: CardStats, changes: dict[str, int], previous: str | Non
     if skipped:
         lines += ["", f"{skipped} source(s) made no sample:"]
         lines += [f"- {reason}: {count}" for reason, count in stats.skipped.most_common(10)]
-    lines += ["", "Images are embedded without EXIF, GPS or text metadata. Built with medgen.", ""]
-    return "\n".join(lines)
+    return lines + ["", "Images are embedded without EXIF, GPS or text metadata. Built with medgen.", ""]
 
 
 def _alpha(value: float | None) -> str:

@@ -122,16 +122,14 @@ def export_dataset(
 ) -> ExportReport:
     """Build, validate and write export ``config.version`` of the workspace; refuses an existing version.
 
+    Written into a temporary folder renamed into place at the end: a crash or an error keeps nothing.
     ``on_start(num_sources)`` is called once, ``on_progress(samples_written)`` after each source.
     """
     target = _check_new_version(workspace, config.version)
     labels = load_labels(workspace, config.labels, config.min_agreement, config.min_annotators)
     teacher = teacher_rationales(workspace) if config.rationale == "teacher" else {}
     previous = _previous_export(workspace)
-    workspace.exports_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in workspace.exports_dir.glob(".tmp-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    tmp = workspace.exports_dir / f".tmp-{config.version}-{uuid.uuid4().hex[:8]}"
+    tmp = _scratch_folder(workspace, config.version)
     features = dataset_features()
     writer = ShardedParquetWriter(
         tmp / DATA_DIR,
@@ -148,74 +146,21 @@ def export_dataset(
     try:
         if on_start:
             on_start(workspace.catalog.count("sources"))
-        # The next sources' images are read while one is written (on a cold disk, a read at a time was
-        # 3/4 of the export's time at 128k sources); only the labelled ones are read.
-        sources = _sources_with_images(workspace)
-        for source, candidates, paths in read_ahead(
-            sources, lambda item: item[2] if item[0].id in labels.items else ()
-        ):
-            samples_before = stats.num_samples
-            try:
-                source_labels = labels.items.get(source.id)
-                if source_labels is None:
-                    reason = labels.missing.get(source.id)
-                    if reason is None:
-                        reason = "not annotated yet" if labels.origin == "consensus" else "no candidates yet"
-                    raise SampleError(reason)
-                samples = build_source_samples(
-                    source.id,
-                    [str(p) for p in paths],
-                    candidates,
-                    source_labels,
-                    config.version,
-                    config.rationale,
-                    teacher,
-                )
-                try:
-                    images = [clean_image_bytes(path) for path in paths]
-                except (OSError, ValueError) as error:
-                    raise SampleError(f"unreadable image: {error}") from None
-            except SampleError as error:
-                skipped[source.id] = str(error)
-                stats.skip(str(error))
-            else:
-                split = assign_split(source.id, config.ratios)
-                nbytes = sum(len(data) for data in images)
-                digests = [hashlib.sha256(data).hexdigest() for data in images]
-                for sample in samples:
-                    writer.write(split, sample_row(sample, images), nbytes)
-                    hashes.add(split, sample.id, content_hash(sample, digests))
-                    stats.add(split, sample, images)
-                    origin = origin_of(sample.id, sample.answer, config.rationale, teacher)
-                    stats.rationale(origin, teacher[sample.id].model if origin == "teacher" else None)
+        for source, samples, images in _labelled_samples(workspace, labels, config, teacher, skipped, stats):
+            if samples:
+                _write_source(writer, hashes, stats, source.id, samples, images, config, teacher)
             if on_progress:
-                on_progress(stats.num_samples - samples_before)
+                on_progress(len(samples))
         shards = writer.close()
-        if stats.num_samples == 0:
-            reasons = "; ".join(sorted(set(skipped.values()))[:3]) or "the workspace has no sources"
-            hint = (
-                "; pull annotations first (medgen annotate pull) or use --labels injected for synthetic candidates"
-                if labels.origin == "consensus"
-                else ""
-            )
-            raise MedgenError(f"no source made a valid sample ({reasons}): nothing to export{hint}")
-        if previous is not None:
-            hashes.load_previous(previous[1])
-        changes = write_changelog(tmp / "changelog.md", config.version, hashes, previous and previous[0])
-        manifest: dict[str, Any] = {  # and "splits", streamed from ``hashes``
-            "version": config.version,
-            "created_at": now(),
-            "labels": labels.origin,
-            "num_samples": stats.num_samples,
-            "counts": stats.counts_by_split(),
-            "config": config.model_dump(),
-            "previous": previous[0] if previous else None,
-            "changes": changes,
-        }
-        write_manifest(tmp / MANIFEST, manifest, hashes)
-        hashes.close()
+        manifest = _finish(tmp, config, labels, stats, hashes, previous, skipped)
         write_card(
-            tmp, stats, features, shards, changes=changes, previous=manifest["previous"], skipped=len(skipped)
+            tmp,
+            stats,
+            features,
+            shards,
+            changes=manifest["changes"],
+            previous=manifest["previous"],
+            skipped=len(skipped),
         )
         tmp.rename(target)
     except BaseException as error:
@@ -223,30 +168,160 @@ def export_dataset(
         hashes.close()
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(error, OSError):
-            full = error.errno == errno.ENOSPC or "No space left" in str(error)
-            raise MedgenError(
-                f"export {config.version} stopped, nothing kept: "
-                + (
-                    f"the disk under {workspace.exports_dir} is full (an export needs about as much free space "
-                    "as the images it embeds)"
-                    if full
-                    else f"cannot write under {workspace.exports_dir} ({error.strerror or error})"
-                )
-            ) from None
+            raise _disk_error(error, config.version, workspace.exports_dir) from None
         raise
     _record(workspace, config.version, target, manifest)
-    report_path = None
-    if skipped:
-        workspace.reports_dir.mkdir(parents=True, exist_ok=True)
-        report_path = workspace.reports_dir / f"export-{config.version}-skipped.json"
-        atomic_write_text(report_path, json.dumps(skipped, indent=1, sort_keys=True) + "\n")
     return ExportReport(
         version=config.version,
         path=target,
         num_samples=stats.num_samples,
         counts=stats.counts_by_split(),
         skipped=skipped,
-        changes=changes,
+        changes=manifest["changes"],
         previous=manifest["previous"],
-        report_path=report_path,
+        report_path=_skipped_report(workspace, config.version, skipped),
     )
+
+
+def _scratch_folder(workspace: Workspace, version: str) -> Path:
+    """A fresh temporary folder for the version; leftovers of crashed exports are removed first."""
+    workspace.exports_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in workspace.exports_dir.glob(".tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return workspace.exports_dir / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
+
+
+def _labelled_samples(
+    workspace: Workspace,
+    labels: Any,
+    config: ExportConfig,
+    teacher: dict[str, Any],
+    skipped: dict[str, str],
+    stats: CardStats,
+) -> Iterator[tuple[SourceImage, list[Any], list[bytes]]]:
+    """(source, its samples, its five images cleaned) per source; one that makes no sample comes with none,
+    its reason in ``skipped``. The next sources' images are read while one is written (on a cold disk,
+    a read at a time was most of an export's time); only labelled sources' images are read."""
+    sources = _sources_with_images(workspace)
+    for source, candidates, paths in read_ahead(
+        sources, lambda item: item[2] if item[0].id in labels.items else ()
+    ):
+        try:
+            samples, images = _source_samples(source, candidates, paths, labels, config, teacher)
+        except SampleError as error:
+            skipped[source.id] = str(error)
+            stats.skip(str(error))
+            samples, images = [], []
+        yield source, samples, images
+
+
+def _source_samples(
+    source: SourceImage,
+    candidates: list[Candidate],
+    paths: list[Path],
+    labels: Any,
+    config: ExportConfig,
+    teacher: dict[str, Any],
+) -> tuple[list[Any], list[bytes]]:
+    """One source's samples and its images' bytes, without metadata.
+
+    Raises:
+        SampleError: the source makes no sample (not labelled, labels unusable, an image unreadable).
+    """
+    source_labels = labels.items.get(source.id)
+    if source_labels is None:
+        reason = labels.missing.get(source.id)
+        if reason is None:
+            reason = "not annotated yet" if labels.origin == "consensus" else "no candidates yet"
+        raise SampleError(reason)
+    samples = build_source_samples(
+        source.id,
+        [str(p) for p in paths],
+        candidates,
+        source_labels,
+        config.version,
+        config.rationale,
+        teacher,
+    )
+    try:
+        return samples, [clean_image_bytes(path) for path in paths]
+    except (OSError, ValueError) as error:
+        raise SampleError(f"unreadable image: {error}") from None
+
+
+def _write_source(
+    writer: ShardedParquetWriter,
+    hashes: SampleHashes,
+    stats: CardStats,
+    source_id: str,
+    samples: list[Any],
+    images: list[bytes],
+    config: ExportConfig,
+    teacher: dict[str, Any],
+) -> None:
+    """A source's samples into its split's Parquet, their content hashes, and the card's counts."""
+    split = assign_split(source_id, config.ratios)
+    nbytes = sum(len(data) for data in images)
+    digests = [hashlib.sha256(data).hexdigest() for data in images]
+    for sample in samples:
+        writer.write(split, sample_row(sample, images), nbytes)
+        hashes.add(split, sample.id, content_hash(sample, digests))
+        stats.add(split, sample, images)
+        origin = origin_of(sample.id, sample.answer, config.rationale, teacher)
+        stats.rationale(origin, teacher[sample.id].model if origin == "teacher" else None)
+
+
+def _finish(
+    tmp: Path,
+    config: ExportConfig,
+    labels: Any,
+    stats: CardStats,
+    hashes: SampleHashes,
+    previous: tuple[str, Path] | None,
+    skipped: dict[str, str],
+) -> dict[str, Any]:
+    """The changelog against the previous version and the manifest, written; refuses an empty export."""
+    if stats.num_samples == 0:
+        reasons = "; ".join(sorted(set(skipped.values()))[:3]) or "the workspace has no sources"
+        hint = (
+            "; pull annotations first (medgen annotate pull) or use --labels injected for synthetic candidates"
+            if labels.origin == "consensus"
+            else ""
+        )
+        raise MedgenError(f"no source made a valid sample ({reasons}): nothing to export{hint}")
+    if previous is not None:
+        hashes.load_previous(previous[1])
+    changes = write_changelog(tmp / "changelog.md", config.version, hashes, previous and previous[0])
+    manifest: dict[str, Any] = {  # and "splits", streamed from ``hashes``
+        "version": config.version,
+        "created_at": now(),
+        "labels": labels.origin,
+        "num_samples": stats.num_samples,
+        "counts": stats.counts_by_split(),
+        "config": config.model_dump(),
+        "previous": previous[0] if previous else None,
+        "changes": changes,
+    }
+    write_manifest(tmp / MANIFEST, manifest, hashes)
+    hashes.close()
+    return manifest
+
+
+def _disk_error(error: OSError, version: str, folder: Path) -> MedgenError:
+    full = error.errno == errno.ENOSPC or "No space left" in str(error)
+    reason = (
+        f"the disk under {folder} is full (an export needs about as much free space as the images it embeds)"
+        if full
+        else f"cannot write under {folder} ({error.strerror or error})"
+    )
+    return MedgenError(f"export {version} stopped, nothing kept: {reason}")
+
+
+def _skipped_report(workspace: Workspace, version: str, skipped: dict[str, str]) -> Path | None:
+    """The sources that made no sample, with their reason (None when every source made samples)."""
+    if not skipped:
+        return None
+    workspace.reports_dir.mkdir(parents=True, exist_ok=True)
+    path = workspace.reports_dir / f"export-{version}-skipped.json"
+    atomic_write_text(path, json.dumps(skipped, indent=1, sort_keys=True) + "\n")
+    return path

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medgen.errors import MedgenError
+from medgen.errors import MedgenError, one_line
 from medgen.export.layout import DATA_DIR, MANIFEST
 from medgen.export.tables import add_publication
 
@@ -121,8 +121,8 @@ def publish_export(
         plan.repo_exists, plan.existing_tags = _remote_tags(api, repo)
     except _hub_errors() as error:
         if not dry_run:
-            raise MedgenError(f"cannot check {repo}'s tags on the Hub: {_describe(error)}") from None
-        plan.notes.append(f"the Hub did not answer ({_describe(error)}): existing tags not checked")
+            raise MedgenError(f"cannot check {repo}'s tags on the Hub: {one_line(error)}") from None
+        plan.notes.append(f"the Hub did not answer ({one_line(error)}): existing tags not checked")
     if plan.repo_exists and private:
         plan.notes.append(f"{repo} already exists: its visibility is left as it is")
     if version in plan.existing_tags:
@@ -149,15 +149,11 @@ def publish_export(
             repo_type="dataset",
         )
     except _hub_errors() as error:
-        raise MedgenError(f"publishing {version} to {repo} failed: {_describe(error)}") from None
+        raise MedgenError(f"publishing {version} to {repo} failed: {one_line(error)}") from None
     plan.commit = commit.oid
     plan.url = f"https://huggingface.co/datasets/{repo}/tree/{version}"
     _record(workspace, plan)
     return plan
-
-
-def _describe(error: BaseException) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _record(workspace: Workspace, plan: PublishPlan) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from medgen.errors import MedgenError, config_error
+from medgen.errors import MedgenError, config_error, one_line
 from schemas.taxonomy import NUM_CANDIDATES
 
 DEFECT_KINDS: tuple[str, ...] = (
@@ -234,7 +234,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> GenerationConfig:
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:
-            raise MedgenError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+            raise MedgenError(f"{path} is not valid YAML: {one_line(error)}") from None
         if not isinstance(data, dict):
             raise MedgenError(f"{path} must hold a mapping of config fields, got {type(data).__name__}")
     data.update({key: value for key, value in overrides.items() if value is not None})

@@ -46,7 +46,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
-from medgen.errors import MedgenError
+from medgen.errors import MedgenError, one_line
 from medgen.files import atomic_write_text, read_ahead
 from medgen.generation.backends.base import (
     Backend,
@@ -438,11 +438,6 @@ def _source_batches(
             batch.clear()
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or "(no message)"
-    return f"{type(error).__name__}: {text}"[:500]
-
-
 def _generate_isolating(
     backend: Backend, batch: list[GenerationRequest], on_failure: Callable[[str, BaseException], None]
 ) -> list[GeneratedImage]:
@@ -516,55 +511,32 @@ def run_generation(
     plan(workspace, candidates, source_ids, limit)  # bad arguments fail here, on every rank alike
     if dist.is_main:
         report.rows_recovered, report.orphans_removed = recover_interrupted(workspace)
-    run_id = dist.broadcast(datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6])
-    report.run_id = run_id
+    report.run_id = run_id = dist.broadcast(
+        datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    )
     if dist.is_main:
-        run_dir = workspace.runs_dir / run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
-        body = _config_json(backend, config, candidates=candidates, base_seed=base_seed, source_ids=source_ids, limit=limit,
-                            batch_size=batch_size, world_size=dist.world_size)  # fmt: skip
-        atomic_write_text(run_dir / "config.json", json.dumps(json.loads(body), indent=2) + "\n")
-        # Reproducible from this file alone: `medgen generate --config runs/<id>/config.yaml`.
-        if isinstance(config, GenerationConfig):
-            atomic_write_text(run_dir / "config.yaml", dump_config(config))
-        start_run(workspace, run_id, backend.name, body)
+        settings = {
+            "candidates": candidates,
+            "base_seed": base_seed,
+            "source_ids": source_ids,
+            "limit": limit,
+        }
+        _record_run(
+            workspace,
+            run_id,
+            backend,
+            config,
+            {**settings, "batch_size": batch_size, "world_size": dist.world_size},
+        )
     # Rank 0 plans after recovering and sends the plan: every rank shards the same list, and the
     # other ranks (maybe on other nodes) never need the catalog's current state.
     todo = dist.broadcast(plan(workspace, candidates, source_ids, limit) if dist.is_main else None)
     shard = todo.shard(dist.rank, dist.world_size)
     report.sources_planned = len(shard)
-    report.images_planned = total = shard.images
-
+    report.images_planned = shard.images
     manifest = _ManifestWriter(manifest_path(workspace, run_id, dist.rank))
-
-    def on_failure(source_id: str, error: BaseException) -> None:
-        message = _one_line(error)
-        report.failures.append((source_id, message))
-        manifest.write(
-            kind="failure", source_id=source_id, error=message, at=datetime.now(timezone.utc).isoformat()
-        )
-
-    done = 0
-    if on_progress:
-        on_progress(0, total)
     try:
-        # A writer thread stores batches (files, manifest lines) while the backend makes the next
-        # ones, their PNGs encoded on a pool of threads (libdeflate releases the GIL); at most
-        # STORE_QUEUE batches wait, and leaving the block waits for them.
-        encoders = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="medgen-png")
-        with encoders, ThreadPoolExecutor(max_workers=1, thread_name_prefix="medgen-store") as writer:
-            queued: deque[Future[None]] = deque()
-            for batch in _requests(workspace, shard, base_seed, batch_size):
-                results = _generate_isolating(backend, batch, on_failure)
-                while len(queued) >= STORE_QUEUE:
-                    queued.popleft().result()
-                queued.append(writer.submit(_store, workspace, manifest, results, encoders))
-                report.images_generated += len(results)
-                done += len(batch)
-                if on_progress:
-                    on_progress(done, total)
-            while queued:
-                queued.popleft().result()
+        _produce(workspace, backend, shard, base_seed, batch_size, manifest, report, on_progress)
         workspace.store.sync()  # this rank's files, durable before any rank merges their rows
     except BaseException as error:
         try:
@@ -584,6 +556,66 @@ def run_generation(
         _finish(workspace, report, [p for p in paths if p.exists()], "finished")
     dist.barrier()
     return report
+
+
+def _record_run(
+    workspace: Workspace,
+    run_id: str,
+    backend: Backend,
+    config: BaseModel | dict[str, Any] | None,
+    settings: dict[str, Any],
+) -> None:
+    """The run's folder with its resolved config (reproducible from ``config.yaml`` alone), and its catalog row."""
+    run_dir = workspace.runs_dir / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    body = _config_json(backend, config, **settings)
+    atomic_write_text(run_dir / "config.json", json.dumps(json.loads(body), indent=2) + "\n")
+    if isinstance(config, GenerationConfig):  # `medgen generate --config runs/<id>/config.yaml`
+        atomic_write_text(run_dir / "config.yaml", dump_config(config))
+    start_run(workspace, run_id, backend.name, body)
+
+
+def _produce(
+    workspace: Workspace,
+    backend: Backend,
+    shard: Plan,
+    base_seed: int,
+    batch_size: int,
+    manifest: _ManifestWriter,
+    report: GenerationReport,
+    on_progress: ProgressFn | None,
+) -> None:
+    """Generate this rank's shard batch by batch; failures are recorded per source, the run goes on.
+
+    A writer thread stores batches (files, manifest lines) while the backend makes the next ones, their
+    PNGs encoded on a pool of threads (libdeflate releases the GIL); at most STORE_QUEUE batches wait,
+    and returning waits for them.
+    """
+
+    def on_failure(source_id: str, error: BaseException) -> None:
+        message = one_line(error, kind=True)
+        report.failures.append((source_id, message))
+        manifest.write(
+            kind="failure", source_id=source_id, error=message, at=datetime.now(timezone.utc).isoformat()
+        )
+
+    done, total = 0, shard.images
+    if on_progress:
+        on_progress(0, total)
+    encoders = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="medgen-png")
+    with encoders, ThreadPoolExecutor(max_workers=1, thread_name_prefix="medgen-store") as writer:
+        queued: deque[Future[None]] = deque()
+        for batch in _requests(workspace, shard, base_seed, batch_size):
+            results = _generate_isolating(backend, batch, on_failure)
+            while len(queued) >= STORE_QUEUE:
+                queued.popleft().result()
+            queued.append(writer.submit(_store, workspace, manifest, results, encoders))
+            report.images_generated += len(results)
+            done += len(batch)
+            if on_progress:
+                on_progress(done, total)
+        while queued:
+            queued.popleft().result()
 
 
 def _store(

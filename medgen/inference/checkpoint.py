@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from medgen.errors import MedgenError
+from medgen.errors import MedgenError, one_line
 from medgen.inference.base import Asked
 from medgen.inference.config import InferenceConfig
 
@@ -44,7 +44,7 @@ def check_vlm(model: str, revision: str | None = None) -> None:
     try:
         config = AutoConfig.from_pretrained(base_model_path(model), revision=revision)
     except (OSError, ValueError) as error:
-        raise MedgenError(f"cannot read the config of model {model}: {str(error).splitlines()[0]}") from None
+        raise MedgenError(f"cannot read the config of model {model}: {one_line(error)}") from None
     if getattr(config, "vision_config", None) is None:
         architectures = ", ".join(config.architectures or [config.model_type])
         raise MedgenError(

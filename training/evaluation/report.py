@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from medgen.errors import MedgenError
+from medgen.errors import MedgenError, one_line
 from medgen.files import atomic_write_bytes, atomic_write_text
 from schemas.taxonomy import OVERALL, TAXONOMY
 from training.evaluation.metrics import (
@@ -198,9 +198,7 @@ def load_results(path: Path) -> EvalResults:
     except FileNotFoundError:
         raise MedgenError(f"{path} does not exist: pass the results.json written by `medgen eval`") from None
     except ValueError as error:
-        raise MedgenError(
-            f"{path} is not a medgen eval results.json ({str(error).splitlines()[0]})"
-        ) from None
+        raise MedgenError(f"{path} is not a medgen eval results.json ({one_line(error)})") from None
 
 
 def compare_runs(paths: Sequence[Path], output_dir: Path) -> list[ModelResult]:

@@ -83,10 +83,39 @@ def render_scene(
     (3-channel float arithmetic is several times slower). No sensor grain: it would double the
     PNG encoding time downstream.
     """
-    # The light map is shaded at half resolution (textures, light falloff, shadows) and upsampled once.
+    light, wall_rgb, surface_rgb = _light_map(rng, size, layout, textured)
+    props = _prop_places(rng, size, layout, keep_clear)
+    _shade(light, props, layout, size, shadow)
+    light *= texture_bank(size // 2)["vignette"]
+    light = cv2.resize(light, (size, size), interpolation=cv2.INTER_LINEAR)
+    h = layout.horizon
+    image = np.empty((size, size, 3), np.uint8)  # coloured per channel: 3-channel float broadcasts are slow
+    image[:h] = cv2.merge([cv2.convertScaleAbs(light[:h], alpha=float(c)) for c in wall_rgb])
+    image[h:] = cv2.merge([cv2.convertScaleAbs(light[h:], alpha=float(c)) for c in surface_rgb])
+    for kind, x0, base, width, colour, _ in props:
+        _prop(image, kind, x0, base, width, colour, rng)
+    names = [p[0] for p in props]
+    params = {
+        "wall": layout.wall,
+        "surface": layout.surface,
+        "sweep": layout.sweep,
+        "horizon": h,
+        "light": "left" if layout.light > 0 else "right",
+        "props": names,
+        "textured": textured,
+    }
+    return Scene(
+        image=image, horizon=h, light=layout.light, description=_description(layout, names), params=params
+    )
+
+
+def _light_map(
+    rng: np.random.Generator, size: int, layout: Layout, textured: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The wall's and the surface's shading at half resolution (textures, light falloff), and their colours."""
     half = size // 2
     bank = texture_bank(half)
-    h, hh = layout.horizon, layout.horizon // 2
+    hh = layout.horizon // 2
     wall_colour, wall_texture, wall_amp = WALLS[layout.wall]
     surface_colour, surface_texture, surface_amp = SURFACES[layout.surface]
     if textured:
@@ -96,7 +125,6 @@ def render_scene(
     surface_rgb = wall_rgb * rng.uniform(0.85, 0.95) if layout.sweep else _jitter(rng, surface_colour)
     xs = np.linspace(-1.0, 1.0, half, dtype=np.float32)
     side_light = 1.0 + rng.uniform(0.06, 0.12) * layout.light * -xs  # brighter towards the light
-
     light = np.empty((half, half), np.float32)
     wall = light[:hh]
     np.multiply(_crop(rng, bank[wall_texture], hh, half), (0.3 if layout.sweep else 1.0) * wall_amp, out=wall)
@@ -112,8 +140,14 @@ def render_scene(
         band = min(hh, max(2, size // 80))
         light[hh - band : hh] *= np.linspace(1.0, 0.82, band, dtype=np.float32)[:, None]
         light[hh] *= 0.9
-    shade = np.zeros((half, half), np.float32)
-    props = _prop_places(rng, size, layout, keep_clear)
+    return light, wall_rgb, surface_rgb
+
+
+def _shade(
+    light: np.ndarray, props: list[tuple], layout: Layout, size: int, shadow: np.ndarray | None
+) -> None:
+    """Darken the half-resolution light map where the props, and the product (``shadow``), cast shadows."""
+    shade = np.zeros(light.shape, np.float32)
     for _, x0, base, width, _, height in props:
         cast = int(layout.light * height * 0.45)
         centre = ((x0 + width // 2 + cast // 2) // 2, (base - max(2, height // 10)) // 2)
@@ -125,34 +159,17 @@ def render_scene(
         shade = 1.0 - (1.0 - shade) * (1.0 - shadow)
     if props or shadow is not None:
         light *= 1.0 - shade
-    light *= bank["vignette"]
-    light = cv2.resize(light, (size, size), interpolation=cv2.INTER_LINEAR)
-    image = np.empty((size, size, 3), np.uint8)  # coloured per channel: 3-channel float broadcasts are slow
-    image[:h] = cv2.merge([cv2.convertScaleAbs(light[:h], alpha=float(c)) for c in wall_rgb])
-    image[h:] = cv2.merge([cv2.convertScaleAbs(light[h:], alpha=float(c)) for c in surface_rgb])
-    for kind, x0, base, width, colour, _ in props:
-        _prop(image, kind, x0, base, width, colour, rng)
 
-    light_side = "left" if layout.light > 0 else "right"
-    names = [p[0] for p in props]
+
+def _description(layout: Layout, props: list[str]) -> str:
     description = (
         f"studio sweep in {layout.wall} tones"
         if layout.sweep
         else f"{layout.surface} against a {layout.wall}"
     )
-    if names:
-        description += ", with " + ", ".join(names)
-    description += f", light from the {light_side}"
-    params = {
-        "wall": layout.wall,
-        "surface": layout.surface,
-        "sweep": layout.sweep,
-        "horizon": h,
-        "light": light_side,
-        "props": names,
-        "textured": textured,
-    }
-    return Scene(image=image, horizon=h, light=layout.light, description=description, params=params)
+    if props:
+        description += ", with " + ", ".join(props)
+    return description + f", light from the {'left' if layout.light > 0 else 'right'}"
 
 
 def _jitter(rng: np.random.Generator, colour: tuple[int, int, int]) -> np.ndarray:

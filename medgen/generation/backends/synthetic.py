@@ -25,7 +25,7 @@ from PIL import Image
 
 from medgen.errors import MedgenError
 from medgen.generation.backends.base import GeneratedImage, GenerationRequest
-from medgen.generation.backends.scenes import draw_layout, render_scene
+from medgen.generation.backends.scenes import Layout, draw_layout, render_scene
 from medgen.generation.config import SyntheticOptions
 from schemas import GenerationProvenance
 from schemas.taxonomy import NUM_CANDIDATES, TAXONOMY
@@ -120,16 +120,67 @@ def render_candidate(product: Product, seed: int, defects: dict[str, float], siz
     """Composite ``product`` onto the scene of ``seed``, injecting ``defects`` (tag -> strength).
 
     The scene and the nominal placement depend only on the seed: the same seed with and without
-    a defect differs only by that defect.
+    a defect differs only by that defect. Each random draw happens in a fixed order (three generators:
+    scene, placement, defects), so a candidate is the same bytes on every machine and every run.
     """
     scene_rng = np.random.default_rng([seed, 0])
     place_rng = np.random.default_rng([seed, 1])
     defect_rng = np.random.default_rng([seed, 2])
     params: dict[str, dict] = {kind: {"strength": strength} for kind, strength in defects.items()}
     layout = draw_layout(scene_rng, size)
-    light = layout.light
+    scale, gap = _size(product, defects, params, size, place_rng, defect_rng)
+    ph, pw = product.mask.shape
+    w, h = max(2, round(pw * scale)), max(2, round(ph * scale))
+    rgb = cv2.resize(product.rgb, (w, h), interpolation=cv2.INTER_AREA)
+    alpha = cv2.resize(product.mask, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
+    rgb, alpha = _alter(rgb, alpha, defects, params, layout.light, defect_rng)
+    h, w = alpha.shape
+    fit = size - 2 * round(size * 0.02)
+    if "product_cropped" not in defects and w > fit:  # a large or warped product still fits the frame
+        factor = fit / w
+        w, h = fit, max(2, round(h * factor))
+        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+        alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
+        scale *= factor
+    x0, y0, base_y = _position(layout, size, w, h, gap, defects, params, place_rng, defect_rng)
 
-    # Size: plausible unless scale_wrong (a floating product also needs room for its gap).
+    # Scene, then shadows cast from where the product touches the surface.
+    shadow = None
+    if "shadow_missing" not in defects:
+        direction = -layout.light if "shadow_direction_wrong" in defects else layout.light
+        shadow = _product_shadow(alpha, x0, base_y, size, direction, place_rng)
+    textured = "repeated_texture" in defects
+    scene = render_scene(scene_rng, size, layout, (x0, x0 + w), textured=textured, shadow=shadow)
+    image = scene.image
+    # Extension defects: a band on the side away from the product, as an outpainted region would be.
+    band = _free_band(x0, w, size)
+    if "repeated_texture" in defects and band is not None:
+        params["repeated_texture"].update(_repeat(image, band, defects["repeated_texture"]))
+    if "visible_seam" in defects and band is not None:
+        params["visible_seam"].update(_seam(image, band, defects["visible_seam"], defect_rng))
+    _paste(image, rgb, alpha, x0, y0)
+    visible = [kind for kind in defects if _is_visible(kind, params, alpha, x0, size, band)]
+    extra = {
+        "version": VERSION,
+        "scene": scene.params,
+        "placement": {"x": x0, "y": y0, "width": w, "height": h, "base_y": base_y, "scale": round(scale, 5)},
+        "defects": {kind: params[kind] for kind in visible},
+    }
+    return Rendered(
+        image=Image.fromarray(image), defects=sorted(visible), extra=extra, description=scene.description
+    )
+
+
+def _size(
+    product: Product,
+    defects: dict[str, float],
+    params: dict[str, dict],
+    size: int,
+    place_rng: np.random.Generator,
+    defect_rng: np.random.Generator,
+) -> tuple[float, int]:
+    """(scale of the cut-out, floating gap in pixels): plausible unless ``scale_wrong``; a floating product
+    also needs room for its gap."""
     gap = 0
     if "floating" in defects:
         gap = round(size * (0.05 + 0.08 * defects["floating"]))
@@ -143,11 +194,19 @@ def render_candidate(product: Product, seed: int, defects: dict[str, float], siz
         share = min(0.62 + 0.28 * s, 0.9 - gap / size) if big else (0.26 - 0.14 * s)
         scale = min(size * share / ph, size * 0.97 / pw) if big else size * share / ph
         params["scale_wrong"].update(direction="large" if big else "small")
-    w, h = max(2, round(pw * scale)), max(2, round(ph * scale))
-    rgb = cv2.resize(product.rgb, (w, h), interpolation=cv2.INTER_AREA)
-    alpha = cv2.resize(product.mask, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
+    return scale, gap
 
-    # Product appearance defects, on the resized cut-out (a warp widens it).
+
+def _alter(
+    rgb: np.ndarray,
+    alpha: np.ndarray,
+    defects: dict[str, float],
+    params: dict[str, dict],
+    light: int,
+    defect_rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The product's appearance defects, on the resized cut-out (a warp widens it)."""
+    h, w = alpha.shape
     if "product_warped" in defects:
         rgb, alpha, warp = _warp(rgb, alpha, defects["product_warped"], defect_rng)
         params["product_warped"].update(warp)
@@ -161,17 +220,22 @@ def render_candidate(product: Product, seed: int, defects: dict[str, float], siz
     if "lighting_inconsistent" in defects:
         rgb, lighting = _relight(rgb, -light, defects["lighting_inconsistent"])
         params["lighting_inconsistent"].update(lighting)
+    return rgb, alpha
 
-    h, w = alpha.shape
-    fit = size - 2 * round(size * 0.02)
-    if "product_cropped" not in defects and w > fit:  # a large or warped product still fits the frame
-        factor = fit / w
-        w, h = fit, max(2, round(h * factor))
-        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-        alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
-        scale *= factor
 
-    # Position: the product's bottom rests on the surface at base_y.
+def _position(
+    layout: Layout,
+    size: int,
+    w: int,
+    h: int,
+    gap: int,
+    defects: dict[str, float],
+    params: dict[str, dict],
+    place_rng: np.random.Generator,
+    defect_rng: np.random.Generator,
+) -> tuple[int, int, int]:
+    """(x, y, base line) of the product: its bottom rests on the surface (above it by ``gap`` when floating);
+    ``product_cropped`` pushes part of it out of the frame."""
     margin = round(size * 0.04)
     low_base = max(layout.horizon + (size - layout.horizon) * 0.2, margin + h + gap)
     high_base = size - margin
@@ -190,34 +254,7 @@ def render_candidate(product: Product, seed: int, defects: dict[str, float], siz
         params["product_cropped"].update(
             side="right" if side > 0 else "left", share_outside=round(outside, 3)
         )
-    y0 = base_y - h - gap
-
-    # Scene, then shadows cast from where the product touches the surface.
-    shadow = None
-    if "shadow_missing" not in defects:
-        direction = -light if "shadow_direction_wrong" in defects else light
-        shadow = _product_shadow(alpha, x0, base_y, size, direction, place_rng)
-    textured = "repeated_texture" in defects
-    scene = render_scene(scene_rng, size, layout, (x0, x0 + w), textured=textured, shadow=shadow)
-    image = scene.image
-
-    # Extension defects: a band on the side away from the product, as an outpainted region would be.
-    band = _free_band(x0, w, size)
-    if "repeated_texture" in defects and band is not None:
-        params["repeated_texture"].update(_repeat(image, band, defects["repeated_texture"]))
-    if "visible_seam" in defects and band is not None:
-        params["visible_seam"].update(_seam(image, band, defects["visible_seam"], defect_rng))
-
-    _paste(image, rgb, alpha, x0, y0)
-    visible = [kind for kind in defects if _is_visible(kind, params, alpha, x0, size, band)]
-    out = Image.fromarray(image)
-    extra = {
-        "version": VERSION,
-        "scene": scene.params,
-        "placement": {"x": x0, "y": y0, "width": w, "height": h, "base_y": base_y, "scale": round(scale, 5)},
-        "defects": {kind: params[kind] for kind in visible},
-    }
-    return Rendered(image=out, defects=sorted(visible), extra=extra, description=scene.description)
+    return x0, base_y - h - gap, base_y
 
 
 class SyntheticBackend:
