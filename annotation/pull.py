@@ -115,9 +115,9 @@ def fetch_project(connection: Connection, project_id: int, timeout: float = 1800
 def local_database(workspace: Workspace, connection: Connection) -> Database | None:
     """The database of the workspace's own server, when ``connection`` talks to it and its schema fits.
 
-    Label Studio's export serialises every task through Django REST serializers (about 6 s per 1,500
-    tasks on 2 cores, and the server does not run requests in parallel), while the same annotation rows
-    read straight from its database take milliseconds. Any other server (``--url``), a missing
+    Label Studio's export serialises every task through Django REST serializers (and the server does not
+    run requests in parallel), while the same annotation rows read straight from its database take a
+    fraction of the time (benchmarks/README.md, "Annotation"). Any other server (``--url``), a missing
     database, or a table without the expected columns falls back to the export API (None).
 
     Raises:

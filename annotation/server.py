@@ -12,7 +12,7 @@ printed in full.
 The server runs with ``annotation.ls_settings``: Label Studio's settings plus medgen's role check
 (``annotation.ls_roles``), so annotators label their own queue and nothing else.
 
-A new workspace's first start would spend ~25 s (minutes on a busy machine) migrating Label
+A new workspace's first start would spend a while (minutes on a busy machine) migrating Label
 Studio's database. medgen migrates one database per Label Studio version into a cache folder
 (``$MEDGEN_CACHE``, else ``$XDG_CACHE_HOME/medgen`` or ``~/.cache/medgen``) and copies it into each
 new workspace. That template holds the schema only: no user, organisation or token, which Label

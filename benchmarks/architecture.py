@@ -72,7 +72,11 @@ def client_field_definitions() -> dict[str, list[str]]:
             if not isinstance(node, ast.ClassDef):
                 continue
             for item in node.body:
-                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.target.id in found:
+                if (
+                    isinstance(item, ast.AnnAssign)
+                    and isinstance(item.target, ast.Name)
+                    and item.target.id in found
+                ):
                     found[item.target.id].append(f"{path.relative_to(ROOT)}:{node.name}")
     return found
 
@@ -99,7 +103,9 @@ def main() -> None:
     if "--json" in sys.argv:
         print(json.dumps(counts, indent=2))
         return
-    defined_twice = {name: where for name, where in counts["client_field_definitions"].items() if len(where) != 1}
+    defined_twice = {
+        name: where for name, where in counts["client_field_definitions"].items() if len(where) != 1
+    }
     pairs = counts["duplicate_pairs"]
     print(
         f"architecture: functions over {MAX_LINES} lines {len(counts['functions_over_80_lines'])} (bar 0); "

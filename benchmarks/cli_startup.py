@@ -26,7 +26,9 @@ BASE = "eaee15d"
 def _time(tree: Path, args: list[str]) -> float:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "medgen.cli", *args], cwd=tree, env=env, capture_output=True, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "medgen.cli", *args], cwd=tree, env=env, capture_output=True, check=True
+    )
     return time.perf_counter() - start
 
 
@@ -46,7 +48,9 @@ def main() -> None:
                 _time(tree, args)
             now, before = [], []
             for i in range(options.runs):
-                for tree, times in ((ROOT, now), (base, before)) if i % 2 == 0 else ((base, before), (ROOT, now)):
+                for tree, times in (
+                    ((ROOT, now), (base, before)) if i % 2 == 0 else ((base, before), (ROOT, now))
+                ):
                     times.append(_time(tree, args))
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, check=False)

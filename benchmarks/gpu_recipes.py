@@ -279,13 +279,11 @@ def run_recipe(
         overrides.update(use_cpu=True, bf16=False, image_max_pixels=56 * 56, dtype="float32")
         if stage == "grpo":
             overrides["max_completion_length"] = 16
-    if stage == "sft":
-        from training.sft import train_sft as train
-        from training.sft_config import SFTConfig as Config
-    else:
-        from training.grpo import train_grpo as train
-        from training.grpo_config import GRPOConfig as Config
-    config = load_config(Config, recipe, stage, {**overrides, "model_name_or_path": str(RECIPES_DIR)})
+    from training.stages import config_class, train
+
+    config = load_config(
+        config_class(stage), recipe, stage, {**overrides, "model_name_or_path": str(RECIPES_DIR)}
+    )
     shapes = (
         f"5 x {config.image_max_pixels // 784} image tokens, batch {config.per_device_train_batch_size}"
         + (
@@ -324,7 +322,7 @@ def run_recipe(
     timer = StepTimer()
     # The trainers print their logs on stdout; the table is this script's only stdout.
     with random_reference_model(model, device), contextlib.redirect_stdout(sys.stderr):
-        train(config, dataset=dataset, model=model, processor=processor, callbacks=[timer], save=False)
+        train(stage, config, dataset=dataset, model=model, processor=processor, callbacks=[timer], save=False)
     peak = peak_gib(device)
     steady = timer.times[1:] or timer.times
     del model

@@ -58,7 +58,9 @@ def _step(client: httpx.Client, project: int, answer: dict[str, object]) -> floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300, help="Labeling steps per server (half token, half session).")
+    parser.add_argument(
+        "--steps", type=int, default=300, help="Labeling steps per server (half token, half session)."
+    )
     args = parser.parse_args()
     answer = {"result": label_result([CandidateLabel(acceptable=True)] * 4), "lead_time": 5.0}
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,21 +73,28 @@ def main() -> None:
             push(ws, connect(ws), PushConfig(annotators=["ann1"]))
             creds = load_credentials(ws)
             assert creds is not None
-            env = {**server_env(ws, creds, Path(info.document_root)), "DJANGO_SETTINGS_MODULE": LABEL_STUDIO_SETTINGS}
+            env = {
+                **server_env(ws, creds, Path(info.document_root)),
+                "DJANGO_SETTINGS_MODULE": LABEL_STUDIO_SETTINGS,
+            }
             port = _free_port()
             baseline = launch(env, "127.0.0.1", port, ws.labelstudio_dir / "baseline.log")
             plain = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 180
             while not healthy(plain):
                 if time.monotonic() > deadline or baseline.poll() is not None:
-                    raise SystemExit(f"the baseline Label Studio did not start: see {ws.labelstudio_dir / 'baseline.log'}")
+                    raise SystemExit(
+                        f"the baseline Label Studio did not start: see {ws.labelstudio_dir / 'baseline.log'}"
+                    )
                 time.sleep(0.5)
             project = ws.catalog.query("SELECT ls_project_id FROM ls_projects")[0][0]
             account = creds.accounts["ann1"]
             servers = {"with": info.url, "without": plain}
             clients = {
                 (name, mode): (
-                    httpx.Client(base_url=url, headers={"Authorization": f"Token {account.token}"}, timeout=60)
+                    httpx.Client(
+                        base_url=url, headers={"Authorization": f"Token {account.token}"}, timeout=60
+                    )
                     if mode == "token"
                     else _session(url, account.email, account.password)
                 )

@@ -118,7 +118,7 @@ def read_ahead(
     """``items`` in order; while the caller works on one, the files of the next ``depth`` are being read.
 
     For loops that read many small files one after the other (an export reads five per source): on a
-    cold disk each read waits its turn, ~6 ms here, while the disk serves several at once as fast. Up
+    cold disk each read waits its turn, while the disk serves several at once as fast. Up
     to ``threads`` threads open the coming files and ask the kernel to read them
     (``posix_fadvise(WILLNEED)``), so they are in the page cache when the loop gets there. Nothing is
     held in memory but the hints; a hint not started by the time its item is reached is dropped.

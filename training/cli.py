@@ -1,13 +1,13 @@
 """`medgen train sft|grpo`: thin Typer commands over ``training.sft.train_sft`` / ``training.grpo.train_grpo``."""
 
-from __future__ import annotations
-
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from medgen.console import App, console
+from training.stages import Stage
 
 train_app = App(
     help="Fine-tune a vision-language model on an exported benchmark: CoT SFT, then DPA-GRPO (TRL)."
@@ -92,69 +92,59 @@ def _overrides(dataset, revision, split, output_dir, model, max_steps, pairs) ->
     }
 
 
-@train_app.command("sft")
-def sft(
-    recipe: RecipeOpt = "qwen2.5-vl-3b",
-    dataset: DatasetOpt = None,
-    revision: RevisionOpt = None,
-    split: SplitOpt = None,
-    output_dir: OutputOpt = None,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model to fine-tune (Hub id or folder).")
-    ] = None,
-    max_steps: MaxStepsOpt = None,
-    resume: ResumeOpt = False,
-    set_: SetOpt = None,
-    dry_run: DryRunOpt = False,
-    gpu_memory: GpuMemoryOpt = None,
-    gpus: GpusOpt = None,
-    zero: ZeroOpt = None,
-) -> None:
-    """Stage 1: supervised fine-tuning on the reference chain of thought and answer."""
-    from training.config import load_config
-    from training.sft import train_sft
-    from training.sft_config import SFTConfig
+def _stage_command(stage: Stage, summary: str, model_help: str, next_step: str) -> Callable[..., None]:
+    """The `medgen train STAGE` command: a recipe, overrides, then a memory plan (--dry-run) or the run."""
+    ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help=model_help)]
 
-    overrides = _overrides(dataset, revision, split, output_dir, model, max_steps, set_)
-    if dry_run:
-        overrides["use_cpu"] = True  # sizing a GPU plan needs no GPU here (the config checks bf16 support)
-    config = load_config(SFTConfig, recipe, "sft", overrides)
-    if dry_run:
-        _dry_run(config, "sft", recipe, gpu_memory, gpus, zero)
-        return
-    path = train_sft(config, resume=resume)
-    console.print(f"SFT model saved to [bold]{path}[/]; next: medgen train grpo --recipe {recipe}")
+    def command(
+        recipe: RecipeOpt = "qwen2.5-vl-3b",
+        dataset: DatasetOpt = None,
+        revision: RevisionOpt = None,
+        split: SplitOpt = None,
+        output_dir: OutputOpt = None,
+        model: ModelOpt = None,
+        max_steps: MaxStepsOpt = None,
+        resume: ResumeOpt = False,
+        set_: SetOpt = None,
+        dry_run: DryRunOpt = False,
+        gpu_memory: GpuMemoryOpt = None,
+        gpus: GpusOpt = None,
+        zero: ZeroOpt = None,
+    ) -> None:
+        from training.config import load_config
+        from training.stages import config_class, train
+
+        overrides = _overrides(dataset, revision, split, output_dir, model, max_steps, set_)
+        if dry_run:
+            overrides["use_cpu"] = (
+                True  # sizing a GPU plan needs no GPU here (the config checks bf16 support)
+            )
+        config = load_config(config_class(stage), recipe, stage, overrides)
+        if dry_run:
+            _dry_run(config, stage, recipe, gpu_memory, gpus, zero)
+            return
+        path = train(stage, config, resume=resume)
+        console.print(
+            f"{stage.upper()} model saved to [bold]{path}[/]; next: {next_step.format(recipe=recipe, path=path)}"
+        )
+
+    command.__doc__ = summary
+    return command
 
 
-@train_app.command("grpo")
-def grpo(
-    recipe: RecipeOpt = "qwen2.5-vl-3b",
-    dataset: DatasetOpt = None,
-    revision: RevisionOpt = None,
-    split: SplitOpt = None,
-    output_dir: OutputOpt = None,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model to start from (default: <output-dir>/../sft).")
-    ] = None,
-    max_steps: MaxStepsOpt = None,
-    resume: ResumeOpt = False,
-    set_: SetOpt = None,
-    dry_run: DryRunOpt = False,
-    gpu_memory: GpuMemoryOpt = None,
-    gpus: GpusOpt = None,
-    zero: ZeroOpt = None,
-) -> None:
-    """Stage 2: GRPO with the DPA accuracy reward and the format reward, from the SFT output."""
-    from training.config import load_config
-    from training.grpo import train_grpo
-    from training.grpo_config import GRPOConfig
-
-    overrides = _overrides(dataset, revision, split, output_dir, model, max_steps, set_)
-    if dry_run:
-        overrides["use_cpu"] = True  # sizing a GPU plan needs no GPU here (the config checks bf16 support)
-    config = load_config(GRPOConfig, recipe, "grpo", overrides)
-    if dry_run:
-        _dry_run(config, "grpo", recipe, gpu_memory, gpus, zero)
-        return
-    path = train_grpo(config, resume=resume)
-    console.print(f"GRPO model saved to [bold]{path}[/]; evaluate it: medgen eval --model {path}")
+train_app.command("sft")(
+    _stage_command(
+        "sft",
+        "Stage 1: supervised fine-tuning on the reference chain of thought and answer.",
+        "Model to fine-tune (Hub id or folder).",
+        "medgen train grpo --recipe {recipe}",
+    )
+)
+train_app.command("grpo")(
+    _stage_command(
+        "grpo",
+        "Stage 2: GRPO with the DPA accuracy reward and the format reward, from the SFT output.",
+        "Model to start from (default: <output-dir>/../sft).",
+        "evaluate it: medgen eval --model {path}",
+    )
+)

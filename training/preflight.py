@@ -259,13 +259,10 @@ def shipped_recipes(stage: str) -> list[str]:
 def plan_for(recipe: str, stage: str, gpu_gb: float, gpus: int = 1, zero: int = 0, overrides=None) -> Plan:
     """Load a recipe's config (as ``medgen train`` would) and estimate it."""
     from training.config import load_config
+    from training.stages import config_class
 
-    if stage == "sft":
-        from training.sft_config import SFTConfig as Config
-    else:
-        from training.grpo_config import GRPOConfig as Config
     values = {"use_cpu": True, "report_to": "none", **(overrides or {})}  # no device query while estimating
-    config = load_config(Config, recipe, stage, values)
+    config = load_config(config_class(stage), recipe, stage, values)
     return estimate(config, stage, recipe, gpu_gb, gpus, zero)
 
 

@@ -95,32 +95,51 @@ def teacher_prompt(dimension: str, answer: str) -> list[dict[str, Any]]:
     ]
 
 
+class Rejection(str):
+    """Why a teacher's rationale was not kept: the reason, as text, and its ``kind`` (what the report counts)."""
+
+    kind: str
+
+    def __new__(cls, text: str, kind: str) -> Rejection:
+        made = super().__new__(cls, text)
+        made.kind = kind
+        return made
+
+
 def validate(text: str, question: TeacherQuestion, config: CotConfig) -> tuple[str | None, str]:
-    """(rationale, '') when ``text`` is acceptable, else (None, reason)."""
+    """(rationale, '') when ``text`` is acceptable, else (None, a ``Rejection``)."""
     match = COMPLETION_RE.match(text)
     if match is None:
-        return None, "unparseable: not <think>...</think><answer>letters</answer>"
+        return None, Rejection("unparseable: not <think>...</think><answer>letters</answer>", "unparseable")
     concluded = completion_answer(text)
     if concluded != question.answer:
-        return (
-            None,
+        return None, Rejection(
             f"contradicts the gold answer: concludes {concluded or 'none'}, gold is {question.answer}",
+            "contradicts the gold answer",
         )
     rationale = text[text.index("<think>") + len("<think>") : text.index("</think>")].strip()
     tags = sorted(set(TAG_IDS.findall(rationale)))
     if tags:
-        return None, f"quotes tag ids ({', '.join(tags)}) instead of describing the images"
+        return None, Rejection(
+            f"quotes tag ids ({', '.join(tags)}) instead of describing the images", "quotes tag ids"
+        )
     words = rationale.split()
     similarity = difflib.SequenceMatcher(None, words, question.template.split(), autojunk=False).ratio()
     if similarity >= TEMPLATE_SIMILARITY:
-        return None, f"restates the template rationale (similarity {similarity:.2f})"
+        return None, Rejection(
+            f"restates the template rationale (similarity {similarity:.2f})",
+            "restates the template rationale",
+        )
     missing = [letter for letter in LETTERS if not re.search(rf"\b{letter}\b", rationale)]
     if missing:
-        return None, f"does not discuss image(s) {','.join(missing)}"
+        return None, Rejection(
+            f"does not discuss image(s) {','.join(missing)}", "does not discuss every image"
+        )
+    budget = f"{config.min_words}-{config.max_words}"
     if len(words) < config.min_words:
-        return None, f"too short: {len(words)} words, budget {config.min_words}-{config.max_words}"
+        return None, Rejection(f"too short: {len(words)} words, budget {budget}", "too short")
     if len(words) > config.max_words:
-        return None, f"too long: {len(words)} words, budget {config.min_words}-{config.max_words}"
+        return None, Rejection(f"too long: {len(words)} words, budget {budget}", "too long")
     return rationale, ""
 
 
@@ -228,7 +247,7 @@ def teacher_rationales(
         if rationale:
             report.accepted += 1
         else:
-            report.rejected[reason.split(":")[0].split(" (")[0]] += 1
+            report.rejected[reason.kind if isinstance(reason, Rejection) else reason] += 1
         if on_done:
             on_done(1)
     report.report_path = write_report(workspace)

@@ -231,13 +231,8 @@ class Demo:
     ) -> Path:
         """Train the tiny recipe's ``stage`` from ``start_from`` (reused when a finished model is there)."""
         from training.config import load_config
+        from training.stages import config_class, train
 
-        if stage == "sft":
-            from training.sft import train_sft as train
-            from training.sft_config import SFTConfig as Config
-        else:
-            from training.grpo import train_grpo as train
-            from training.grpo_config import GRPOConfig as Config
         steps = self.config.sft_steps if stage == "sft" else self.config.grpo_steps
         overrides = {
             "dataset": str(export_dir),
@@ -247,12 +242,12 @@ class Demo:
             "save_steps": steps,
             "seed": self.config.seed,
         }
-        config = load_config(Config, "tiny/demo", stage, overrides)
+        config = load_config(config_class(stage), "tiny/demo", stage, overrides)
         output = Path(config.output_dir)
         if (output / "model.safetensors").is_file():
             console.print(f"{output} holds a trained model: reusing it")
         else:
-            output = train(config)
+            output = train(stage, config)
             console.print(f"{stage} model and its resolved config in {output}")
         self.print_curve(stage, output)
         self.artefacts[f"{stage.upper()} model"] = str(output)

@@ -1,8 +1,8 @@
 """An export's manifest (sample id -> split and content hash) and its changelog against the previous version.
 
-The hashes are kept on disk while the export runs, in a throw-away SQLite file, not in a dict: at 50k
-sources (~200k samples) the dict, its JSON string and the changelog's copies of it made the export's peak
-memory grow by ~60 MB, the most of anything it held. ``manifest.json`` is then streamed from it, byte for
+The hashes are kept on disk while the export runs, in a throw-away SQLite file, not in a dict: the dict,
+its JSON string and the changelog's copies of it were what grew the export's peak memory most with the
+number of samples (benchmarks/README.md, "Scale"). ``manifest.json`` is then streamed from it, byte for
 byte what ``json.dumps(manifest, indent=1, sort_keys=True)`` writes, and the changelog is four joins.
 """
 
@@ -45,8 +45,8 @@ class SampleHashes:
     def load_previous(self, manifest: Path) -> None:
         """The previous version's hashes, for ``write_changelog``, streamed from its ``manifest.json``.
 
-        Parsed event by event (ijson), not loaded: ``json.loads`` of a 480k-sample manifest (the follow-up's
-        size) took 148 MB, on top of the export's own peak.
+        Parsed event by event (ijson), not loaded: ``json.loads`` of a large manifest would hold all of it
+        on top of the export's own peak.
         """
         import ijson
 

@@ -19,9 +19,9 @@ only the candidates whose file hashes to its key (a power cut can leave a rename
 torn; such a file is removed and made again). A rerun then makes exactly what is still missing:
 every source ends with N candidates, none twice.
 
-Why one flush per run: at 50k sources one ``fsync`` per candidate took half the store thread's time
-(~2 ms each on a virtual disk under load) and generation waited on it; most files are written back by
-the kernel long before the run ends.
+Why one flush per run: one ``fsync`` per candidate kept the store thread waiting on the disk, and
+generation on it, while most files are written back by the kernel long before the run ends anyway
+(benchmarks/README.md, "One flush per run").
 """
 
 from __future__ import annotations
@@ -290,11 +290,10 @@ class _Named(NamedTuple):
 
 
 class Plan:
-    """Source ids (sorted) with their missing slots, in two arrays: ~70 bytes per source.
+    """Source ids (sorted) with their missing slots, in two arrays, not a list of Python objects.
 
-    As a list of ``(id, [slots])`` built from fetched rows, the plan of 128k sources took ~50 MB
-    (generate's peak RSS grew 111 -> 154 MB from 1.5k to 128k sources). Iterating yields
-    ``(source id, slots)``; slicing gives a plan (views, no copy).
+    A list of ``(id, [slots])`` grew generate's peak memory with the workspace (benchmarks/README.md,
+    "Scale"). Iterating yields ``(source id, slots)``; slicing gives a plan (views, no copy).
     """
 
     CHUNK = 4096
@@ -358,7 +357,7 @@ def plan(
 ) -> Plan:
     """Every source id (sorted) with its missing slots; the same answer on every rank.
 
-    Ids and slot masks only, computed in SQL and read from a cursor: the plan of 128k sources is ~10 MB.
+    Ids and slot masks only, computed in SQL and read from a cursor: no row object is held.
     """
     if not 1 <= candidates <= NUM_CANDIDATES:
         raise MedgenError(f"--candidates must be between 1 and {NUM_CANDIDATES}, got {candidates}")
@@ -489,6 +488,7 @@ def run_generation(
     batch_size: int = 4,
     on_progress: ProgressFn | None = None,
     config: BaseModel | dict[str, Any] | None = None,
+    todo: Plan | None = None,
 ) -> GenerationReport:
     """Make the missing candidates of this rank's shard and merge every rank's rows into the catalog.
 
@@ -502,15 +502,18 @@ def run_generation(
         batch_size: requests per ``backend.generate`` call.
         on_progress: ``(done, total)`` images of this rank.
         config: the resolved config to record with the run (a pydantic model or a dict).
+        todo: the plan when the caller made it, on every rank, after recovering dead runs (``generate``);
+            None: recover and plan here.
     """
     if batch_size < 1:
         raise MedgenError(f"--batch-size must be at least 1, got {batch_size}")
     dist = ranks()
     started = time.perf_counter()
     report = GenerationReport(run_id="", rank=dist.rank, world_size=dist.world_size)
-    plan(workspace, candidates, source_ids, limit)  # bad arguments fail here, on every rank alike
-    if dist.is_main:
-        report.rows_recovered, report.orphans_removed = recover_interrupted(workspace)
+    if todo is None:
+        plan(workspace, candidates, source_ids, limit)  # bad arguments fail here, on every rank alike
+        if dist.is_main:
+            report.rows_recovered, report.orphans_removed = recover_interrupted(workspace)
     report.run_id = run_id = dist.broadcast(
         datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     )
@@ -530,7 +533,8 @@ def run_generation(
         )
     # Rank 0 plans after recovering and sends the plan: every rank shards the same list, and the
     # other ranks (maybe on other nodes) never need the catalog's current state.
-    todo = dist.broadcast(plan(workspace, candidates, source_ids, limit) if dist.is_main else None)
+    if todo is None:
+        todo = dist.broadcast(plan(workspace, candidates, source_ids, limit) if dist.is_main else None)
     shard = todo.shard(dist.rank, dist.world_size)
     report.sources_planned = len(shard)
     report.images_planned = shard.images
@@ -704,7 +708,8 @@ def generate(
     if dist.is_main:
         recovered, removed = recover_interrupted(workspace)
         write_defect_examples(workspace.guideline_dir)  # for the annotators' guideline; once
-    if dist.broadcast(not plan(workspace, config.candidates, source_ids, limit) if dist.is_main else None):
+    todo = dist.broadcast(plan(workspace, config.candidates, source_ids, limit) if dist.is_main else None)
+    if not todo:
         return GenerationReport(
             run_id="",
             rank=dist.rank,
@@ -722,6 +727,7 @@ def generate(
         batch_size=config.batch_size,
         on_progress=on_progress,
         config=config,
+        todo=todo,
     )
     report.rows_recovered += recovered
     report.orphans_removed += removed

@@ -156,8 +156,8 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (sample_id, origin)
     );
     """,
-    # 6: what `medgen status` shows, kept by triggers as rows come and go: counting 128k sources' rows
-    # each time read ~100 MB of indexes (5.8 s with the catalog out of the page cache). A source is
+    # 6: what `medgen status` shows, kept by triggers as rows come and go: counting the rows each time
+    # read every index of a large catalog (seconds with it out of the page cache). A source is
     # complete when it has 4 candidates (slots 0-3, unique); REPLACE fires the delete triggers because
     # the catalog's connection turns recursive_triggers on.
     """
@@ -456,8 +456,8 @@ class Catalog:
     def referenced_among(self, keys: set[str]) -> set[str]:
         """Those of ``keys`` a catalog row points at.
 
-        The rows' keys are read from a cursor and only ``keys`` are held: at 128k sources every key of
-        the catalog (``referenced_keys``) is ~720k strings, ~100 MB.
+        The rows' keys are read from a cursor and only ``keys`` are held, not every key of the catalog
+        (``referenced_keys``: several strings per source).
         """
         if not keys:
             return set()

@@ -32,9 +32,9 @@ def png_bytes(image: Image.Image) -> bytes:
 
     8-bit grey, RGB and RGBA (every image medgen stores) are written as the PNG specification lays
     out: each row "Sub"-filtered (numpy), the image data compressed by libdeflate at level 1
-    (``imagecodecs``), in IHDR/IDAT/IEND chunks. On 512x512 synthetic candidates that is 3.8 ms and
-    155 KiB per image, against Pillow's ``compress_level=1`` 17 ms and 179 KiB; libdeflate releases
-    the GIL, so threads encode in parallel. Other modes go through Pillow.
+    (``imagecodecs``), in IHDR/IDAT/IEND chunks: faster and smaller than Pillow's ``compress_level=1``
+    (benchmarks/README.md, "Synthetic backend throughput"), and libdeflate releases the GIL, so threads
+    encode in parallel. Other modes go through Pillow.
     """
     if image.mode not in COLOR_TYPE:
         buffer = io.BytesIO()
