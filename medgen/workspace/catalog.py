@@ -239,6 +239,33 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX annotation_history_by_id ON annotation_history(ls_annotation_id);
     """,
+    # 8: the status counts' triggers take the taxonomy's number of candidates per source (migration 6 wrote
+    # the number); 'sources_complete' is counted again with it.
+    f"""
+    DROP TRIGGER count_candidates_added;
+    DROP TRIGGER count_candidates_removed;
+    DROP TRIGGER count_candidates_moved;
+    CREATE TRIGGER count_candidates_added AFTER INSERT ON candidates BEGIN
+        UPDATE counts SET n = n + 1 WHERE name = 'candidates';
+        UPDATE counts SET n = n + 1 WHERE name = 'sources_complete'
+            AND (SELECT COUNT(*) FROM candidates WHERE source_id = NEW.source_id) = {NUM_CANDIDATES};
+    END;
+    CREATE TRIGGER count_candidates_removed AFTER DELETE ON candidates BEGIN
+        UPDATE counts SET n = n - 1 WHERE name = 'candidates';
+        UPDATE counts SET n = n - 1 WHERE name = 'sources_complete'
+            AND (SELECT COUNT(*) FROM candidates WHERE source_id = OLD.source_id) = {NUM_CANDIDATES - 1};
+    END;
+    CREATE TRIGGER count_candidates_moved AFTER UPDATE OF source_id ON candidates
+    WHEN OLD.source_id IS NOT NEW.source_id BEGIN
+        UPDATE counts SET n = n - 1 WHERE name = 'sources_complete'
+            AND (SELECT COUNT(*) FROM candidates WHERE source_id = OLD.source_id) = {NUM_CANDIDATES - 1};
+        UPDATE counts SET n = n + 1 WHERE name = 'sources_complete'
+            AND (SELECT COUNT(*) FROM candidates WHERE source_id = NEW.source_id) = {NUM_CANDIDATES};
+    END;
+    UPDATE counts SET n = (SELECT COUNT(*) FROM
+        (SELECT source_id FROM candidates GROUP BY source_id HAVING COUNT(*) >= {NUM_CANDIDATES}))
+        WHERE name = 'sources_complete';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
