@@ -518,19 +518,9 @@ def run_generation(
         datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     )
     if dist.is_main:
-        settings = {
-            "candidates": candidates,
-            "base_seed": base_seed,
-            "source_ids": source_ids,
-            "limit": limit,
-        }
-        _record_run(
-            workspace,
-            run_id,
-            backend,
-            config,
-            {**settings, "batch_size": batch_size, "world_size": dist.world_size},
-        )
+        settings = dict(candidates=candidates, base_seed=base_seed, source_ids=source_ids, limit=limit)
+        settings.update(batch_size=batch_size, world_size=dist.world_size)
+        _record_run(workspace, run_id, backend, config, settings)
     # Rank 0 plans after recovering and sends the plan: every rank shards the same list, and the
     # other ranks (maybe on other nodes) never need the catalog's current state.
     if todo is None:
