@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
+
+
+def endpoint_base(url: str | None) -> str | None:
+    """``--endpoint`` as the API's base URL (the full chat-completions URL is accepted too); None stays None."""
+    if url is None:
+        return None
+    if not re.match(r"^https?://", url):
+        raise ValueError(f"--endpoint must be an http(s) URL such as http://localhost:8000/v1, got {url!r}")
+    return re.sub(r"/chat/completions/?$", "", url.rstrip("/"))  # the client appends the route itself
 
 
 class InferenceConfig(BaseModel):
@@ -67,8 +77,6 @@ class InferenceConfig(BaseModel):
     @field_validator("endpoint")
     @classmethod
     def _endpoint_base(cls, url: str | None) -> str | None:
-        from medgen.inference.endpoint import endpoint_base
-
         return endpoint_base(url)
 
     @model_validator(mode="after")

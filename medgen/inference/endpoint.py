@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Literal
@@ -21,15 +20,6 @@ from medgen.errors import MedgenError
 from medgen.inference.config import InferenceConfig
 
 API_KEY_ENV = "OPENAI_API_KEY"
-
-
-def endpoint_base(url: str | None) -> str | None:
-    """``--endpoint`` as the API's base URL (the full chat-completions URL is accepted too); None stays None."""
-    if url is None:
-        return None
-    if not re.match(r"^https?://", url):
-        raise ValueError(f"--endpoint must be an http(s) URL such as http://localhost:8000/v1, got {url!r}")
-    return re.sub(r"/chat/completions/?$", "", url.rstrip("/"))  # the client appends the route itself
 
 
 def image_data_url(image: Any, image_format: str = "png") -> str:
