@@ -11,14 +11,12 @@ to credit each annotation to the person who made it.
 
 from __future__ import annotations
 
-import re
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from annotation.options import check_names
 from annotation.server import (
-    ADMIN_EMAIL,
     Account,
     Credentials,
     load_credentials,
@@ -31,11 +29,7 @@ from annotation.tables import record_accounts
 from medgen.errors import MedgenError
 from medgen.workspace import Workspace
 
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}"
 DOMAIN = "medgen.local"
-RESERVED = frozenset({ADMIN_EMAIL.split("@")[0], "medgen", "adjudicator", "reviewer"})
-"""Names of medgen's own logins and roles: the admin (admin@medgen.local), service logins (medgen+...),
-the adjudicator's and the reviewers' queues. No annotator may take one, in any case."""
 
 
 @dataclass(frozen=True)
@@ -45,34 +39,6 @@ class NewLogin:
     name: str
     email: str
     password: str
-
-
-def check_name(name: str) -> str:
-    if not re.fullmatch(NAME_PATTERN, name):
-        raise MedgenError(
-            f"annotator name {name!r} must be 1-40 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
-    return name
-
-
-def check_names(names: Sequence[str], existing: Sequence[str] = ()) -> Sequence[str]:
-    """Annotator ``names``, refused in one line when one is malformed, one of medgen's own (``RESERVED``)
-    or equal to another, or to a login the workspace has (``existing``), but for case: e-mail
-    addresses ignore case, so ``ANN1`` and ``ann1`` would be one person to a reader.
-    """
-    seen = {name.lower(): name for name in existing}
-    for name in names:
-        check_name(name)
-        if name.lower() in RESERVED:
-            raise MedgenError(
-                f"annotator name {name!r} is reserved for medgen's own logins ({', '.join(sorted(RESERVED))}): "
-                "choose another"
-            )
-        other = seen.get(name.lower())
-        if other is not None and other != name:
-            raise MedgenError(f"annotator names {other!r} and {name!r} differ only by case: choose one")
-        seen[name.lower()] = name
-    return names
 
 
 def _require_own_server(workspace: Workspace) -> Credentials:

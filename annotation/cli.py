@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from annotation.consensus import ConsensusConfig
-from annotation.push import PushConfig
+from annotation.options import ConsensusConfig, PushConfig
 from medgen.console import (
     App,
     WorkspaceOpt,
@@ -167,7 +166,7 @@ def users_add(
 ) -> None:
     """Make a login and an organization of their own for each name (before `push` gives them a queue)."""
     from annotation.accounts import ensure_accounts
-    from annotation.push import ANNOTATOR
+    from annotation.options import ANNOTATOR
     from medgen.workspace import open_workspace
 
     with open_workspace(workspace) as ws:

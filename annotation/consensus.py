@@ -17,8 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, Field
-
+from annotation.options import DEFAULT_MIN_AGREEMENT
 from annotation.tables import (
     ADJUDICATION,
     annotated_sources,
@@ -30,22 +29,6 @@ from annotation.tables import (
 from medgen.workspace import Workspace
 from schemas import LETTERS, NUM_CANDIDATES, CandidateLabel
 from schemas.models import SIMULATED_MARK
-
-DEFAULT_MIN_AGREEMENT = 0.5
-
-
-class ConsensusConfig(BaseModel):
-    """When the annotators' votes on a source make its labels (agreement, export and cot read them alike)."""
-
-    min_agreement: float = Field(
-        default=DEFAULT_MIN_AGREEMENT,
-        ge=0.0,
-        le=1.0,
-        description="Consensus needs at least this agreement; below it a source is unresolved (adjudication).",
-    )
-    min_annotators: int | None = Field(
-        default=None, ge=1, description="Valid votes a source needs (unset: the overlap it was pushed with)."
-    )
 
 
 @dataclass(frozen=True)

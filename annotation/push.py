@@ -17,20 +17,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
-
-from annotation.accounts import NewLogin, check_names, ensure_accounts
+from annotation.accounts import NewLogin, ensure_accounts
 from annotation.client import Connection, QueueMissing, api_error, project_exists
 from annotation.config import SOURCE_KEY, label_result, labeling_config
 from annotation.consensus import ADJUDICATION, labels_from_json
 from annotation.guideline import example_urls, instruction_html
 from annotation.images import image_urls
+from annotation.options import ANNOTATOR, PushConfig
 from annotation.prefill import Prefill, Screener, known_labels, resolve, stored
 from annotation.prefill import store as store_prefills
 from annotation.tables import (
-    ANNOTATOR,
     add_plan,
     add_queue,
     count_prefills,
@@ -50,64 +47,6 @@ from medgen.workspace import Workspace
 from schemas import LETTERS, Candidate
 
 ADJUDICATOR = "adjudicator"
-
-
-class PushConfig(BaseModel):
-    """How tasks are spread over annotators."""
-
-    annotators: list[str] = Field(
-        default_factory=lambda: [ANNOTATOR], description="Annotator names, comma-separated: one queue each."
-    )
-    overlap: int = Field(default=1, ge=1, description="How many annotators see each (non-gold) task.")
-    gold_rate: float = Field(
-        default=0.0,
-        ge=0.0,
-        le=1.0,
-        description="Share of new sources with known labels sent to everyone as gold.",
-    )
-    predictions: str | None = Field(
-        default=None,
-        description="Pre-fill every task (gold too) with a screener's answers for annotators to verify: "
-        "simulated (known labels with errors), screen:PATH (a `medgen screen -w` screen.jsonl) or "
-        "model:CHECKPOINT or endpoint:NAME (at $OPENAI_BASE_URL; screens the new sources first).",
-    )
-    order: Literal["random", "uncertainty"] = Field(
-        default="random",
-        description="Queue order: random, or the screener's least confident tasks first (needs predictions "
-        "with scores).",
-    )
-    batch_size: int = Field(default=500, ge=1, le=10_000, description="Tasks per import request.")
-    seed: int = Field(default=0, description="Seed of the gold draw and the queue order.")
-
-    @field_validator("annotators")
-    @classmethod
-    def _names(cls, names: list[str]) -> list[str]:
-        names = [name.strip() for name in names]
-        if not names or any(not name or "," in name or len(name) > 40 for name in names):
-            raise ValueError("annotator names must be non-empty, at most 40 characters, without commas")
-        if len(set(names)) != len(names):
-            raise ValueError(f"annotator names repeat: {', '.join(names)}")
-        check_names(names)  # medgen's own names (admin, adjudicator...) and names equal but for case
-        return names
-
-    @field_validator("predictions", mode="before")
-    @classmethod
-    def _spec(cls, value: object) -> object:
-        if value is True:
-            return "simulated"
-        return None if value is False or value == "" else value
-
-    @model_validator(mode="after")
-    def _overlap_fits(self) -> PushConfig:
-        if self.order == "uncertainty" and not self.predictions:
-            raise ValueError(
-                "--order uncertainty needs --predictions (the screener's confidence orders the queue)"
-            )
-        if self.overlap > len(self.annotators):
-            raise ValueError(
-                f"--overlap {self.overlap} needs at least {self.overlap} annotators, got {len(self.annotators)}"
-            )
-        return self
 
 
 @dataclass

@@ -40,13 +40,14 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field
 
 from annotation.ls_database import advance_counters, check_database, database_settings, redact
+from annotation.options import ADMIN_NAME
 from annotation.tables import has_queues
 from medgen.errors import MedgenError
 from medgen.files import atomic_write_text
 from medgen.workspace import Workspace
 
 HOST = "127.0.0.1"
-ADMIN_EMAIL = "admin@medgen.local"
+ADMIN_EMAIL = f"{ADMIN_NAME}@medgen.local"
 DATABASE = "label_studio.sqlite3"
 # Django's own migrate command in Label Studio's settings: the schema, nothing else.
 MIGRATE = (

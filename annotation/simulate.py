@@ -18,8 +18,9 @@ from annotation.config import label_result
 from annotation.consensus import SIMULATED_MARK
 from annotation.ls_database import DatabaseUnavailable, fetch_project_db
 from annotation.noise import Noise, noisy_label
+from annotation.options import ANNOTATOR
 from annotation.pull import fetch_project, local_database
-from annotation.push import ANNOTATOR, known_labels
+from annotation.push import known_labels
 from annotation.tables import active_queues, queue_task_sources
 from medgen.workspace import Workspace
 

@@ -23,7 +23,6 @@ from typing import Any
 from medgen.workspace import Workspace
 from medgen.workspace.catalog import IN_CHUNK, now
 
-ANNOTATOR = "annotator"
 """``ls_projects.kind`` of an annotator's queue."""
 ADJUDICATION = "adjudication"
 """``ls_projects.kind`` of the adjudication project; its answers win over the vote."""

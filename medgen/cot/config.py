@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from annotation.consensus import ConsensusConfig
+from annotation.options import ConsensusConfig
 from medgen.inference.config import InferenceConfig
 
 

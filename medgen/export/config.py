@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from annotation.consensus import ConsensusConfig
+from annotation.options import ConsensusConfig
 from medgen.export.layout import VERSION_PATTERN
 
 
