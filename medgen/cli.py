@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import typer
 
 from annotation.cli import annotate_app
-from annotation.prefill import Screener
 from medgen.console import App
 from medgen.cot.cli import cot_command
 from medgen.demo.cli import demo_command
@@ -18,6 +18,9 @@ from medgen.sources.cli import samples, sources_app
 from medgen.workspace.cli import init, status
 from training.cli import train_app
 from training.evaluation.cli import eval_cli
+
+if TYPE_CHECKING:
+    from annotation.prefill import Screener
 
 app = App(help="Build, grow and publish a benchmark for screening AI-generated medicine-product images.")
 

@@ -11,7 +11,6 @@ import random
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from medgen.errors import MedgenError, config_error, one_line
@@ -227,6 +226,8 @@ def aspect_ratio(text: str) -> float:
 
 def load_config(path: Path | None = None, **overrides: Any) -> GenerationConfig:
     """Read ``path`` (YAML) if given, apply ``overrides`` that are not None, validate."""
+    import yaml  # not at import: the CLI builds generate's options from this module at start-up
+
     data: dict[str, Any] = {}
     if path is not None:
         if not path.is_file():
@@ -251,4 +252,6 @@ def load_config(path: Path | None = None, **overrides: Any) -> GenerationConfig:
 
 def dump_config(config: GenerationConfig) -> str:
     """The resolved config as YAML, loadable by ``load_config``."""
+    import yaml
+
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
