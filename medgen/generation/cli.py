@@ -39,7 +39,8 @@ def generate_command(
     """
     from medgen.generation.config import load_config
     from medgen.generation.distributed import ranks
-    from medgen.generation.generate import generate, remove_orphan_files
+    from medgen.generation.generate import generate
+    from medgen.generation.manifest import remove_orphan_files
     from medgen.workspace import open_workspace
 
     settings = load_config(config, **(options or {}))

@@ -10,27 +10,14 @@ One run::
     sync      once the shard is done, one ``syncfs`` makes its files durable (not one fsync each)
     merge     rank 0 inserts the manifests' rows into the catalog: INSERT OR IGNORE on (source, slot)
 
-Crash safety (kill -9 at any point, or a power cut): a manifest line is written only after its file,
-and a catalog row only after its files were made durable, so no row ever lacks its file. Before
-writing a file the rank logs its key as ``pending``; every run starts by merging the manifests of
-dead runs (their writer's file lock is free) and removing their pending files that no row
-references. A dead run's files were never flushed one by one: recovery flushes them, then merges
-only the candidates whose file hashes to its key (a power cut can leave a renamed file empty or
-torn; such a file is removed and made again). A rerun then makes exactly what is still missing:
-every source ends with N candidates, none twice.
-
-Why one flush per run: one ``fsync`` per candidate kept the store thread waiting on the disk, and
-generation on it, while most files are written back by the kernel long before the run ends anyway
-(benchmarks/README.md, "One flush per run").
+Crash safety, and why one flush per run: ``medgen.generation.manifest``.
 """
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import json
 import os
-import threading
 import time
 import uuid
 from collections import deque
@@ -40,9 +27,8 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import Any
 
-import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
@@ -58,7 +44,9 @@ from medgen.generation.backends.base import (
 from medgen.generation.config import GenerationConfig, dump_config
 from medgen.generation.distributed import ranks
 from medgen.generation.examples import write_defect_examples
-from medgen.generation.tables import end_run, missing_slots, record_failures, start_run
+from medgen.generation.manifest import ManifestWriter, manifest_path, merge_manifests, recover_interrupted
+from medgen.generation.plan import Plan, plan
+from medgen.generation.tables import end_run, start_run
 from medgen.workspace import Workspace
 from medgen.workspace.store import png_bytes_many
 from schemas import Candidate, SourceImage
@@ -68,162 +56,7 @@ ProgressFn = Callable[[int, int], None]
 """Called as ``on_progress(images_done, images_total)`` for this rank."""
 
 
-# ---------------------------------------------------------------------------------- manifests --
-
-
 STORE_QUEUE = 2  # generated batches waiting to be stored, at most (memory: a few images each)
-
-
-def manifest_path(workspace: Workspace, run_id: str, rank: int) -> Path:
-    return workspace.runs_dir / run_id / f"rank-{rank}.jsonl"
-
-
-def _merged_marker(manifest: Path) -> Path:
-    return manifest.with_suffix(".merged")
-
-
-MERGE_CHUNK = 2000  # candidate rows per catalog transaction when merging a manifest
-
-
-def manifest_entries(path: Path) -> Iterator[dict[str, Any]]:
-    """One manifest's entries, line by line; a torn last line (crash) is skipped."""
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue
-
-
-def read_manifest(path: Path) -> tuple[list[Candidate], list[dict[str, str]], set[str]]:
-    """Candidates, failures and pending keys of one manifest (all in memory: tests and small runs)."""
-    candidates, failures, pending = [], [], set()
-    for entry in manifest_entries(path):
-        if entry["kind"] == "candidate":
-            candidates.append(Candidate.model_validate(entry["candidate"]))
-        elif entry["kind"] == "failure":
-            failures.append(entry)
-        elif entry["kind"] == "pending":
-            pending.add(entry["key"])
-    return candidates, failures, pending
-
-
-def merge_manifest(workspace: Workspace, path: Path, check: bool = False) -> tuple[int, list[dict[str, str]]]:
-    """Insert one manifest's candidates (those whose file exists) and failures; idempotent. Returns (rows added, failures).
-
-    ``check``: only candidates whose file hashes to its key (a dead run's files may be torn by a power
-    cut); their files are read ahead, as a recovery after a reboot reads them from a cold disk.
-    Streamed: ``MERGE_CHUNK`` candidates per transaction, so memory does not grow with the run's size.
-    """
-    run_id = path.parent.name
-    store = workspace.store
-    added, failures, chunk = 0, [], []
-    entries = manifest_entries(path)
-    if check:
-        entries = read_ahead(
-            entries,
-            lambda e: [store.path(e["candidate"]["image_key"])] if e.get("kind") == "candidate" else [],
-        )
-    for entry in entries:
-        if entry["kind"] == "failure":
-            failures.append(entry)
-        elif entry["kind"] == "candidate":
-            candidate = Candidate.model_validate(entry["candidate"])
-            if store.intact(candidate.image_key) if check else store.exists(candidate.image_key):
-                chunk.append(candidate)
-            if len(chunk) >= MERGE_CHUNK:
-                added += workspace.catalog.add_candidates(chunk, run_id)
-                chunk = []
-    added += workspace.catalog.add_candidates(chunk, run_id)
-    record_failures(workspace, run_id, failures)
-    return added, failures
-
-
-def _writer_alive(path: Path) -> bool:
-    """True while the process writing ``path`` holds its lock (the OS frees it when the process dies)."""
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
-
-
-def recover_interrupted(workspace: Workspace) -> tuple[int, int]:
-    """Merge the manifests of dead runs and delete their orphan files. Returns (rows recovered, files removed).
-
-    The dead runs' files are flushed first (a killed run's may still be in the page cache only), then
-    each is checked against its key before its row goes in; a torn one is an orphan like the rest.
-    """
-    leftovers = [
-        path
-        for path in sorted(workspace.runs_dir.glob("*/rank-*.jsonl"))
-        if not _merged_marker(path).exists() and not _writer_alive(path)
-    ]
-    if leftovers:
-        workspace.store.sync()
-    recovered, pending = 0, set()
-    for path in leftovers:
-        recovered += merge_manifest(workspace, path, check=True)[0]
-        pending |= {entry["key"] for entry in manifest_entries(path) if entry["kind"] == "pending"}
-    referenced = workspace.catalog.referenced_among(pending)  # nothing read when no run died
-    removed = 0
-    for key in sorted(pending - referenced):
-        if workspace.store.exists(key):
-            workspace.store.path(key).unlink()
-            removed += 1
-    for path in leftovers:
-        run_id = path.parent.name
-        end_run(workspace, run_id, "interrupted", only_if_running=True)
-        _merged_marker(path).touch()
-    return recovered, removed
-
-
-def remove_orphan_files(workspace: Workspace) -> int:
-    """Delete every store file no catalog row references, and temp files. Returns how many.
-
-    Only safe while no other medgen command (in any process) writes to the workspace: a file
-    written a moment before its row would be taken for an orphan. Refuses to run under several ranks.
-    """
-    if ranks().world_size > 1:
-        raise MedgenError(
-            "removing orphan files is a single-process operation: run it without torchrun/accelerate"
-        )
-    referenced = workspace.catalog.referenced_keys()
-    removed = workspace.store.clean_temp()
-    for key in list(workspace.store.keys()):
-        if key not in referenced:
-            workspace.store.path(key).unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
-class _ManifestWriter:
-    """Append-only JSON lines, locked for the writer's lifetime, flushed per line and fsynced per batch."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.handle: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 (held for the whole run)
-        fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self.lock = threading.Lock()
-
-    def write(self, **entry: Any) -> None:
-        line = json.dumps(entry) + "\n"
-        with self.lock:  # the store thread writes candidates, the main thread failures
-            self.handle.write(line)
-            self.handle.flush()
-
-    def sync(self) -> None:
-        os.fsync(self.handle.fileno())
-
-    def close(self) -> None:
-        self.sync()
-        self.handle.close()  # closing releases the lock
-
-
-# -------------------------------------------------------------------------------------- plan --
 
 
 @dataclass
@@ -262,120 +95,6 @@ class GenerationReport:
             "seconds": round(self.seconds, 3),
             "images_per_s": round(self.images_per_s, 3),
         }
-
-
-def resolve_sources(sources: Sequence[Any], wanted: list[str]) -> list[str]:
-    """Ids of the sources named by id, unique id prefix (>= 6 characters) or original file name.
-
-    ``sources``: anything with ``id`` and ``original_name`` (``SourceImage``, or the catalog's rows).
-    """
-    chosen: set[str] = set()
-    for name in wanted:
-        matches = [s for s in sources if s.id == name or s.original_name == name]
-        if not matches and len(name) >= 6:
-            matches = [s for s in sources if s.id.startswith(name)]
-        if not matches:
-            raise MedgenError(
-                f"--sources: no source with id, id prefix or file name {name!r} (see `medgen sources list`)"
-            )
-        if len({s.id for s in matches}) > 1:
-            raise MedgenError(f"--sources: {name!r} matches {len(matches)} sources: give more of the id")
-        chosen.add(matches[0].id)
-    return sorted(chosen)
-
-
-class _Named(NamedTuple):
-    id: str
-    original_name: str
-
-
-class Plan:
-    """Source ids (sorted) with their missing slots, in two arrays, not a list of Python objects.
-
-    A list of ``(id, [slots])`` grew generate's peak memory with the workspace (benchmarks/README.md,
-    "Scale"). Iterating yields ``(source id, slots)``; slicing gives a plan (views, no copy).
-    """
-
-    CHUNK = 4096
-
-    def __init__(self, ids: np.ndarray[Any, Any], missing: np.ndarray[Any, Any]):
-        self.ids = ids  # ASCII bytes (dtype S<widest id>)
-        self.missing = missing  # uint8: bit s set = slot s is missing
-
-    @classmethod
-    def of(cls, rows: Iterator[tuple[str, int]], capacity: int = 0, width: int = 1) -> Plan:
-        """The plan of ``rows`` (id, missing mask); ``capacity`` and ``width`` (of the ids) size the arrays once.
-
-        Filled in place, a chunk of rows at a time: concatenating chunks would briefly hold the ids twice.
-        """
-        ids = np.empty(capacity, dtype=f"S{max(width, 1)}")
-        missing = np.empty(capacity, dtype=np.uint8)
-        size = 0
-        while chunk := list(itertools.islice(rows, cls.CHUNK)):
-            encoded = [source_id.encode("ascii") for source_id, _ in chunk]
-            widest = max(len(source_id) for source_id in encoded)
-            if widest > ids.dtype.itemsize:  # sources added since the arrays were sized: never truncate
-                ids = ids.astype(f"S{widest}")
-            if size + len(chunk) > len(ids):
-                ids = np.concatenate([ids, np.empty(size + len(chunk), dtype=ids.dtype)])
-                missing = np.concatenate([missing, np.empty(size + len(chunk), dtype=np.uint8)])
-            ids[size : size + len(chunk)] = encoded
-            missing[size : size + len(chunk)] = [mask for _, mask in chunk]
-            size += len(chunk)
-        return cls(ids[:size], missing[:size])
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __iter__(self) -> Iterator[tuple[str, tuple[int, ...]]]:
-        for start in range(0, len(self.ids), self.CHUNK):
-            ids = self.ids[start : start + self.CHUNK].tolist()
-            masks = self.missing[start : start + self.CHUNK].tolist()
-            for source_id, mask in zip(ids, masks, strict=True):
-                yield source_id.decode("ascii"), _SLOTS[mask]
-
-    def __getitem__(self, part: slice) -> Plan:
-        return Plan(self.ids[part], self.missing[part])
-
-    def shard(self, rank: int, world_size: int) -> Plan:
-        """Every ``world_size``-th source from ``rank`` on: this rank's share."""
-        return self[rank::world_size]
-
-    @property
-    def images(self) -> int:
-        return int(np.bitwise_count(self.missing).sum())
-
-
-_SLOTS = [tuple(slot for slot in range(8) if mask >> slot & 1) for mask in range(256)]  # mask -> slots
-
-
-def plan(
-    workspace: Workspace,
-    candidates: int = NUM_CANDIDATES,
-    source_ids: list[str] | None = None,
-    limit: int | None = None,
-) -> Plan:
-    """Every source id (sorted) with its missing slots; the same answer on every rank.
-
-    Ids and slot masks only, computed in SQL and read from a cursor: no row object is held.
-    """
-    if not 1 <= candidates <= NUM_CANDIDATES:
-        raise MedgenError(f"--candidates must be between 1 and {NUM_CANDIDATES}, got {candidates}")
-    if limit is not None and limit < 1:
-        raise MedgenError(f"--limit must be at least 1, got {limit}")
-    if not workspace.catalog.count("sources"):
-        raise MedgenError("the workspace has no sources yet: add photos with `medgen sources add PATH...`")
-    wanted: set[str] | None = None
-    if source_ids:
-        named = [_Named(source_id, name) for source_id, name in workspace.catalog.source_names()]
-        wanted = set(resolve_sources(named, source_ids))
-    # Arrays sized once (np.empty: pages untouched by ids never filled cost no memory).
-    capacity, width, rows = missing_slots(workspace, candidates)
-    full = (1 << candidates) - 1
-    todo = ((source_id, full & ~filled) for source_id, filled in rows)
-    if wanted is not None:
-        todo = ((source_id, mask) for source_id, mask in todo if source_id in wanted)
-    return Plan.of(itertools.islice(todo, limit), min(capacity, limit or capacity), width)
 
 
 # ---------------------------------------------------------------------------------------- run --
@@ -528,7 +247,7 @@ def run_generation(
     shard = todo.shard(dist.rank, dist.world_size)
     report.sources_planned = len(shard)
     report.images_planned = shard.images
-    manifest = _ManifestWriter(manifest_path(workspace, run_id, dist.rank))
+    manifest = ManifestWriter(manifest_path(workspace, run_id, dist.rank))
     try:
         _produce(workspace, backend, shard, base_seed, batch_size, manifest, report, on_progress)
         workspace.store.sync()  # this rank's files, durable before any rank merges their rows
@@ -575,7 +294,7 @@ def _produce(
     shard: Plan,
     base_seed: int,
     batch_size: int,
-    manifest: _ManifestWriter,
+    manifest: ManifestWriter,
     report: GenerationReport,
     on_progress: ProgressFn | None,
 ) -> None:
@@ -614,7 +333,7 @@ def _produce(
 
 def _store(
     workspace: Workspace,
-    manifest: _ManifestWriter,
+    manifest: ManifestWriter,
     results: list[GeneratedImage],
     encoders: Executor | None = None,
 ) -> None:
@@ -642,12 +361,8 @@ def _store(
 
 def _finish(workspace: Workspace, report: GenerationReport, manifests: list[Path], status: str) -> None:
     """Merge manifests into the catalog, close the run row, write the run report (rank 0 only)."""
-    all_failures: list[dict[str, str]] = []
-    for path in manifests:
-        added, failures = merge_manifest(workspace, path)
-        report.rows_merged += added
-        all_failures += failures
-        _merged_marker(path).touch()
+    added, all_failures = merge_manifests(workspace, manifests)
+    report.rows_merged += added
     report.failures = [(f["source_id"], f["error"]) for f in all_failures]  # rank 0 reports the whole run
     if status == "finished" and all_failures:
         status = "finished_with_failures"

@@ -292,9 +292,9 @@ def test_a_runs_files_are_flushed_once_before_their_rows_go_in(
 
 def test_a_live_runs_manifest_is_not_taken_for_a_crashed_one(workspace, photos_dir):
     add_sources(workspace, [photos_dir])
-    from medgen.generation.generate import _ManifestWriter, recover_interrupted
+    from medgen.generation.manifest import ManifestWriter, recover_interrupted
 
-    live = _ManifestWriter(manifest_path(workspace, "live-run", 0))
+    live = ManifestWriter(manifest_path(workspace, "live-run", 0))
     live.write(kind="pending", key=workspace.store.put_image(Image.new("RGB", (8, 8))))
     assert recover_interrupted(workspace) == (0, 0)  # locked: its writer is alive
     live.close()
@@ -302,7 +302,7 @@ def test_a_live_runs_manifest_is_not_taken_for_a_crashed_one(workspace, photos_d
 
 
 def test_remove_orphan_files_keeps_every_referenced_file(workspace, photos_dir, flat_backend):
-    from medgen.generation.generate import remove_orphan_files
+    from medgen.generation.manifest import remove_orphan_files
 
     add_sources(workspace, [photos_dir])
     run_generation(workspace, flat_backend, candidates=1)
@@ -495,7 +495,8 @@ def test_gpu_real_checkpoint(workspace, photos_dir, tiny_inpaint):
 def test_requests_follow_the_plan_across_source_windows(workspace, monkeypatch) -> None:
     """Sources are read from the catalog 256 at a time: every planned source and slot, in plan order;
     every source's image and mask are asked of the disk ahead of their use."""
-    from medgen.generation.generate import _requests, plan
+    from medgen.generation.generate import _requests
+    from medgen.generation.plan import plan
     from tests.annotation.conftest import add_sources
     from tests.medgen.test_files import record_hints
 
@@ -520,7 +521,7 @@ def test_requests_follow_the_plan_across_source_windows(workspace, monkeypatch) 
 
 def test_the_plan_keeps_ids_whole_and_grows_past_its_sizing() -> None:
     """Sized from a count taken before the query: sources added since must neither truncate nor overflow."""
-    from medgen.generation.generate import Plan
+    from medgen.generation.plan import Plan
 
     Plan.CHUNK, chunk = 3, Plan.CHUNK
     try:
