@@ -11,6 +11,8 @@ from training.config import save_resolved_config
 
 TRAINER_STATE = "trainer_state.json"
 """transformers' record of a finished run beside its model: ``log_history`` holds the logged curves."""
+TRAIN_LOG = "train_log.jsonl"
+"""The trainer's log lines (loss, reward, grad norm, ...), one JSON object per logging step, as they come."""
 
 
 def start_run(config: Any, resume: bool) -> str | None:
@@ -72,7 +74,12 @@ def prepare_run(
 
 
 def train_and_finish(trainer: Any, config: Any, inputs: RunInputs, save: bool = True) -> Path:
-    """Train (resuming when asked), then save the model beside its config unless ``save`` is False."""
+    """Train (resuming when asked), then save the model beside its config unless ``save`` is False.
+
+    The terminal shows the progress bar (with the last loss or reward); the log lines go to ``TRAIN_LOG``
+    in the output folder, not between the bar's updates.
+    """
+    log_to_file(trainer, Path(config.output_dir) / TRAIN_LOG)
     trainer.train(resume_from_checkpoint=inputs.checkpoint)
     if not save:  # a benchmark measuring steps: nothing to keep
         return Path(config.output_dir)
@@ -88,6 +95,32 @@ def finish_run(trainer: Any, config: Any, processor: Any) -> Path:
         trainer.state.save_to_json(str(output_dir / TRAINER_STATE))  # the logged loss/reward curve
     trainer.accelerator.wait_for_everyone()
     return output_dir
+
+
+def log_to_file(trainer: Any, path: Path) -> None:
+    """Swap the trainer's log printing for a file: the progress bar stays, showing the last loss or reward."""
+    import json
+
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
+
+    class LogFile(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            if state.is_world_process_zero and logs:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("a", encoding="utf-8") as out:
+                    out.write(json.dumps({"step": state.global_step, **logs}, default=str) + "\n")
+
+    class BarOnly(ProgressCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            shown = {k: f"{v:.4g}" for k, v in (logs or {}).items() if k in ("loss", "reward")}
+            if state.is_world_process_zero and self.training_bar is not None and shown:
+                self.training_bar.set_postfix(shown, refresh=False)
+
+    had_bar = trainer.pop_callback(ProgressCallback) is not None
+    trainer.pop_callback(PrinterCallback)  # disable_tqdm: the bar is gone, and so are the printed dicts
+    if had_bar:
+        trainer.add_callback(BarOnly())
+    trainer.add_callback(LogFile())
 
 
 def logged_curve(run_dir: str | Path, key: str) -> list[tuple[int, float]]:

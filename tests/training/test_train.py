@@ -142,6 +142,7 @@ def sft_run(tmp_path_factory: pytest.TempPathFactory, export_dir: Path, tiny_mod
     ]
     result = run_cli(CliRunner(), *args, "--max-steps", "2")
     assert result.exit_code == 0, result.output
+    (output.parent / "cli-output.txt").write_text(result.output)
     return output
 
 
@@ -150,6 +151,10 @@ def test_sft_trains_on_images_and_saves_model_and_config(sft_run: Path, tiny_mod
     state = json.loads((sft_run / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     assert all(entry["loss"] > 0 for entry in state["log_history"] if "loss" in entry)
+    # the trainer's log lines go to the run's folder, not between the progress bar's updates
+    logged = [json.loads(line) for line in (sft_run / "train_log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in logged if "loss" in entry] == [1, 2] and "grad_norm" in logged[0]
+    assert "grad_norm" not in (sft_run.parent / "cli-output.txt").read_text()
     assert changed(weights(tiny_model), weights(sft_run))  # parameters moved
     # the resolved config reproduces the run on its own
     resolved = yaml.safe_load((sft_run / RESOLVED_CONFIG_NAME).read_text())
