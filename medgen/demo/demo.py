@@ -379,7 +379,11 @@ def standing(models: list[Any]) -> str:
         "above random and majority on these few questions (the intervals in the table are wide)"
         if beats
         else "it has learnt the answer format, not yet the task: a tiny model, a few minutes of CPU and a "
-        "handful of questions (train longer on more sources, or on a GPU with the 3B recipe)"
+        "handful of questions"
+    )
+    verdict += (
+        "; whether this training learns the task with more data and steps, against controls, is measured by "
+        "benchmarks/learnability.py (result in benchmarks/README.md, 'Learnability')"
     )
     return (
         f"[bold]where the demo model stands[/]: format {format_rate}, {cell.parse_failures} parse failures; "

@@ -45,12 +45,16 @@ def test_demo_runs_every_stage(demo_workspace):
         assert (demo_workspace / "runs" / "train" / stage / "model.safetensors").is_file()
         assert (demo_workspace / "runs" / "train" / stage / "train_config.yaml").is_file()
         assert (demo_workspace / "runs" / "train" / stage / "trainer_state.json").is_file()
+        logged = (demo_workspace / "runs" / "train" / stage / "train_log.jsonl").read_text().splitlines()
+        assert "grad_norm" in json.loads(logged[0])  # the trainer's log lines are kept in the run's folder
     results = json.loads((demo_workspace / "eval" / "v1" / "results.json").read_text())
     assert [m["kind"] for m in results["models"]] == ["checkpoint", "random", "majority", "human"]
     assert (demo_workspace / "eval" / "v1" / "results.png").is_file()
     output = (demo_workspace / "demo-output.txt").read_text()
     assert "sft loss (log scale), steps 25-500" in output and "grpo reward, steps 1-10" in output
     assert "where the demo model stands: format" in output
+    assert "grad_norm" not in output and "{'loss'" not in output  # ... and not shown between the stages
+    assert "benchmarks/README.md" in output  # the verdict points at what a longer run learns
     # Stage 9: new products generated in a workspace of their own, screened by the trained model.
     screened = (demo_workspace / "screen" / "screen.jsonl").read_text().splitlines()
     assert len(screened) == 8 and "screened 8 new candidates of 2 products" in output
