@@ -37,13 +37,22 @@ def question_text(dimension: str) -> str:
 
 
 def prompt_messages(question: str) -> list[dict[str, Any]]:
-    """The user turn: each image labelled and placed in order, then the question and the answer format."""
-    content: list[dict[str, Any]] = [
-        {"type": "text", "text": "Image 1 (original):"},
-        {"type": "image", "text": None},
-    ]
-    for letter in LETTERS:
-        content += [{"type": "text", "text": f"Image {letter}:"}, {"type": "image", "text": None}]
+    """The user turn: each image in order between its label and a closing label, then the question and format.
+
+    The closing label ("(end of image B)") comes after the image's tokens, so under causal attention it is
+    the text that has seen both the image and its letter: a model that reads "Image B:" in its reasoning
+    finds the image's content there. With the opening label alone, a small model from scratch could tie
+    to its letter only what sat in an image's first tokens (the canary in tests/training/test_canary.py
+    learnt a mark in the top-left corner and not one in the bottom-right; benchmarks/README.md,
+    "Learnability").
+    """
+    content: list[dict[str, Any]] = []
+    for label, name in (("1 (original)", "1"), *((letter, letter) for letter in LETTERS)):
+        content += [
+            {"type": "text", "text": f"Image {label}:"},
+            {"type": "image", "text": None},
+            {"type": "text", "text": f"(end of image {name})\n"},
+        ]
     content.append({"type": "text", "text": f"{question}\n{ANSWER_INSTRUCTIONS}"})
     return [{"role": "user", "content": content}]
 

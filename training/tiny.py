@@ -36,6 +36,7 @@ def _corpus() -> list[str]:
 
     texts = [ANSWER_INSTRUCTIONS, "system\nYou are a helpful assistant.", "user\nassistant\n"]
     texts += ["Image 1 (original):", *(f"Image {letter}:" for letter in "ABCD")]
+    texts += [f"(end of image {name})\n" for name in "1ABCD"]
     ok = CandidateLabel(acceptable=True)
     for dimension in QUESTION_DIMENSIONS:
         texts.append(question_text(dimension))

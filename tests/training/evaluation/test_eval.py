@@ -208,7 +208,7 @@ def test_endpoint_sends_the_five_images_and_the_question(chat_server) -> None:
     (message,) = request["messages"]
     assert message["role"] == "user"
     kinds = [part["type"] for part in message["content"]]
-    assert kinds == ["text", "image_url"] * 5 + ["text"]  # each image after its label, in order
+    assert kinds == ["text", "image_url", "text"] * 5 + ["text"]  # each image between its labels, in order
     images = [part["image_url"]["url"] for part in message["content"] if part["type"] == "image_url"]
     for url, expected in zip(images, q.images, strict=True):
         header, data = url.split(",", 1)
@@ -217,6 +217,7 @@ def test_endpoint_sends_the_five_images_and_the_question(chat_server) -> None:
         assert decoded.size == (32, 32) and decoded.getpixel((0, 0)) == expected.getpixel((0, 0))
     assert question_text(LIGHTING) in message["content"][-1]["text"]
     assert message["content"][0]["text"] == "Image 1 (original):"
+    assert message["content"][5]["text"] == "(end of image A)\n"
 
 
 def test_endpoint_retries_server_errors_and_runs_requests_concurrently(chat_server) -> None:
