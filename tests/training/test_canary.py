@@ -1,8 +1,9 @@
 """The alignment canary: images, answer letters and labels line up from generation to evaluation.
 
-Every defective candidate carries an unmistakable mark (a solid red square over a quarter of the
-image) and has exactly one defect (``color_shifted``), so the answer to the appearance question is
-the letter of the marked image, and the publishable question's is the other three. The data go through
+Every defective candidate carries an unmistakable mark (a solid red square over its bottom-right
+quarter: the image's last tokens, the farthest from its opening label) and has exactly one defect
+(``color_shifted``), so the answer to the appearance question is the letter of the marked image, and the
+publishable question's is the other three. The data go through
 medgen's own stages: the synthetic backend inside ``run_generation``, the catalog, ``export_dataset``
 with injected labels, ``train sft`` with the tiny recipe, ``medgen eval``. A tiny random-weight model
 learns the mark in a few hundred steps, so it scores far above chance, unless some stage puts
@@ -26,8 +27,8 @@ pytestmark = pytest.mark.slow
 SOURCES = 80
 STEPS = 500
 LEARNING_RATE = 3e-3
-"""The recipe's 1e-2 sometimes settles on each source's answer (it memorises 48 sources) before the mark: at
-3e-3 and 500 steps seeds 0-3 all learnt it (300 steps: two of four)."""
+"""Measured with a top-left mark: at the recipe's 1e-2 seed 0 stayed on the answers' prior (200 and 400 steps);
+at 3e-3, 500 steps learnt it for seeds 0 and 1, 300 steps for one seed of four."""
 MARK = (255, 0, 0)
 
 
@@ -39,7 +40,7 @@ class MarkedSynthetic(SyntheticBackend):
         for image in made:
             if image.injected_defects:
                 side = image.image.width
-                ImageDraw.Draw(image.image).rectangle([0, 0, side // 2, side // 2], fill=MARK)
+                ImageDraw.Draw(image.image).rectangle([side // 2, side // 2, side, side], fill=MARK)
         return made
 
 
