@@ -34,19 +34,13 @@ from typing import Any
 
 import numpy as np
 
-VISIBLE_DEFECTS = (
-    "color_shifted",
-    "product_warped",
-    "shadow_missing",
-    "lighting_inconsistent",
-    "floating",
-    "scale_wrong",
-    "product_cropped",
-    "visible_seam",
-    "repeated_texture",
-)
-"""Injected kinds seen at 112 px: two or more per dimension. Left out: ``text_garbled`` (a blur of the label's
-small print, gone at this size) and ``shadow_direction_wrong`` (a shadow a few pixels long)."""
+VISIBLE_DEFECTS = ("color_shifted", "lighting_inconsistent", "scale_wrong", "product_cropped", "visible_seam")
+"""Injected kinds, one or two per dimension, among those seen at 112 px. A kind the model does not learn
+stays in (its dimension then scores at majority); kinds left out are smaller on screen at this size
+(``text_garbled`` blurs small print, ``shadow_direction_wrong`` moves a shadow a few pixels)."""
+
+DEFECTIVE_PER_SOURCE = (1, 1)
+"""One defective candidate per source: each dimension's question has one answer letter (the odd one out)."""
 
 LABEL_COLUMNS = ("answer", "completion", "rationale", "defects", "acceptable")
 """What the shuffled-labels control moves between questions of one dimension."""
@@ -79,6 +73,7 @@ def build_export(root: Path, sources: int, resolution: int, seed: int) -> Path:
         "resolution": max(128, resolution),
         "strength": (0.8, 1.0),
         "max_defects_per_candidate": 1,
+        "defective_per_source": DEFECTIVE_PER_SOURCE,
         "defects": VISIBLE_DEFECTS,
     }
     generate(workspace, GenerationConfig(backend="synthetic", seed=seed, synthetic=synthetic))
@@ -157,7 +152,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, the models and the controls")
     parser.add_argument("--sources", type=int, default=600, help="synthetic sources (4 candidates each)")
     parser.add_argument("--resolution", type=int, default=112, help="image side the model sees, pixels")
-    parser.add_argument("--sft-steps", type=int, default=1500, help="SFT steps of 8 questions")
+    parser.add_argument("--sft-steps", type=int, default=2000, help="SFT steps of 8 questions")
     parser.add_argument("--grpo-steps", type=int, default=40, help="GRPO steps (2 questions x 4 answers)")
     parser.add_argument("--learning-rate", type=float, default=3e-3, help="SFT learning rate")
     parser.add_argument("--output", type=Path, help="write the summary here as JSON")
