@@ -166,14 +166,19 @@ def fetch_project_db(database: Database, project_id: int) -> list[RawAnnotation]
     return [raw for chunk in iter_project_db(database, project_id) for raw in chunk]
 
 
+def _scalar(database: Database, sql: str, project_id: int) -> int:
+    """One number from Label Studio's database, read only; ``sql``'s ``{}`` takes the driver's placeholder."""
+    if isinstance(database, Path):
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=DB_TIMEOUT_S)) as conn:
+            return int(conn.execute(sql.format("?"), (project_id,)).fetchone()[0])
+    with connect_database(database, read_only=True) as conn:
+        return int(conn.execute(sql.format("%s"), (project_id,)).fetchone()[0])
+
+
 def count_project_db(database: Database, project_id: int) -> int:
     """How many annotations one project holds in Label Studio's database (for the progress bar)."""
     try:
-        if isinstance(database, Path):
-            with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=DB_TIMEOUT_S)) as conn:
-                return int(conn.execute(COUNT.format("?"), (project_id,)).fetchone()[0])
-        with connect_database(database, read_only=True) as conn:
-            return int(conn.execute(COUNT.format("%s"), (project_id,)).fetchone()[0])
+        return _scalar(database, COUNT, project_id)
     except Exception as error:  # sqlite3.Error, psycopg.Error
         raise DatabaseUnavailable(one_line(error, kind=True)) from None
 
@@ -182,11 +187,7 @@ def project_exists_db(database: Database, project_id: int) -> bool:
     """Whether Label Studio's database still holds the project (an admin may have deleted it)."""
     sql = "SELECT COUNT(*) FROM project WHERE id = {}"
     try:
-        if isinstance(database, Path):
-            with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=DB_TIMEOUT_S)) as conn:
-                return bool(conn.execute(sql.format("?"), (project_id,)).fetchone()[0])
-        with connect_database(database, read_only=True) as conn:
-            return bool(conn.execute(sql.format("%s"), (project_id,)).fetchone()[0])
+        return bool(_scalar(database, sql, project_id))
     except Exception as error:  # sqlite3.Error, psycopg.Error
         raise MedgenError(
             f"Label Studio's database could not be read ({one_line(error, kind=True)}): rerun the command"
