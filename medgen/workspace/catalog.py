@@ -266,6 +266,36 @@ MIGRATIONS: list[str] = [
         (SELECT source_id FROM candidates GROUP BY source_id HAVING COUNT(*) >= {NUM_CANDIDATES}))
         WHERE name = 'sources_complete';
     """,
+    # 9: automatic checks of candidates against their originals (`medgen check`), with the image and the
+    # settings they were measured with; candidates `generate --drop-failing` kept from annotators, moved here
+    # with the reason (their files stay in the store; a slot made again reuses the candidate id).
+    """
+    CREATE TABLE candidate_checks (
+        candidate_id TEXT PRIMARY KEY,
+        image_key TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        findings TEXT NOT NULL,
+        measured TEXT NOT NULL,
+        details TEXT NOT NULL,
+        checked_at TEXT NOT NULL
+    );
+    CREATE INDEX candidate_checks_by_source ON candidate_checks(source_id);
+    CREATE TABLE dropped_candidates (
+        id TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        slot INTEGER NOT NULL,
+        image_key TEXT NOT NULL,
+        provenance TEXT NOT NULL,
+        injected_defects TEXT,
+        run_id TEXT,
+        created_at TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        dropped_at TEXT NOT NULL,
+        PRIMARY KEY (id, image_key)
+    );
+    CREATE INDEX dropped_candidates_by_source ON dropped_candidates(source_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -478,6 +508,7 @@ class Catalog:
         for row in self.query("SELECT image_key, mask_key FROM sources"):
             keys.update((row["image_key"], row["mask_key"]))
         keys.update(row["image_key"] for row in self.query("SELECT image_key FROM candidates"))
+        keys.update(row["image_key"] for row in self.query("SELECT image_key FROM dropped_candidates"))
         return keys
 
     def referenced_among(self, keys: set[str]) -> set[str]:
@@ -492,6 +523,7 @@ class Catalog:
         for sql in (
             "SELECT image_key FROM sources UNION ALL SELECT mask_key FROM sources",
             "SELECT image_key FROM candidates",
+            "SELECT image_key FROM dropped_candidates",  # kept from annotators, not deleted
         ):
             found.update(key for (key,) in self.conn.execute(sql) if key in keys)
         return found
