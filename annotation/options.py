@@ -82,7 +82,8 @@ class PushConfig(BaseModel):
     predictions: str | None = Field(
         default=None,
         description="Pre-fill every task (gold too) with a screener's answers for annotators to verify: "
-        "simulated (known labels with errors), screen:PATH (a `medgen screen -w` screen.jsonl) or "
+        "simulated (known labels with errors), checks (`medgen check`'s findings), screen:PATH (a `medgen "
+        "screen -w` screen.jsonl) or "
         "model:CHECKPOINT or endpoint:NAME (at $OPENAI_BASE_URL; screens the new sources first).",
     )
     order: Literal["random", "uncertainty"] = Field(

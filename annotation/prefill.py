@@ -9,6 +9,9 @@ Where pre-fills come from (``annotate push --predictions SPEC``):
   endpoint. A candidate's flagged dimensions become the tags its reason names (tag labels), else that
   dimension's "Other" tag with the reason as the note; a rejected candidate with no flagged dimension
   gets the "Other" tag of its most likely one; a publishable one gets "No defects";
+- ``checks``: the automatic checks (``medgen check``; run first on the sources not yet checked): a candidate
+  with findings gets their tags (the measured value and threshold as its note), one without "No defects";
+  the score is the lowest confidence of the findings (a clean task has none);
 - ``model:CHECKPOINT`` and ``endpoint:NAME`` (the model NAME at ``$OPENAI_BASE_URL``): run a screener
   on the workspace first, then read its output as above. The screener is an app above this stage
   (``medgen.screen``), so it comes in as a dependency: ``push(..., screener=...)`` (``Screener``).
@@ -37,6 +40,8 @@ from schemas import LETTERS, NUM_CANDIDATES, TAXONOMY, Candidate, CandidateLabel
 
 SIMULATED = "simulated"
 SIMULATED_MODEL = "medgen-simulated-screener"
+CHECKS = "checks"
+CHECKS_MODEL = "medgen-checks"
 SIMULATED_NOISE = Noise(missed_tag=0.1, extra_tag=0.05, flipped=0.1, skip=0.0)
 
 BASE_URL_ENV = "OPENAI_BASE_URL"
@@ -134,6 +139,35 @@ def screen_prefills(path: Path) -> dict[str, Prefill]:
     return prefills
 
 
+def checks_prefills(workspace: Workspace) -> Callable[[str, list[Candidate]], Prefill | None]:
+    """Pre-fills from the automatic checks, measured now where the catalog has none with today's settings."""
+    from medgen.checks.check import check_workspace
+    from medgen.checks.config import CheckConfig
+    from medgen.checks.tables import stored as stored_checks
+
+    config = CheckConfig()
+    check_workspace(workspace, config)
+
+    def prefill(source_id: str, candidates: list[Candidate]) -> Prefill | None:
+        records = stored_checks(workspace, [c.id for c in candidates], config.digest())
+        if len(records) != len(candidates):
+            return None
+        labels, confidences = [], []
+        for candidate in candidates:
+            found = records[candidate.id]["findings"]
+            if not found:
+                labels.append(CandidateLabel(acceptable=True))
+                continue
+            note = "; ".join(f"{f['check']} {f['value']:g} (threshold {f['threshold']:g})" for f in found)
+            labels.append(
+                CandidateLabel(defects=tuple(f["tag"] for f in found), acceptable=False, rationale=note[:300])
+            )
+            confidences += [float(f["confidence"]) for f in found]
+        return Prefill(tuple(labels), min(confidences) if confidences else None, CHECKS_MODEL)
+
+    return prefill
+
+
 def resolve(
     spec: str, workspace: Workspace, screener: Screener | None = None
 ) -> Callable[[str, list[Candidate]], Prefill | None]:
@@ -141,14 +175,17 @@ def resolve(
     ``endpoint:NAME`` (the last two run ``screener`` on the workspace first)."""
     if spec == SIMULATED:
         return simulated_prefill
+    if spec == CHECKS:
+        return checks_prefills(workspace)
     kind, sep, argument = spec.partition(":")
     if not sep or not argument:
         raise MedgenError(
-            f"--predictions {spec!r}: use simulated, screen:PATH/screen.jsonl, model:CHECKPOINT or endpoint:NAME"
+            f"--predictions {spec!r}: use simulated, checks, screen:PATH/screen.jsonl, model:CHECKPOINT or "
+            "endpoint:NAME"
         )
     if kind not in ("screen", "model", "endpoint"):
         raise MedgenError(
-            f"--predictions {spec!r}: unknown kind {kind!r} (known: simulated, screen, model, endpoint)"
+            f"--predictions {spec!r}: unknown kind {kind!r} (known: simulated, checks, screen, model, endpoint)"
         )
     if kind == "screen":
         path = Path(argument)

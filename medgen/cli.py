@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from annotation.cli import annotate_app
+from medgen.checks.cli import check_command
 from medgen.console import App
 from medgen.cot.cli import cot_command
 from medgen.demo.cli import demo_command
@@ -45,6 +46,7 @@ app.command("status", rich_help_panel=WORKSPACE)(status)
 app.add_typer(sources_app, name="sources", rich_help_panel=WORKSPACE)
 app.command("samples", rich_help_panel=WORKSPACE)(samples)
 app.command("generate", rich_help_panel=STAGES)(generate_command)
+app.command("check", rich_help_panel=STAGES)(check_command)
 app.add_typer(annotate_app, name="annotate", rich_help_panel=STAGES)
 app.command("export", rich_help_panel=STAGES)(export_command)
 app.command("publish", rich_help_panel=STAGES)(publish_command)

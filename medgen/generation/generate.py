@@ -73,6 +73,10 @@ class GenerationReport:
     rows_recovered: int = 0
     orphans_removed: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)  # (source id, one-line error)
+    dropped: list[tuple[str, list[dict[str, Any]]]] = field(
+        default_factory=list
+    )  # --drop-failing: (id, findings)
+    runs: list[str] = field(default_factory=list)  # every run this call made (retries of dropped slots)
     seconds: float = 0.0
     report_path: Path | None = None
 
@@ -92,6 +96,7 @@ class GenerationReport:
             "rows_recovered": self.rows_recovered,
             "orphans_removed": self.orphans_removed,
             "failures": len(self.failures),
+            "dropped": len(self.dropped),
             "seconds": round(self.seconds, 3),
             "images_per_s": round(self.images_per_s, 3),
         }
@@ -377,6 +382,50 @@ def _finish(workspace: Workspace, report: GenerationReport, manifests: list[Path
     report.report_path = path
 
 
+def _drop_and_retry(
+    workspace: Workspace,
+    backend: Backend,
+    config: GenerationConfig,
+    report: GenerationReport,
+    on_progress: ProgressFn | None,
+) -> None:
+    """Check the run's candidates, drop the clearly broken ones, make their slots again with other seeds."""
+    from medgen.checks.check import drop_failing
+    from medgen.checks.config import CheckConfig
+    from medgen.checks.tables import sources_of_dropped
+
+    checks = CheckConfig()
+    for attempt in range(config.drop_retries + 1):
+        dropped = drop_failing(workspace, report.runs[-1], checks)
+        report.dropped += list(dropped.items())
+        if not dropped or attempt == config.drop_retries:
+            return
+        sources = sources_of_dropped(workspace, list(dropped))
+        todo = plan(workspace, config.candidates, sources)
+        if not todo:
+            return
+        retry = run_generation(
+            workspace,
+            backend,
+            candidates=config.candidates,
+            base_seed=config.seed + RETRY_SEED_STEP * (attempt + 1),  # other seeds: other candidates
+            source_ids=sources,
+            batch_size=config.batch_size,
+            on_progress=on_progress,
+            config=config,
+            todo=todo,
+        )
+        report.runs.append(retry.run_id)
+        report.images_generated += retry.images_generated
+        report.rows_merged += retry.rows_merged
+        report.failures += retry.failures
+        report.seconds += retry.seconds
+
+
+RETRY_SEED_STEP = 1_000_003
+"""A dropped slot's next try uses base seed + step x attempt (recorded in that run's config)."""
+
+
 def load_source_pixels(workspace: Workspace, source: SourceImage) -> tuple[Image.Image, Image.Image]:
     """A source's RGB image and L-mode product mask (255 = product)."""
     return workspace.store.open(source.image_key).convert("RGB"), workspace.store.open(
@@ -422,9 +471,15 @@ def generate(
             rows_recovered=recovered,
             orphans_removed=removed,
         )
+    if config.drop_failing and dist.world_size > 1:
+        raise MedgenError(
+            "--drop-failing runs in one process (it checks the whole run's candidates): generate without it on "
+            "several, then `medgen check` the workspace"
+        )
+    backend = load_backend(config)
     report = run_generation(
         workspace,
-        load_backend(config),
+        backend,
         candidates=config.candidates,
         base_seed=config.seed,
         source_ids=source_ids,
@@ -434,6 +489,9 @@ def generate(
         config=config,
         todo=todo,
     )
+    report.runs.append(report.run_id)
+    if config.drop_failing:
+        _drop_and_retry(workspace, backend, config, report, on_progress)
     report.rows_recovered += recovered
     report.orphans_removed += removed
     return report

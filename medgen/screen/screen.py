@@ -52,6 +52,7 @@ class Group:
     source_id: str
     source: Path
     candidates: list[tuple[str, Path]]  # (candidate id, image path)
+    checks: Any = None  # the same source and candidates for `medgen check` (``medgen.checks.check.Group``)
 
 
 class CandidateVerdict(BaseModel):
@@ -74,6 +75,14 @@ class CandidateVerdict(BaseModel):
     )
     samples: int
     unparsed: int = Field(description="Samples whose answer could not be read, over the five questions.")
+    checks: list[dict[str, Any]] | None = Field(
+        default=None, description="The automatic checks' findings (`medgen check`); None when not run."
+    )
+    conflicts: list[str] = Field(
+        default_factory=list,
+        description="Where the verdict disagrees with the model's own dimension answers or with the checks: "
+        "a verdict with conflicts is not to be trusted as it stands.",
+    )
 
 
 # ---- inputs -----------------------------------------------------------------------------------------
@@ -95,6 +104,8 @@ def _file_digest(path: Path) -> str:
 
 def groups_from_files(source: Path, candidates: Sequence[Path]) -> list[Group]:
     """A source photo and its candidate files, four per group; bad files fail here in one line."""
+    from medgen.checks.check import files_group
+
     if not candidates:
         raise MedgenError(
             "give the source photo, then at least one candidate image: medgen screen SOURCE CAND..."
@@ -107,12 +118,15 @@ def groups_from_files(source: Path, candidates: Sequence[Path]) -> list[Group]:
     for start in range(0, len(ids), NUM_CANDIDATES):
         chunk = ids[start : start + NUM_CANDIDATES]
         key = hashlib.sha256("/".join([source_id, *(i for i, _ in chunk)]).encode()).hexdigest()[:16]
-        groups.append(Group(key, source_id, source, [(str(path), path) for _, path in chunk]))
+        paths = [path for _, path in chunk]
+        groups.append(Group(key, source_id, source, [(str(p), p) for p in paths], files_group(source, paths)))
     return groups
 
 
 def groups_from_workspace(workspace: Any, limit: int | None = None) -> list[Group]:
     """Sources whose candidates nobody has annotated yet, in catalog order."""
+    from medgen.checks.check import source_group
+
     annotated = set(annotated_sources(workspace))
     groups = []
     for source in workspace.catalog.sources():
@@ -123,7 +137,8 @@ def groups_from_workspace(workspace: Any, limit: int | None = None) -> list[Grou
             continue
         chunk = [(c.id, workspace.store.path(c.image_key)) for c in candidates]
         key = hashlib.sha256("/".join([source.id, *(c.id for c in candidates)]).encode()).hexdigest()[:16]
-        groups.append(Group(key, source.id, workspace.store.path(source.image_key), chunk))
+        checks = source_group(workspace, source, candidates)
+        groups.append(Group(key, source.id, workspace.store.path(source.image_key), chunk, checks))
         if limit and len(groups) >= limit:
             break
     return groups
@@ -167,8 +182,14 @@ def reason_for(raw: str, letter: str) -> str:
     return reason[:500]
 
 
-def verdicts(groups: Sequence[Group], raw: dict[str, str], config: ScreenConfig) -> list[CandidateVerdict]:
-    """Aggregate each candidate's samples into its verdict, confidence, flagged dimensions and reasons."""
+def verdicts(
+    groups: Sequence[Group],
+    raw: dict[str, str],
+    config: ScreenConfig,
+    checks: dict[str, list[dict[str, Any]]] | None = None,
+) -> list[CandidateVerdict]:
+    """Aggregate each candidate's samples into its verdict, confidence, flagged dimensions and reasons;
+    ``checks`` (candidate id -> findings) go beside it, and every disagreement is listed in ``conflicts``."""
     from training.rewards import parse_answer
 
     results = []
@@ -201,6 +222,8 @@ def verdicts(groups: Sequence[Group], raw: dict[str, str], config: ScreenConfig)
                 )
                 reasons[OVERALL] = reason_for(text, letter)
             unparsed = sum(letters is None for parsed in answers.values() for letters, _ in parsed)
+            flagged = [d for d in DIMENSIONS if (shares[d] or 0) >= config.threshold]
+            found = None if checks is None else checks.get(candidate_id)
             results.append(
                 CandidateVerdict(
                     candidate=candidate_id,
@@ -212,13 +235,33 @@ def verdicts(groups: Sequence[Group], raw: dict[str, str], config: ScreenConfig)
                     confidence=None if confidence is None else round(confidence, 4),
                     p_publishable=None if p_publishable is None else round(p_publishable, 4),
                     defects={d: None if s is None else round(s, 4) for d, s in shares.items()},
-                    defective_dimensions=[d for d in DIMENSIONS if (shares[d] or 0) >= config.threshold],
+                    defective_dimensions=flagged,
                     reasons=reasons,
                     samples=config.samples,
                     unparsed=unparsed,
+                    checks=found,
+                    conflicts=conflicts(publishable, flagged, found or []),
                 )
             )
     return results
+
+
+def conflicts(publishable: bool | None, flagged: Sequence[str], found: Sequence[dict[str, Any]]) -> list[str]:
+    """How a verdict disagrees with the model's own dimension answers and with the automatic checks."""
+    names = {d.id: d.label.lower() for d in TAXONOMY.dimensions}
+    said = []
+    if publishable and flagged:
+        said.append("publishable, yet the model flags " + ", ".join(names[d] for d in flagged))
+    if publishable is False and not flagged:
+        said.append("rejected, yet the model flags no dimension")
+    if publishable and found:
+        said.append(
+            "publishable, yet the checks found "
+            + ", ".join(
+                f"{f['tag']} ({f['check']} {f['value']:g}, threshold {f['threshold']:g})" for f in found
+            )
+        )
+    return said
 
 
 # ---- outputs --------------------------------------------------------------------------------------
@@ -236,13 +279,14 @@ def write_outputs(
     writer.writerow(
         ["candidate", "source", "letter", "path", "verdict", "confidence", "p_publishable"]
         + [f"p_{d}" for d in DIMENSIONS]
-        + ["defective_dimensions", "reasons"]
+        + ["defective_dimensions", "reasons", "checks", "conflicts"]
     )
     for r in results:
         writer.writerow(
             [r.candidate, r.source, r.letter, r.path, r.verdict, _num(r.confidence), _num(r.p_publishable)]
             + [_num(r.defects[d]) for d in DIMENSIONS]
             + [";".join(r.defective_dimensions), " | ".join(f"{k}: {v}" for k, v in r.reasons.items())]
+            + ["" if r.checks is None else ";".join(f["tag"] for f in r.checks), " | ".join(r.conflicts)]
         )
     csv_path = out / "screen.csv"
     atomic_write_text(csv_path, table.getvalue())
@@ -283,11 +327,19 @@ def contact_sheet(results: list[CandidateVerdict], groups: Sequence[Group], conf
             r = next(in_order)
             badge = {"publishable": "ok", "reject": "bad"}.get(r.verdict, "unknown")
             confidence = "" if r.confidence is None else f" {r.confidence:.0%}"
+            if r.conflicts:  # not as certain as it looks: say so instead of showing a confidence
+                badge, confidence = "warn", "?"
             reasons = "".join(
                 f"<li><b>{html.escape(names.get(d, d))}</b>"
                 f"{'' if r.defects.get(d) is None else f' ({r.defects[d]:.0%})'}: {html.escape(text)}</li>"
                 for d, text in r.reasons.items()
             )
+            reasons += "".join(
+                f'<li class="check"><b>Check: {html.escape(f["tag"])}</b> {html.escape(f["check"])} '
+                f"{f['value']:g} (threshold {f['threshold']:g})</li>"
+                for f in r.checks or []
+            )
+            reasons += "".join(f'<li class="conflict">{html.escape(text)}</li>' for text in r.conflicts)
             cells.append(
                 f'<figure class="candidate"><img src="{_thumb(path, config.output_dir)}" alt="{r.letter}">'
                 f'<figcaption><span class="badge {badge}">{r.letter}: {r.verdict}{confidence}</span>'
@@ -304,18 +356,35 @@ body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}}
 figure{{margin:0;width:{THUMB_SIZE}px}} img{{max-width:100%;border-radius:4px}}
 .source img{{outline:3px solid #888}} ul{{margin:.3rem 0;padding-left:1.1rem;font-size:.85rem}}
 .badge{{display:inline-block;padding:.1rem .5rem;border-radius:1rem;font-weight:600;color:#fff}}
-.ok{{background:#1a7f37}} .bad{{background:#c62828}} .unknown{{background:#777}}
+.ok{{background:#1a7f37}} .bad{{background:#c62828}} .unknown{{background:#777}} .warn{{background:#b26a00}}
+.conflict{{color:#b26a00;font-weight:600}} .check{{color:#444}}
 </style></head><body>
 <h1>Screening: {html.escape(config.model)}</h1>
 <p>{html.escape(where)}; {config.samples} sample(s) per question at temperature {config.temperature:g}; threshold
 {config.threshold:g}. {counts["publishable"]} publishable, {counts["reject"]} rejected, {counts["unknown"]} unknown
-(no readable answer). Percentages: share of samples.</p>
+(no readable answer). Percentages: share of samples. An amber "?" badge: the verdict disagrees with the model's own
+dimension answers or with the automatic checks (listed under it); "Check:" lines are `medgen check`'s findings.</p>
 {"".join(rows)}
 </body></html>
 """
 
 
 # ---- the run --------------------------------------------------------------------------------------
+
+
+def run_checks(groups: Sequence[Group]) -> dict[str, list[dict[str, Any]]]:
+    """`medgen check` on the screened candidates, with its default settings: candidate id -> findings."""
+    from medgen.checks.check import run_groups
+    from medgen.checks.config import CheckConfig
+
+    found: dict[str, list[dict[str, Any]]] = {}
+
+    def keep(records: list[dict[str, Any]]) -> None:
+        found.update({r["candidate"]: r["findings"] for r in records})
+
+    total = sum(len(g.candidates) for g in groups)
+    run_groups(iter(g.checks for g in groups if g.checks is not None), CheckConfig(), total, keep)
+    return found
 
 
 def screen(
@@ -339,7 +408,7 @@ def screen(
             on_progress(done, len(questions))
 
     raw = generate_cached(questions, model.generate, cache, on_done=advance)
-    results = verdicts(groups, raw, config)
+    results = verdicts(groups, raw, config, run_checks(groups) if config.checks else None)
     atomic_write_text(
         config.output_dir / "screen_config.json",
         json.dumps({**details, "model": config.model, "threshold": config.threshold}, indent=2),
