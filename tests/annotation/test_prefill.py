@@ -77,7 +77,7 @@ def test_screen_output_gives_one_prefill_per_fully_screened_source(tmp_path):
 def test_bad_prediction_specs_are_one_line(tmp_path):
     with pytest.raises(MedgenError, match="unknown kind 'bogus'"):
         resolve("bogus:x", None)  # type: ignore[arg-type]
-    with pytest.raises(MedgenError, match="use simulated, screen:PATH"):
+    with pytest.raises(MedgenError, match="use simulated, checks, screen:PATH"):
         resolve("screen", None)  # type: ignore[arg-type]
     with pytest.raises(MedgenError, match="no screen output at"):
         resolve(f"screen:{tmp_path / 'missing.jsonl'}", None)  # type: ignore[arg-type]
@@ -219,3 +219,32 @@ def test_the_screener_is_handed_down_not_registered(tmp_path):
     ctx = typer.Context(typer.main.get_command(app))
     wire(ctx)
     assert ctx.obj.screener is screen_for_prefill
+
+
+@pytest.mark.labelstudio
+def test_the_automatic_checks_prefill_every_task(ls_workspace, connection):
+    from annotation.prefill import CHECKS_MODEL
+    from medgen.checks.config import CheckConfig
+    from medgen.checks.tables import stored as stored_checks
+    from tests.medgen.checks.conftest import add_perturbed_sources
+
+    ws = ls_workspace
+    sources = add_perturbed_sources(
+        ws, [[None, "color_shifted", None, "occluded"], [None, None, "product_cropped", None]]
+    )
+    report = push(ws, connection, PushConfig(annotators=["ann1"], predictions="checks"))
+    assert report.prefilled == 2
+    prefills = stored(ws)
+    for source_id in sources:
+        candidates = ws.catalog.candidates(source_id)
+        checks = stored_checks(ws, [c.id for c in candidates], CheckConfig().digest())
+        labels = prefills[source_id].labels
+        assert prefills[source_id].model_version == CHECKS_MODEL
+        for candidate, label in zip(candidates, labels, strict=True):
+            tags = {f["tag"] for f in checks[candidate.id]["findings"]}
+            assert set(label.defects) == tags and label.acceptable == (not tags)
+    assert set(prefills[sources[0]].labels[1].defects) == {"color_shifted"}
+    assert set(prefills[sources[1]].labels[2].defects) == {"product_cropped"}
+    [project] = ws.catalog.query("SELECT DISTINCT ls_project_id FROM tasks")
+    tasks = list(connection.client.tasks.list(project=project["ls_project_id"], fields="all", page_size=100))
+    assert {t.predictions[0].model_version for t in tasks} == {CHECKS_MODEL}

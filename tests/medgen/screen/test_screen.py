@@ -86,6 +86,14 @@ def test_confidence_is_the_agreement_of_the_samples_and_reasons_are_the_models_w
     assert (
         d.reasons["lighting_shadow"] == "Nothing stands out except D."
     )  # no "Image D:" line: the whole reasoning
+    # D is called publishable while the model flags three of its dimensions: the verdict says so.
+    assert d.verdict == "publishable" and d.conflicts and "yet the model flags" in d.conflicts[0]
+    assert b.conflicts == []  # rejected, as the checks (and the model's placement answer) agree
+    # The candidates are plain colours unlike the source: the checks find no product in A, which the model
+    # called publishable: said, not hidden.
+    assert all(r.checks is not None for r in results)  # the automatic checks ran beside the model
+    assert [c for c in a.conflicts if "model flags" in c] == []
+    assert any("the checks found appearance_other" in c for c in a.conflicts)
 
     records = [json.loads(line) for line in paths["jsonl"].read_text().splitlines()]
     assert [r["letter"] for r in records] == ["A", "B", "C", "D"]
@@ -93,6 +101,8 @@ def test_confidence_is_the_agreement_of_the_samples_and_reasons_are_the_models_w
     assert rows[1]["verdict"] == "reject" and rows[1]["p_placement_layout"] == "1.0000"
     sheet = paths["contact sheet"].read_text()
     assert sheet.count('class="badge bad">B: reject 67%') == 1 and "hovers with no contact shadow" in sheet
+    assert sheet.count('class="badge warn">D: publishable?') == 1 and "yet the model flags" in sheet
+    assert records[3]["conflicts"] and rows[3]["conflicts"].startswith("publishable, yet the model flags")
     for src in re.findall(r'src="([^"]+)"', sheet):
         assert (paths["contact sheet"].parent / src).is_file()
     assert API_KEY not in "".join(
