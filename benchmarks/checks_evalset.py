@@ -27,6 +27,7 @@ striped walls, so a repetition the scene really has is not counted as a defect.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -335,3 +336,53 @@ def _camera(candidate, rng):
     quality = int(rng.integers(85, 96))
     ok, data = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def add_to_workspace(
+    workspace: Any, tags_per_source: list[list[str | None]], seed: int = 1, size: int | None = None
+) -> list[str]:
+    """Sources drawn and added to ``workspace`` (masks estimated as `sources add` does), each with candidates
+    of these tags stored as a diffusers ``background`` run would store them; returns the source ids (a
+    source `sources add` found a near-duplicate of is skipped)."""
+    from PIL import Image
+
+    from medgen.sources.ingest import add_sources
+    from medgen.workspace.store import png_bytes
+    from schemas import Candidate, GenerationProvenance
+
+    rng = np.random.default_rng(seed)
+    folder = workspace.root.parent / f"photos-{len(workspace.catalog.sources())}"
+    folder.mkdir(parents=True)
+    originals = [draw_original(rng, size) for _ in tags_per_source]
+    for index, (image, _) in enumerate(originals):
+        Image.fromarray(image).save(folder / f"p{index:04d}.png", compress_level=1)
+    add_sources(workspace, sorted(folder.iterdir()))
+    by_name = {s.original_name: s for s in workspace.catalog.sources()}
+    ids, candidates = [], []
+    for index, (original, tags) in enumerate(zip(originals, tags_per_source, strict=True)):
+        source = by_name.get(f"p{index:04d}.png")
+        if source is None:
+            continue
+        ids.append(source.id)
+        for slot, tag in enumerate(tags):
+            image = Image.fromarray(make_item(rng, tag, original=original).candidate)
+            key = workspace.store.put_bytes(png_bytes(image))
+            provenance = GenerationProvenance(
+                backend="diffusers",
+                model_id="evalset",
+                recipe="background",
+                seed=slot,
+                width=image.width,
+                height=image.height,
+            )
+            candidates.append(
+                Candidate(
+                    id=f"{source.id[:16]}-{slot}",
+                    source_id=source.id,
+                    slot=slot,
+                    image_key=key,
+                    provenance=provenance,
+                )
+            )
+    workspace.catalog.add_candidates(candidates)
+    return ids

@@ -31,54 +31,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def build(root: Path, sources: int, seed: int = 0) -> None:
-    """The workspace: sources added as files (masks estimated as `sources add` does), candidates stored."""
-    from PIL import Image
-
-    from benchmarks.checks_evalset import TAGS, draw_original, make_item
-    from medgen.sources.ingest import add_sources
+    """The workspace: 1024 px originals added as files, four evaluation-set candidates each, stored."""
+    from benchmarks.checks_evalset import TAGS, add_to_workspace
     from medgen.workspace import init_workspace
-    from medgen.workspace.store import png_bytes
-    from schemas import Candidate, GenerationProvenance
 
-    workspace = init_workspace(root / "workspace")
-    photos = root / "photos"
-    photos.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    drawn = []
-    for index in range(sources):
-        original = draw_original(rng, 1024)
-        Image.fromarray(original[0]).save(photos / f"p{index:04d}.png", compress_level=1)
-        drawn.append(original)
-    add_sources(workspace, sorted(photos.iterdir()))
-    by_name = {s.original_name: s for s in workspace.catalog.sources()}
-    candidates = []
-    for index, original in enumerate(drawn):
-        source = by_name.get(f"p{index:04d}.png")
-        if source is None:  # a near-duplicate of an earlier photo: `sources add` kept the first
-            continue
-        for slot in range(4):
-            tag = None if rng.random() < 0.34 else TAGS[int(rng.integers(len(TAGS)))]
-            item = make_item(rng, tag, original=original)
-            image = Image.fromarray(item.candidate)
-            key = workspace.store.put_bytes(png_bytes(image))
-            provenance = GenerationProvenance(
-                backend="diffusers",
-                model_id="benchmark",
-                recipe="background",
-                seed=slot,
-                width=image.width,
-                height=image.height,
-            )
-            candidates.append(
-                Candidate(
-                    id=f"{source.id[:16]}-{slot}",
-                    source_id=source.id,
-                    slot=slot,
-                    image_key=key,
-                    provenance=provenance,
-                )
-            )
-    workspace.catalog.add_candidates(candidates)
+    tags = [
+        [None if rng.random() < 0.34 else TAGS[int(rng.integers(len(TAGS)))] for _ in range(4)]
+        for _ in range(sources)
+    ]
+    workspace = init_workspace(root / "workspace")
+    add_to_workspace(workspace, tags, seed=seed, size=1024)
     workspace.close()
 
 
