@@ -150,8 +150,10 @@ def checks_prefills(workspace: Workspace) -> Callable[[str, list[Candidate]], Pr
 
     def prefill(source_id: str, candidates: list[Candidate]) -> Prefill | None:
         records = stored_checks(workspace, [c.id for c in candidates], config.digest())
-        if len(records) != len(candidates):
-            return None
+        if len(records) != len(candidates) or any(
+            r["located_by"].startswith("error") for r in records.values()
+        ):
+            return None  # a candidate the checks could not read: propose nothing rather than "No defects"
         labels, confidences = [], []
         for candidate in candidates:
             found = records[candidate.id]["findings"]

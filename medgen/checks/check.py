@@ -84,15 +84,15 @@ def check_group(group: Group, config: CheckConfig) -> list[dict[str, Any]]:
 
     A candidate's expected scale is its own (``Group.candidates``) or, when the group says ``siblings``, the
     median over the group's located candidates."""
-    original, mask = group.load_source()
     try:
+        original, mask = group.load_source()
         reference = prepare_reference(original, mask, config)
-    except (cv2.error, ValueError) as error:  # an original too small or odd to compare with: nothing judged
-        reference = None
-        failed = Measured(dict.fromkeys(VALUE_NAMES), located_by=f"error: {type(error).__name__}")
-    measured = [
-        failed if reference is None else _measure(reference, path, config) for _, path, _ in group.candidates
-    ]
+    # An original unreadable, too small or odd to compare with: nothing of the group is judged.
+    except (OSError, cv2.error, ValueError) as error:
+        unjudged = Measured(dict.fromkeys(VALUE_NAMES), located_by=f"error: source {type(error).__name__}")
+        measured = [unjudged for _ in group.candidates]
+    else:
+        measured = [_measure(reference, path, config) for _, path, _ in group.candidates]
     located = [
         m.values["scale"] for m in measured if m.values["scale"] is not None and not missing(m.values, config)
     ]
@@ -122,10 +122,11 @@ def check_group(group: Group, config: CheckConfig) -> list[dict[str, Any]]:
 
 
 def _measure(reference: Any, path: Path, config: CheckConfig) -> Measured:
-    """One candidate's measurement; an image too small or odd to measure is reported as not judged."""
+    """One candidate's measurement; a file that cannot be read, or an image too small or odd to measure, is
+    reported as not judged (``located_by`` says why) and the run goes on."""
     try:
         return measure(reference, _rgb(path), config)
-    except (cv2.error, ValueError, np.linalg.LinAlgError) as error:
+    except (OSError, cv2.error, ValueError, np.linalg.LinAlgError) as error:
         values: dict[str, float | None] = dict.fromkeys(VALUE_NAMES)
         return Measured(values, located_by=f"error: {type(error).__name__}")
 

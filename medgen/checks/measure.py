@@ -372,7 +372,11 @@ def measure(reference: Reference, candidate: np.ndarray, config: CheckConfig) ->
         rigid = _rigid_field(flow, crop.reliable & well_inside & explained)
         if rigid is not None:
             refined = cv2.remap(
-                cand, gx + rigid[..., 0], gy + rigid[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+                cand,
+                gx + rigid[..., 0],
+                gy + rigid[..., 1],
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE,
             )
             values["occluded_share"], _, _ = _occlusion(crop.groups, _lab(refined), valid, crop.mask)
     measured.generated, around = _extension(reference, rgb, matrix)
@@ -533,7 +537,11 @@ def _occlusion(
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     share = float(stats[largest, cv2.CC_STAT_AREA]) / max(1, int(product.sum()))
     grow = np.ones((7, 7), np.uint8)
-    return share, cv2.dilate((components == largest).astype(np.uint8), grow).astype(bool), cv2.dilate(unlike, grow).astype(bool)
+    return (
+        share,
+        cv2.dilate((components == largest).astype(np.uint8), grow).astype(bool),
+        cv2.dilate(unlike, grow).astype(bool),
+    )
 
 
 def _structure(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -25,6 +25,13 @@ MAX_GROUPS = 300
 CLEAN_SHOWN = 20
 
 
+def _img(path: Path, out: Path, alt: str, box: Sequence[float] | None = None, failed: bool = False) -> str:
+    """The ``<img>`` of a thumbnail (or a note where the file is gone)."""
+    if not Path(path).is_file():
+        return f'<p class="gone">{html.escape(Path(path).name)}: file missing</p>'
+    return f'<img src="{_thumb(path, out, box, failed)}" alt="{html.escape(alt)}">'
+
+
 def _thumb(path: Path, out: Path, box: Sequence[float] | None = None, failed: bool = False) -> str:
     """A JPEG thumbnail in ``out/thumbs`` (the product box drawn when given); its relative path."""
     key = f"{Path(path).resolve()}|{Path(path).stat().st_mtime_ns}|{box}|{failed}"
@@ -59,7 +66,7 @@ def write_sheet(records: Sequence[dict[str, Any]], config: CheckConfig) -> Path:
     for group in shown:
         first = group[0]
         cells = [
-            f'<figure class="source"><img src="{_thumb(Path(first["source_path"]), out)}" alt="source">'
+            f'<figure class="source">{_img(Path(first["source_path"]), out, "source")}'
             f"<figcaption>source {html.escape(str(first['source'])[:16])}</figcaption></figure>"
         ]
         for index, record in enumerate(group):
@@ -69,15 +76,18 @@ def write_sheet(records: Sequence[dict[str, Any]], config: CheckConfig) -> Path:
                 f"{f['value']:g} (threshold {f['threshold']:g}, confidence {f['confidence']:.0%})</li>"
                 for f in record["findings"]
             )
-            badge = (
-                '<span class="badge bad">fails</span>'
-                if record["findings"]
-                else '<span class="badge ok">passes</span>'
+            if str(record.get("located_by", "")).startswith("error"):
+                badge = f'<span class="badge unknown">not checked ({html.escape(record["located_by"][7:])})</span>'
+            elif record["findings"]:
+                badge = '<span class="badge bad">fails</span>'
+            else:
+                badge = '<span class="badge ok">passes</span>'
+            image = _img(
+                Path(record["path"]), out, letter, record.get("product_box"), bool(record["findings"])
             )
-            image = _thumb(Path(record["path"]), out, record.get("product_box"), bool(record["findings"]))
             name = Path(str(record["candidate"])).name
             cells.append(
-                f'<figure class="candidate"><img src="{image}" alt="{letter}">'
+                f'<figure class="candidate">{image}'
                 f'<figcaption>{badge} <b>{letter}</b> <span class="id">{html.escape(name[-24:])}</span>'
                 f"<ul>{items}</ul></figcaption></figure>"
             )
@@ -94,7 +104,7 @@ body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}}
 figure{{margin:0;width:{THUMB}px}} img{{max-width:100%;border-radius:4px}}
 .source img{{outline:3px solid #888}} ul{{margin:.3rem 0;padding-left:1.1rem;font-size:.85rem}}
 .badge{{display:inline-block;padding:.1rem .5rem;border-radius:1rem;font-weight:600;color:#fff}}
-.ok{{background:#1a7f37}} .bad{{background:#c62828}} .id{{color:#777;font-size:.8rem}}
+.ok{{background:#1a7f37}} .bad{{background:#c62828}} .unknown{{background:#777}} .id{{color:#777;font-size:.8rem}}
 </style></head><body>
 <h1>Automatic checks</h1>
 <p>{total} candidates, {flagged} with findings, against their originals. The box marks where the original's

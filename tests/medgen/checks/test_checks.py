@@ -189,3 +189,17 @@ def test_generate_drop_failing_keeps_broken_candidates_from_annotators(
         json.loads(r[0])["seed"] for r in workspace.catalog.query("SELECT provenance FROM dropped_candidates")
     }
     assert retried and not {c.provenance.seed for c in retried} & old_seeds
+
+
+def test_an_unreadable_candidate_is_not_judged_and_the_run_goes_on(workspace):
+    add_perturbed_sources(workspace, [[None, "occluded", None, None]])
+    lost = workspace.catalog.candidates()[1]
+    workspace.store.path(lost.image_key).unlink()
+    report = check_workspace(workspace, FAST)
+    assert report.checked == 4
+    records = tables.stored(workspace, [c.id for c in workspace.catalog.candidates()])
+    assert records[lost.id]["located_by"].startswith("error") and records[lost.id]["findings"] == []
+    assert all(r["located_by"] == "features" for k, r in records.items() if k != lost.id)
+    sheet = check_workspace(workspace, FAST.model_copy(update={"output_dir": workspace.root / "out"}))
+    page = (workspace.root / "out" / "index.html").read_text()
+    assert sheet.reused == 4 and "not checked (FileNotFoundError)" in page and "file missing" in page
