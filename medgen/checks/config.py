@@ -28,8 +28,8 @@ class CheckConfig(BaseModel):
     )
     ocr: bool = Field(
         default=False,
-        description="Also read the printed text with Tesseract and compare it with the original's (about one"
-        " candidate a second; reported as ocr_similarity).",
+        description="Also read the printed text with Tesseract and compare it with the original's (about three"
+        " candidates a second; reported as ocr_similarity).",
     )
     ocr_languages: str = Field(
         default="eng+chi_sim",
@@ -51,7 +51,7 @@ class CheckConfig(BaseModel):
     warp_percent: float = Field(
         default=0.67,
         gt=0,
-        description="product_warped: 90th percentile of the non-rigid displacement, % of the product's diagonal.",
+        description="product_warped: 90th percentile of the non-rigid displacement, % of the product's long side.",
     )
     print_similarity: float = Field(
         default=0.74,
