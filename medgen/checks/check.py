@@ -342,9 +342,7 @@ def drop_failing(workspace: Workspace, run_id: str, config: CheckConfig) -> dict
         return {}
     settings = config.digest()
     reasons: dict[str, list[dict[str, Any]]] = {}
-    from_run = {
-        row[0] for row in workspace.catalog.query("SELECT id FROM candidates WHERE run_id = ?", (run_id,))
-    }
+    from_run = set(tables.run_candidate_ids(workspace, run_id))
 
     def keep(records: list[dict[str, Any]]) -> None:
         tables.save(workspace, settings, records)

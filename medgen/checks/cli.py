@@ -16,7 +16,7 @@ def check_command(
     files: Annotated[
         list[Path] | None,
         typer.Argument(
-            help="A source photo, then its candidate images. Without files: the workspace's candidates.",
+            help="SOURCE CANDIDATE...: a photo and its candidates (none: the workspace's).",
             show_default=False,
         ),
     ] = None,
@@ -46,22 +46,15 @@ def check_command(
     else:
         from medgen.workspace import open_workspace
 
-        with open_workspace(workspace) as ws:
-            if not output_dir:
-                config = config.model_copy(update={"output_dir": ws.reports_dir / "checks"})
-            with progress() as bar:
-                task = bar.add_task("checking", total=None, unit="candidates")
-                report = check_workspace(
-                    ws,
-                    config,
-                    sources,
-                    force,
-                    lambda done, total: bar.update(task, completed=done, total=total),
-                )
+        with open_workspace(workspace) as ws, progress() as bar:
+            task = bar.add_task("checking", total=None, unit="candidates")
+            config = config.model_copy(update={"output_dir": output_dir or ws.reports_dir / "checks"})
+            shown = lambda done, total: bar.update(task, completed=done, total=total)  # noqa: E731
+            report = check_workspace(ws, config, sources, force, shown)
     found = ", ".join(f"{tag} {n}" for tag, n in sorted(report.tags.items(), key=lambda kv: -kv[1])) or "none"
     console.print(
         f"{report.checked} candidates measured, {report.reused} already were; {report.with_findings} with findings"
         f" ({found})"
     )
-    for name, path in report.outputs.items():
-        console.print(f"{name}: {path}", highlight=False)
+    if report.outputs:
+        console.print("written: " + ", ".join(str(path) for path in report.outputs.values()), highlight=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -17,108 +18,83 @@ CHECKS_VERSION = "1"
 """Bump when a measurement changes meaning: stored results of another version are measured again."""
 
 
+def _threshold(default: float, description: str, high: float | None = None) -> Any:
+    """A finding's threshold field: a number from 0 (to ``high``)."""
+    return Field(default=default, ge=0.0, le=high, description=description)
+
+
 class CheckConfig(BaseModel):
     """What the checks measure at which size, the threshold of each finding, and where outputs go."""
 
-    work_size: int = Field(
-        default=384,
-        ge=128,
-        le=2048,
-        description="Long side, in pixels, at which original and candidate are compared (OCR reads full size).",
-    )
+    work_size: int = Field(384, ge=128, le=2048, description="Long side, px, at which products are located.")
     ocr: bool = Field(
-        default=False,
-        description="Also read the printed text with Tesseract and compare it with the original's (about three"
-        " candidates a second; reported as ocr_similarity).",
+        False,
+        description=(
+            "Also read the printed text with Tesseract and compare it with the original's (about three"
+            " candidates a second; reported as ocr_similarity)."
+        ),
     )
-    ocr_languages: str = Field(
-        default="eng+chi_sim",
-        description="Tesseract languages for the printed text (Debian tesseract-ocr-*).",
+    ocr_languages: str = Field("eng+chi_sim", description="Tesseract's languages (Debian tesseract-ocr-*).")
+    # Each finding's threshold; the defaults were calibrated by benchmarks/checks_accuracy.py.
+    min_located: float = _threshold(
+        0.46,
+        "Least locating score to call the original's product found: the lower of how it was located (feature"
+        " inliers / 20, or the template's correlation) and how much its edges (outline, print) agree with the"
+        " original's there. Below it the product is reported missing and nothing else is judged.",
+        high=1.0,
     )
-    min_located: float = Field(
-        default=0.46,
-        ge=0.0,
-        le=1.0,
-        description="Least locating score to call the original's product found: the lower of how it was located"
-        " (feature inliers / 20, or the template's correlation) and how much its edges (outline, print) agree"
-        " with the original's there. Below it the product is reported missing and nothing else is judged.",
+    color_delta_e: float = _threshold(
+        5.6, "color_shifted: median colour difference (CIE Delta E a*b*, coloured parts) above this."
     )
-    color_delta_e: float = Field(
-        default=5.6,
-        gt=0,
-        description="color_shifted: median colour difference (CIE Delta E a*b*, chromatic parts) above this.",
+    warp_percent: float = _threshold(
+        0.67, "product_warped: 90th percentile of the non-rigid displacement, % of the product's long side."
     )
-    warp_percent: float = Field(
-        default=0.67,
-        gt=0,
-        description="product_warped: 90th percentile of the non-rigid displacement, % of the product's long side.",
+    print_similarity: float = _threshold(
+        0.74, "text_garbled: structural similarity of the printed area (bend undone) below this.", high=1.0
     )
-    print_similarity: float = Field(
-        default=0.74,
-        gt=0,
-        le=1,
-        description="text_garbled: structural similarity of the printed area (after alignment) below this.",
+    ocr_similarity: float = _threshold(
+        0.0,
+        "text_garbled: similarity of the text read in candidate and original below this (0: OCR is reported,"
+        " never a finding on its own; Tesseract misreads too many untouched candidates, see benchmarks/README.md).",
+        high=1.0,
     )
-    ocr_similarity: float = Field(
-        default=0.0,
-        ge=0,
-        le=1,
-        description="text_garbled: similarity of the text read in candidate and original below this (0: OCR is"
-        " reported, never a finding on its own; Tesseract misreads too many untouched candidates, see"
-        " benchmarks/README.md).",
+    cropped_share: float = _threshold(
+        0.088, "product_cropped: share of the product's area outside the frame above this.", high=1.0
     )
-    cropped_share: float = Field(
-        default=0.088,
-        gt=0,
-        lt=1,
-        description="product_cropped: share of the product's area outside the frame above this.",
+    scale_tolerance: float = _threshold(
+        0.19, "scale_wrong: |log(scale / expected scale)| above this (0.19: 21 % larger or 17 % smaller)."
     )
-    scale_tolerance: float = Field(
-        default=0.19,
-        gt=0,
-        description="scale_wrong: |log(scale / expected scale)| above this (0.19 = 21 % larger or 17 % smaller).",
+    occluded_share: float = _threshold(
+        0.026,
+        "occluded: share of the product covered by one region unlike the original above this.",
+        high=1.0,
     )
-    occluded_share: float = Field(
-        default=0.026,
-        gt=0,
-        lt=1,
-        description="occluded: share of the product covered by one region unlike the original above this.",
+    seam_delta_e: float = _threshold(
+        4.5, "visible_seam: consistent colour step (Delta E) along the generation boundary above this."
     )
-    seam_delta_e: float = Field(
-        default=4.5,
-        gt=0,
-        description="visible_seam: consistent colour step (Delta E) along the generation boundary above this.",
+    halo_share: float = _threshold(
+        0.5,
+        "visible_seam, in place: drop in the share of the ring around the product still showing the original's"
+        " backdrop, from within the ring to beyond it, above this.",
+        high=1.0,
     )
-    halo_share: float = Field(
-        default=0.5,
-        gt=0,
-        le=1,
-        description="visible_seam, in place: drop in the share of the ring around the product still showing the"
-        " original's backdrop, from within the ring to beyond it, above this.",
-    )
-    repeat_score: float = Field(
-        default=0.82,
-        gt=0,
-        le=1,
-        description="repeated_texture: normalised autocorrelation of the generated area at a non-zero shift"
-        " above this.",
+    repeat_score: float = _threshold(
+        0.82,
+        "repeated_texture: normalised autocorrelation of the outpainted area at a non-zero shift above this.",
+        high=1.0,
     )
     expected_scale: float | None = Field(
-        default=None,
+        None,
         gt=0,
-        description="scale_wrong: the product's expected size in the candidate, candidate px per original px"
-        " (none: 1 for the diffusers recipes, else the median over the source's candidates).",
+        description=(
+            "scale_wrong: the product's expected size in the candidate, candidate px per original px (none: 1 for"
+            " the diffusers recipes, the median of the candidates for plain files, not judged otherwise)."
+        ),
     )
     drop_confidence: float = Field(
-        default=0.9,
-        ge=0.5,
-        le=1.0,
-        description="`generate --drop-failing` keeps a candidate from annotators when a finding is at least this"
-        " confident.",
+        0.9, ge=0.5, le=1.0, description="`generate --drop-failing` drops a candidate on a finding this sure."
     )
-    output_dir: Path | None = Field(
-        default=None, description="Folder for checks.jsonl, checks.csv and index.html (none: catalog only)."
-    )
+    output_dir: Path | None = Field(None, description="Folder for checks.jsonl, checks.csv and index.html.")
 
     def digest(self) -> str:
         """What a stored result was measured with: the checks' version and every setting but the outputs."""

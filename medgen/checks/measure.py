@@ -315,11 +315,29 @@ def measure(reference: Reference, candidate: np.ndarray, config: CheckConfig) ->
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     cand = cv2.warpAffine(candidate, to_candidate, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
     seen = cv2.warpAffine(np.full(candidate.shape[:2], 255, np.uint8), to_candidate, size, flags=flags) >= 255
-    well_inside = _erode(seen, 12)  # flow is not trusted next to the frame's edge
     valid = crop.inner & seen
     if valid.sum() < 0.05 * crop.inner.sum() + 16:
         values["presence"] = values["located"] = 0.0  # almost all of it out of the frame: nothing to see
         return measured
+    _compare(crop, cand, seen, values, score, config)
+    measured.generated, around = _extension(reference, rgb, matrix)
+    values.update(around)
+    if config.ocr:
+        values["ocr_similarity"] = ocr_similarity(reference, candidate, to_candidate, values["scale"], config)
+    return measured
+
+
+def _compare(
+    crop: Product,
+    cand: np.ndarray,
+    seen: np.ndarray,
+    values: dict[str, float | None],
+    score: float,
+    config: CheckConfig,
+) -> None:
+    """The appearance values of the candidate's product (``cand``, resampled onto the original's crop; ``seen``:
+    what of it the candidate's frame shows): bend, colour, print, occlusion, presence (into ``values``)."""
+    valid = crop.inner & seen
     # A product shown smaller than in the original has less detail: compare it with an original softened alike.
     detail = min(1.0, values["scale"] / crop.k) / min(1.0, 1.0 / crop.k)
     ref_gray, ref_edges = crop.gray, crop.edges
@@ -332,7 +350,9 @@ def measure(reference: Reference, candidate: np.ndarray, config: CheckConfig) ->
     around = ~cv2.dilate(crop.mask.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool) | ~seen
     cand_edges = np.where(around, ref_edges, _edges(cand))
     flow = _dis().calc(ref_edges, cand_edges, None)
-    gx, gy = np.meshgrid(np.arange(size[0], dtype=np.float32), np.arange(size[1], dtype=np.float32))
+    gx, gy = np.meshgrid(
+        np.arange(cand.shape[1], dtype=np.float32), np.arange(cand.shape[0], dtype=np.float32)
+    )
     compensated = cv2.remap(
         cand, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
@@ -357,11 +377,12 @@ def measure(reference: Reference, candidate: np.ndarray, config: CheckConfig) ->
     if (values["print_similarity"] or 1.0) < config.print_similarity:
         changed |= crop.printed  # print rewritten: the bend is read from the outline and the other edges
     near_change = cv2.dilate(changed.astype(np.uint8), np.ones((25, 25), np.uint8)).astype(bool)
+    well_inside = _erode(seen, 12)  # flow is not trusted next to the frame's edge
     reliable = crop.reliable & well_inside & explained & ~near_change
     outside = cv2.dilate(changed.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
     if (
         outside.sum() > 0.01 * outside.size
-    ):  # again, with what changed shown as in the original: flow stays local
+    ):  # again, what changed shown as in the original: the flow stays local
         flow = _dis().calc(ref_edges, np.where(outside, ref_edges, cand_edges), None)
     bend = _bend(flow, reliable)
     if bend is not None:
@@ -379,11 +400,6 @@ def measure(reference: Reference, candidate: np.ndarray, config: CheckConfig) ->
                 borderMode=cv2.BORDER_REPLICATE,
             )
             values["occluded_share"], _, _ = _occlusion(crop.groups, _lab(refined), valid, crop.mask)
-    measured.generated, around = _extension(reference, rgb, matrix)
-    values.update(around)
-    if config.ocr:
-        values["ocr_similarity"] = ocr_similarity(reference, candidate, to_candidate, values["scale"], config)
-    return measured
 
 
 VALUE_NAMES = (

@@ -29,18 +29,21 @@ def _img(path: Path, out: Path, alt: str, box: Sequence[float] | None = None, fa
     """The ``<img>`` of a thumbnail (or a note where the file is gone)."""
     if not Path(path).is_file():
         return f'<p class="gone">{html.escape(Path(path).name)}: file missing</p>'
-    return f'<img src="{_thumb(path, out, box, failed)}" alt="{html.escape(alt)}">'
+    return f'<img src="{thumbnail(path, out, box, failed)}" alt="{html.escape(alt)}">'
 
 
-def _thumb(path: Path, out: Path, box: Sequence[float] | None = None, failed: bool = False) -> str:
-    """A JPEG thumbnail in ``out/thumbs`` (the product box drawn when given); its relative path."""
-    key = f"{Path(path).resolve()}|{Path(path).stat().st_mtime_ns}|{box}|{failed}"
+def thumbnail(
+    path: Path, out: Path, box: Sequence[float] | None = None, failed: bool = False, size: int = THUMB
+) -> str:
+    """A JPEG thumbnail in ``out/thumbs`` (the product box drawn when given), named by the file, its
+    modification time and the box; its path relative to ``out``."""
+    key = f"{Path(path).resolve()}|{Path(path).stat().st_mtime_ns}|{box}|{failed}|{size}"
     target = out / "thumbs" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.jpg"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         with Image.open(path) as image:
             image = image.convert("RGB")
-            image.thumbnail((THUMB, THUMB))
+            image.thumbnail((size, size))
             if box is not None:
                 w, h = image.size
                 x0, y0, x1, y1 = box[0] * w, box[1] * h, box[2] * w - 1, box[3] * h - 1

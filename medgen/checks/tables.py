@@ -102,6 +102,11 @@ def dropped(workspace: Workspace, run_ids: Sequence[str] | None = None) -> list[
     ]
 
 
+def run_candidate_ids(workspace: Workspace, run_id: str) -> list[str]:
+    """Ids of the candidates this generation run added."""
+    return [r[0] for r in workspace.catalog.query("SELECT id FROM candidates WHERE run_id = ?", (run_id,))]
+
+
 def run_candidates(workspace: Workspace, run_id: str) -> list[str]:
     """Source ids that got candidates in this generation run."""
     return [

@@ -77,19 +77,20 @@ def generate_command(
             f"run {report.run_id}: {report.rows_merged} candidate(s) added; report: {report.report_path}"
         )
     if settings.drop_failing:
-        tags: dict[str, int] = {}
-        for _, found in report.dropped:
-            for finding in found:
-                tags[finding["tag"]] = tags.get(finding["tag"], 0) + 1
-        named = ", ".join(f"{tag} {n}" for tag, n in sorted(tags.items(), key=lambda kv: -kv[1]))
-        console.print(
-            f"kept {len(report.dropped)} clearly broken candidate(s) from annotators"
-            + (
-                f" ({named}); their slots were made again in {len(report.runs) - 1} more run(s)"
-                if named
-                else ""
-            )
-            + "; `medgen check` shows every finding"
-        )
+        _say_dropped(report)
     if report.failures and report.rank == 0:  # rank 0 lists the whole run's failures
         raise typer.Exit(1)
+
+
+def _say_dropped(report: Any) -> None:
+    """What `--drop-failing` kept from annotators, by tag."""
+    tags: dict[str, int] = {}
+    for _, found in report.dropped:
+        for finding in found:
+            tags[finding["tag"]] = tags.get(finding["tag"], 0) + 1
+    named = ", ".join(f"{tag} {n}" for tag, n in sorted(tags.items(), key=lambda kv: -kv[1]))
+    console.print(
+        f"kept {len(report.dropped)} clearly broken candidate(s) from annotators"
+        + (f" ({named}); their slots were made again in {len(report.runs) - 1} more run(s)" if named else "")
+        + "; `medgen check` shows every finding"
+    )

@@ -168,12 +168,14 @@ class GenerationConfig(BaseModel):
     )
     batch_size: int = Field(default=4, ge=1, le=256, description="Images per pipeline call.")
     drop_failing: bool = Field(
-        default=False,
-        description="Check each new candidate against its original (`medgen check`) and keep clearly broken ones"
-        " from annotators (recorded with the reason, files kept); their slots are made again with other seeds.",
+        False,
+        description=(
+            "Check each new candidate against its original (`medgen check`) and keep clearly broken ones from"
+            " annotators (recorded with the reason, files kept); their slots are made again with other seeds."
+        ),
     )
     drop_retries: int = Field(
-        default=2, ge=0, le=10, description="With --drop-failing: how many times a dropped slot is made again."
+        2, ge=0, le=10, description="With --drop-failing: times a dropped slot is remade."
     )
     offload: bool = Field(
         default=False, description="Model CPU offload: slower, far less GPU memory (needs a GPU)."

@@ -384,10 +384,9 @@ def _finish(workspace: Workspace, report: GenerationReport, manifests: list[Path
 
 def _drop_and_retry(
     workspace: Workspace,
-    backend: Backend,
     config: GenerationConfig,
     report: GenerationReport,
-    on_progress: ProgressFn | None,
+    run: Callable[[int, list[str] | None, Plan], GenerationReport],
 ) -> None:
     """Check the run's candidates, drop the clearly broken ones, make their slots again with other seeds."""
     from medgen.checks.check import drop_failing
@@ -404,17 +403,7 @@ def _drop_and_retry(
         todo = plan(workspace, config.candidates, sources)
         if not todo:
             return
-        retry = run_generation(
-            workspace,
-            backend,
-            candidates=config.candidates,
-            base_seed=config.seed + RETRY_SEED_STEP * (attempt + 1),  # other seeds: other candidates
-            source_ids=sources,
-            batch_size=config.batch_size,
-            on_progress=on_progress,
-            config=config,
-            todo=todo,
-        )
+        retry = run(config.seed + RETRY_SEED_STEP * (attempt + 1), sources, todo)  # other seeds: other images
         report.runs.append(retry.run_id)
         report.images_generated += retry.images_generated
         report.rows_merged += retry.rows_merged
@@ -477,21 +466,25 @@ def generate(
             "several, then `medgen check` the workspace"
         )
     backend = load_backend(config)
-    report = run_generation(
-        workspace,
-        backend,
-        candidates=config.candidates,
-        base_seed=config.seed,
-        source_ids=source_ids,
-        limit=limit,
-        batch_size=config.batch_size,
-        on_progress=on_progress,
-        config=config,
-        todo=todo,
-    )
+
+    def run(base_seed: int, sources: list[str] | None, todo: Plan) -> GenerationReport:
+        return run_generation(
+            workspace,
+            backend,
+            candidates=config.candidates,
+            base_seed=base_seed,
+            source_ids=sources,
+            limit=limit if sources is source_ids else None,
+            batch_size=config.batch_size,
+            on_progress=on_progress,
+            config=config,
+            todo=todo,
+        )
+
+    report = run(config.seed, source_ids, todo)
     report.runs.append(report.run_id)
     if config.drop_failing:
-        _drop_and_retry(workspace, backend, config, report, on_progress)
+        _drop_and_retry(workspace, config, report, run)
     report.rows_recovered += recovered
     report.orphans_removed += removed
     return report

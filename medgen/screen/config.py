@@ -25,10 +25,7 @@ class ScreenConfig(InferenceConfig):
         le=1.0,
         description="Share of samples that makes a candidate publishable or a dimension defective.",
     )
-    checks: bool = Field(
-        default=True,
-        description="Run the automatic checks (`medgen check`) beside the model and show their findings.",
-    )
+    checks: bool = Field(True, description="Run `medgen check` beside the model and show its findings.")
     output_dir: Path = Field(description="Folder for screen.jsonl, screen.csv and contact_sheet.html.")
 
     @model_validator(mode="after")

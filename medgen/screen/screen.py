@@ -300,16 +300,9 @@ def _num(value: float | None) -> str:
 
 
 def _thumb(path: Path, out: Path) -> str:
-    """A JPEG thumbnail beside the sheet (content-named); returns its relative path."""
-    digest = hashlib.sha256(str(path.resolve()).encode() + path.read_bytes()[:4096]).hexdigest()[:20]
-    target = out / "thumbs" / f"{digest}.jpg"
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            image.thumbnail((THUMB_SIZE, THUMB_SIZE))
-            image.save(target, quality=85)
-    return f"thumbs/{target.name}"
+    from medgen.checks.sheet import thumbnail
+
+    return thumbnail(path, out, size=THUMB_SIZE)
 
 
 def contact_sheet(results: list[CandidateVerdict], groups: Sequence[Group], config: ScreenConfig) -> str:
