@@ -1,18 +1,23 @@
 """Measure one candidate against its original: where the product went, and what changed about it and around it.
 
-The original is prepared once per source (``Reference``): its product mask, ORB features, Lab colours and
-printed area at the working size. Each candidate is then
+The original is prepared once per source (``Reference``): at the working size (long side ``work_size``) its
+product mask and ORB features; its product box resampled to ``PRODUCT_SIZE`` px (``Product``) with Lab
+colours, colour groups, edge map, printed area and the pixels where optical flow can be trusted. Each
+candidate is then
 
-    located   ORB matches on the product, RANSAC similarity (rotation, uniform scale, shift); a masked
-              template search over scales where the product has too few features
-    aligned   warped back into the original's frame, with a validity mask (what the frame still shows)
-    compared  inside the product: non-rigid displacement left after the similarity (DIS optical flow
-              minus its best affine fit), colour (Delta E of a*b* on the chromatic parts), printed
-              structure (local correlation where the original has print), the largest region unlike
-              the original (occlusion); placement: share cut by the frame, scale against the expected;
-              around it: a colour step along the generation boundary (the original's frame inside an
-              outpainted canvas, else a ring around the kept product), and repetition in the generated
-              area (normalised autocorrelation).
+    located    ORB matches, RANSAC similarity (rotation, uniform scale, shift); a masked template search over
+               scales where the product has too few features; the score is checked against how well the
+               product's edges agree there (a backdrop where the product stood is "not found")
+    placement  share of the product cut by the frame; scale in candidate px per original px
+    resampled  the candidate's product onto the original's product crop, straight from full size
+    compared   bend (DIS optical flow between the two edge maps, away from what changed, as a cubic field
+               less its rigid part), colour (median Delta E a*b* of the coloured parts), print (local
+               structural similarity once the flow undid any bend; the original softened to the candidate's
+               detail when it is shown smaller), occlusion (the largest region the original's colour groups
+               do not explain), and OCR when asked
+    around     a colour step along the generation boundary: the original's frame inside an outpainted canvas,
+               or a ring of the original's backdrop kept around an inpainted product; repetition of an
+               outpainted area (normalised autocorrelation)
 
 All values are plain floats in ``Measured.values`` (None where a check could not judge); ``findings`` turns
 them into taxonomy tags with the thresholds of ``CheckConfig``.
