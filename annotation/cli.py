@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from annotation.options import ConsensusConfig, PushConfig
+from annotation.options import ConsensusConfig, PushConfig, ReviewConfig
 from medgen.console import (
     App,
     WorkspaceOpt,
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from medgen.workspace import Workspace
 
 annotate_app = App(
-    help="Annotate candidates in Label Studio: serve, users, push, status, pull, agreement, repair."
+    help="Annotate candidates in Label Studio: serve, users, push, status, pull, agreement, review, report, repair."
 )
 users_app = App(help="Annotators' Label Studio logins: list, add, reset-password.")
 annotate_app.add_typer(users_app, name="users")
@@ -415,3 +415,41 @@ def repair(workspace: WorkspaceOpt = None, url: UrlOpt = None, document_root: Ro
         )
     if not report.repaired:
         console.print(f"every queue is on the server ({len(report.intact)}): nothing to repair")
+
+
+@annotate_app.command()
+@config_options(ReviewConfig)
+def review(
+    workspace: WorkspaceOpt = None,
+    url: UrlOpt = None,
+    document_root: RootOpt = None,
+    options: dict[str, Any] | None = None,
+) -> None:
+    """One round of review: pull answers and decisions, send rejected answers back to their authors with the
+    comment, queue new answers for the reviewer (first tasks, disagreements, a share; gold checked at once)."""
+    from annotation.review import REASONS
+    from annotation.review import review as run_review
+    from medgen.workspace import open_workspace
+
+    config = build_config(ReviewConfig, options or {})
+    with open_workspace(workspace) as ws:
+        connection = _connect(ws, url, document_root)
+        with console.status("reviewing") as shown:
+            report = run_review(ws, connection, config, on_stage=lambda text: shown.update(text))
+        _show_logins(report.logins, ws)
+    _show_missing(report.missing)
+    decided = ", ".join(f"{n} {d}" for d, n in sorted(report.decided.items())) or "none"
+    console.print(f"decisions read now: {decided}", highlight=False)
+    if report.incomplete:
+        console.print(
+            f"[yellow]{report.incomplete} review(s) decide nothing usable[/] (no choice, or a rejection "
+            "without a comment): they wait for the reviewer",
+            highlight=False,
+        )
+    for reason, n in sorted(report.gold.items()):
+        console.print(f"gold check: {n} {REASONS[reason]}", highlight=False)
+    console.print(f"returned to their authors with the comment: {report.returned}", highlight=False)
+    queued = ", ".join(f"{REASONS[r]} {n}" for r, n in sorted(report.queued.items())) or "nothing new"
+    console.print(
+        f"queued for {config.reviewer}: {queued}; review tasks pushed: {report.pushed}", highlight=False
+    )

@@ -67,10 +67,14 @@ class Connection:
     def post_files(self, path: str, files: list[tuple[str, tuple[str, bytes, str]]]) -> Any:
         return self._request("POST", path, files=files)
 
-    def delete(self, path: str) -> Any:
-        return self._request("DELETE", path)
+    def patch_json(self, path: str, payload: Any) -> Any:
+        return self._request("PATCH", path, json=payload)
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def delete(self, path: str, missing_ok: bool = False) -> Any:
+        """DELETE ``path``; ``missing_ok``: a 404 (deleted already) is no error."""
+        return self._request("DELETE", path, missing_ok=missing_ok)
+
+    def _request(self, method: str, path: str, missing_ok: bool = False, **kwargs: Any) -> Any:
         import httpx
 
         try:
@@ -81,6 +85,8 @@ class Connection:
             response = httpx.request(method, f"{self.url}{path}", headers=headers, timeout=300, **kwargs)
         except httpx.HTTPError as error:
             raise api_error(f"{method} {path}", error) from None
+        if missing_ok and response.status_code == 404:
+            return None
         if response.status_code >= 400:
             error = ApiStatus(response.status_code, response.text)
             raise api_error(f"{method} {path}", error)

@@ -120,10 +120,21 @@ def _candidate_form(letter: str) -> list[str]:
     return parts
 
 
+REVIEW_NOTE = "review_note"
+"""Task data key of a returned task's note (the reviewer's comment, or the expected answer of a gold task)."""
+RETURNED_NOTE = (
+    '  <View style="background: #fff4d6; border-left: 4px solid #d98c00; padding: 4px 10px">\n'
+    f'    <Header value="${REVIEW_NOTE}" size="5"/>\n'
+    "  </View>\n"
+)
+"""Where a returned task shows why it came back (empty on every other task)."""
+
+
 def labeling_config(votes: bool = False) -> str:
     """The XML labeling config for one task = the original photo and its four candidates.
 
     ``votes``: the adjudication project's config, which shows the annotators' answers (``$votes``).
+    An annotator's config shows a returned task's note (``$review_note``) above the images.
     """
     rows = []
     for letter in LETTERS:
@@ -146,7 +157,7 @@ def labeling_config(votes: bool = False) -> str:
         '  <Header value="Candidates A-D were generated from the original. Each: No defects (keys 1-4), or its '
         'defects (tag key; Shift for B, Alt for C, Alt+Shift for D). Ctrl+Enter submits." size="5"/>'
     )
-    shown_votes = '  <Header value="Annotators\' answers: $votes" size="6"/>\n' if votes else ""
+    shown_votes = '  <Header value="Annotators\' answers: $votes" size="6"/>\n' if votes else RETURNED_NOTE
     return "<View>\n" + header + "\n" + shown_votes + "\n".join(rows) + "\n</View>\n"
 
 
@@ -176,3 +187,48 @@ def label_result(labels: tuple[CandidateLabel, ...] | list[CandidateLabel]) -> l
 
 def _item(letter: str, part: str, target: str, kind: str, value: dict[str, object]) -> dict[str, object]:
     return {"from_name": control_name(letter, part), "to_name": target, "type": kind, "value": value}
+
+
+DECISION = "decision"
+COMMENT = "comment"
+ACCEPT, REJECT = "accept", "reject"
+DECISION_KEYS = {ACCEPT: "1", REJECT: "2"}
+
+
+def answer_key(letter: str) -> str:
+    """Task data key of the reviewed answer's words for candidate ``letter`` (``answer_A``...)."""
+    return f"answer_{letter}"
+
+
+def review_labeling_config() -> str:
+    """The reviewer's config: the original and A-D side by side, each candidate's answer under it (``$answer_A``...),
+    the person and why it was picked (``$heading``); Accept (key 1) or Reject (key 2) with a comment, which a
+    rejection requires (the annotator reads it on their returned task). Ctrl+Enter submits."""
+    cells = [
+        '    <View><Header value="Original" size="6"/>'
+        f'<Image name="{SOURCE_KEY}" value="${SOURCE_KEY}" zoom="true" zoomControl="true" maxWidth="100%"/></View>'
+    ]
+    for letter in LETTERS:
+        cells.append(
+            f'    <View><Header value="Candidate {letter}" size="6"/>'
+            f'<Image name="{image_name(letter)}" value="${letter}" zoom="true" zoomControl="true" maxWidth="100%"/>'
+            f'<Header value="${answer_key(letter)}" size="6"/></View>'
+        )
+    return (
+        "<View>\n"
+        '  <Header value="$heading" size="5"/>\n'
+        '  <View style="display: grid; grid-template-columns: repeat(5, 1fr); gap: 8px">\n'
+        + "\n".join(cells)
+        + "\n  </View>\n"
+        f'  <Choices name="{DECISION}" toName="{SOURCE_KEY}" choice="single-radio" showInline="true" required="true" '
+        'requiredMessage="Accept or reject the answer">\n'
+        f'    <Choice value="Accept" alias="{ACCEPT}" hotkey="{DECISION_KEYS[ACCEPT]}"/>\n'
+        f'    <Choice value="Reject" alias="{REJECT}" hotkey="{DECISION_KEYS[REJECT]}"/>\n'
+        "  </Choices>\n"
+        f'  <View visibleWhen="choice-selected" whenTagName="{DECISION}" whenChoiceValue="Reject">\n'
+        f'    <TextArea name="{COMMENT}" toName="{SOURCE_KEY}" required="true" '
+        'requiredMessage="Say what the annotator should change" maxSubmissions="1" editable="true" rows="2" '
+        'placeholder="What should the annotator change? (they read this)"/>\n'
+        "  </View>\n"
+        "</View>\n"
+    )

@@ -127,16 +127,22 @@ def required_votes(workspace: Workspace) -> dict[str, int]:
 
 
 def source_consensus(
-    source_id: str, rows: list[Any], needed: int, min_agreement: float
+    source_id: str, rows: list[Any], needed: int, min_agreement: float, require_review: bool = False
 ) -> tuple[Consensus | None, str, bool]:
-    """One source's consensus from its annotation rows in id order: (consensus or None, reason, simulated)."""
+    """One source's consensus from its annotation rows in id order: (consensus or None, reason, simulated).
+
+    ``require_review``: an annotator's answer counts only when a review accepted it (adjudications count).
+    """
     votes: dict[str, tuple[CandidateLabel, ...]] = {}
     adjudicated: tuple[CandidateLabel, ...] | None = None
-    rejected = 0
+    rejected = unreviewed = 0
     simulated = False
     for row in rows:
         if row["status"] != "valid":
             rejected += 1
+            continue
+        if require_review and row["kind"] != ADJUDICATION and row["review"] != "accepted":
+            unreviewed += 1
             continue
         labels = labels_from_json(row["labels"])
         simulated = simulated or any(label.rationale.startswith(SIMULATED_MARK) for label in labels)
@@ -148,6 +154,8 @@ def source_consensus(
     if adjudicated is not None:
         agreement = agreement_with(ballots, adjudicated) if ballots else 1.0
         return Consensus(source_id, adjudicated, len(ballots), agreement, True, votes), "", simulated
+    if not ballots and unreviewed:
+        return None, f"no accepted answer ({unreviewed} not accepted by a review yet)", simulated
     if not ballots:
         return None, f"no valid annotation ({rejected} rejected)", simulated
     if len(ballots) < needed:
@@ -205,10 +213,12 @@ class ConsensusLabels(Mapping[str, Consensus]):
         workspace: Workspace,
         min_agreement: float = DEFAULT_MIN_AGREEMENT,
         min_annotators: int | None = None,
+        require_review: bool = False,
     ):
         self.workspace = workspace
         self.min_agreement = min_agreement
         self.min_annotators = min_annotators
+        self.require_review = require_review
         self.required = required_votes(workspace) if min_annotators is None else {}
         self.unresolved: dict[str, str] = {}
 
@@ -217,7 +227,9 @@ class ConsensusLabels(Mapping[str, Consensus]):
         if not rows:
             raise KeyError(source_id)
         needed = self.min_annotators if self.min_annotators is not None else self.required.get(source_id, 1)
-        consensus, reason, _ = source_consensus(source_id, rows, needed, self.min_agreement)
+        consensus, reason, _ = source_consensus(
+            source_id, rows, needed, self.min_agreement, self.require_review
+        )
         if consensus is None:
             self.unresolved[source_id] = reason
             raise KeyError(source_id)

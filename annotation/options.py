@@ -123,3 +123,42 @@ class PushConfig(BaseModel):
                 f"--overlap {self.overlap} needs at least {self.overlap} annotators, got {len(self.annotators)}"
             )
         return self
+
+
+REVIEWER = "reviewer"
+"""The reviewer's name when a review names none (reserved: no annotator takes it)."""
+
+
+class ReviewConfig(BaseModel):
+    """Which answers a reviewer sees, and what the gold check does on its own (`medgen annotate review`)."""
+
+    reviewer: str = Field(
+        default=REVIEWER, description="The reviewer's login: their own queue holds the answers to review."
+    )
+    first: int = Field(
+        default=10, ge=0, description="Every answer of each annotator's first N tasks is reviewed."
+    )
+    share: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="Share of the other answers reviewed (a seeded draw per answer).",
+    )
+    min_agreement: float = Field(
+        default=DEFAULT_MIN_AGREEMENT,
+        ge=0.0,
+        le=1.0,
+        description="Answers on a source whose annotators agree less than this (or tie) are reviewed.",
+    )
+    gold_feedback: bool = Field(
+        default=True,
+        description="A gold miss goes back to its author at once with the expected answer (a second miss goes "
+        "to the reviewer); a gold hit is accepted.",
+    )
+    batch_size: int = Field(default=500, ge=1, le=10_000, description="Review tasks per import request.")
+    seed: int = Field(default=0, description="Seed of the share's draw.")
+
+    @field_validator("reviewer")
+    @classmethod
+    def _reviewer(cls, name: str) -> str:
+        return check_name(name.strip())

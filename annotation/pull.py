@@ -33,6 +33,7 @@ from annotation.ls_database import (
     project_exists_db,
 )
 from annotation.tables import (
+    REVIEW,
     Queue,
     account_ids,
     active_queues,
@@ -41,6 +42,7 @@ from annotation.tables import (
     lost_ranges,
     mark_unseen,
     queue_tasks,
+    rejected_among,
     save_annotations,
     status_totals,
     stored_annotations,
@@ -230,7 +232,7 @@ def pull(
     store = _Store(workspace)
     files = [raw for path in export_files or [] for raw in read_export_file(path)]
     notes: list[str] = []
-    queues = active_queues(workspace) if connection is not None else []
+    queues = [q for q in active_queues(workspace) if q.kind != REVIEW] if connection is not None else []
     source = reader(workspace, connection, notes) if connection is not None else None
     if on_start is not None:
         counted = source.count(queues) if source is not None and queues else 0
@@ -328,11 +330,15 @@ class _Store:
         reused = [raw.id for raw in unique if raw.id in stored and _another(stored[raw.id], raw)]
         seen = {i: (r["updated_at"], r["status"]) for i, r in stored.items() if i not in reused}
         overruled = _attribution(unique, tasks, self.owners, self.emails)
+        rejected = rejected_among(self.workspace, [raw.id for raw in unique if raw.id in seen])
         rows = []
         for raw in unique:
             task = tasks.get(raw.task_id)
             if task is None:
                 report.unknown_tasks.append(raw.task_id)
+                continue
+            if raw.id in rejected:  # a review rejected it: it stays out until its author answers again
+                report.unchanged += 1
                 continue
             checked = check(raw)
             if checked.status == VALID and raw.id in overruled:

@@ -20,14 +20,15 @@ from dataclasses import dataclass, field
 
 from annotation.accounts import NewLogin, ensure_accounts
 from annotation.client import Connection, QueueMissing, api_error, project_exists
-from annotation.config import SOURCE_KEY, label_result, labeling_config
+from annotation.config import SOURCE_KEY, label_result, labeling_config, review_labeling_config
 from annotation.consensus import ADJUDICATION, labels_from_json
-from annotation.guideline import example_urls, instruction_html
+from annotation.guideline import REVIEW_INSTRUCTION, example_urls, instruction_html
 from annotation.images import image_urls
 from annotation.options import ANNOTATOR, PushConfig
 from annotation.prefill import Prefill, Screener, known_labels, resolve, stored
 from annotation.prefill import store as store_prefills
 from annotation.tables import (
+    REVIEW,
     add_plan,
     add_queue,
     count_prefills,
@@ -91,7 +92,7 @@ def ensure_project(
     tag = _workspace_tag(workspace)
     title = f"medgen {tag} {annotator}"[:50]
     description = f"medgen workspace {workspace.root} ({tag}); {kind} queue of {annotator}"
-    config = labeling_config(votes=kind == ADJUDICATION)
+    config = review_labeling_config() if kind == REVIEW else labeling_config(votes=kind == ADJUDICATION)
     connection.post_json("/api/projects/validate/", {"label_config": config})  # HTTP 400 on a bad config
     try:
         existing = [p for p in client.projects.list(title=title) if p.title == title]
@@ -101,13 +102,15 @@ def ensure_project(
                 title=title,
                 description=description,
                 label_config=config,
-                expert_instruction=instruction_html(example_urls(connection, workspace)),
+                expert_instruction=REVIEW_INSTRUCTION
+                if kind == REVIEW
+                else instruction_html(example_urls(connection, workspace)),
                 show_instruction=True,
                 show_skip_button=True,
                 maximum_annotations=1,
                 show_collab_predictions=True,
                 # A skipped adjudication comes back to the adjudicator's queue; annotators' skips do not.
-                skip_queue="REQUEUE_FOR_ME" if kind == ADJUDICATION else "REQUEUE_FOR_OTHERS",
+                skip_queue="REQUEUE_FOR_ME" if kind in (ADJUDICATION, REVIEW) else "REQUEUE_FOR_OTHERS",
             )
         # Local-files storage lets the server serve this disk's images; a server elsewhere gets uploads.
         reads_disk = connection.document_root is not None

@@ -28,6 +28,7 @@ from annotation.push import (
     restored_annotation,
 )
 from annotation.tables import (
+    REVIEW,
     every_queue,
     forget_tasks,
     latest_answers,
@@ -72,6 +73,8 @@ def repair(
         creds = load_credentials(workspace)
         connection.accounts.update(creds.accounts if creds else {})
     for kind, annotator in every_queue(workspace):
+        if kind == REVIEW:  # `annotate review` makes a lost review queue again with its undecided reviews
+            continue
         if on_queue is not None:
             on_queue(annotator)
         project_id = queue_of(workspace, kind, annotator)

@@ -26,6 +26,8 @@ from medgen.workspace.catalog import IN_CHUNK, now
 """``ls_projects.kind`` of an annotator's queue."""
 ADJUDICATION = "adjudication"
 """``ls_projects.kind`` of the adjudication project; its answers win over the vote."""
+REVIEW = "review"
+"""``ls_projects.kind`` of a reviewer's queue: decisions on others' answers, not answers (`annotate review`)."""
 HISTORY_COLUMNS = (
     "ls_annotation_id, ls_task_id, ls_project_id, annotator, source_id, status, reasons, labels, lead_time_s, "
     "created_at, updated_at, pulled_at, completed_by"
@@ -155,6 +157,7 @@ def make_room_for_tasks(workspace: Workspace, task_ids: list[int]) -> int:
                 "SELECT ls_project_id FROM tasks WHERE ls_task_id = ?", (task_id,)
             ).fetchone()[0]
             conn.execute("UPDATE tasks SET ls_task_id = ? WHERE ls_task_id = ?", (moved, task_id))
+            conn.execute("UPDATE reviews SET ls_task_id = ? WHERE ls_task_id = ?", (moved, task_id))
             for table in ("annotations", "annotation_history"):
                 conn.execute(
                     f"UPDATE {table} SET ls_task_id = ? WHERE ls_task_id = ? AND ls_project_id = ?",
@@ -167,7 +170,7 @@ def make_room_for_annotation(conn: Any, annotation_id: int) -> None:
     """Move aside the catalog's row of an annotation whose Label Studio id came back for another one
     (inside the caller's transaction): it takes a fresh negative id, with its history."""
     floor = min(0, conn.execute("SELECT MIN(ls_annotation_id) FROM annotations").fetchone()[0] or 0)
-    for table in ("annotations", "annotation_history"):
+    for table in ("annotations", "annotation_history", "reviews"):
         conn.execute(
             f"UPDATE {table} SET ls_annotation_id = ? WHERE ls_annotation_id = ?", (floor - 1, annotation_id)
         )
@@ -419,8 +422,9 @@ def valid_votes(workspace: Workspace, gold_only: bool = False) -> Iterator[Any]:
 
 
 CONSENSUS_ROWS = (
-    "SELECT a.source_id, a.annotator, a.status, a.labels, a.ls_annotation_id, p.kind "
+    "SELECT a.source_id, a.annotator, a.status, a.labels, a.ls_annotation_id, p.kind, r.decision AS review "
     "FROM annotations a LEFT JOIN ls_projects p ON p.ls_project_id = a.ls_project_id "
+    "LEFT JOIN reviews r ON r.ls_annotation_id = a.ls_annotation_id "
 )
 
 
@@ -520,3 +524,152 @@ def lost_ranges(workspace: Workspace, table: str) -> list[tuple[int, int]]:
         if table in (found := json.loads(counters)):
             ranges.append((int(found[table][0]), int(found[table][1])))
     return ranges
+
+
+# ---- reviews ------------------------------------------------------------------------------------------
+
+REVIEW_COLUMNS = (
+    "ls_annotation_id, source_id, annotator, ls_task_id, reason, reviewer, decision, comment, expected, "
+    "decided_at, queued_at"
+)
+"""Columns ``add_reviews`` takes, in order."""
+
+
+def review_pool(workspace: Workspace, kind: str) -> list[dict[str, Any]]:
+    """Counted answers in queues of ``kind`` that no review has seen, oldest first, each with its rank among
+    its author's answers (1 = their first; rejected ones count) and whether its task is gold."""
+    rows = workspace.catalog.query(
+        "SELECT * FROM (SELECT a.ls_annotation_id, a.ls_task_id, a.ls_project_id, a.annotator, a.source_id, "
+        "a.labels, a.status, t.is_gold, ROW_NUMBER() OVER (PARTITION BY a.annotator ORDER BY a.ls_annotation_id) "
+        "AS rank FROM annotations a JOIN ls_projects p ON p.ls_project_id = a.ls_project_id "
+        "JOIN tasks t ON t.ls_task_id = a.ls_task_id WHERE p.kind = ? AND a.status IN ('valid', 'rejected')) "
+        "WHERE status = 'valid' AND ls_annotation_id NOT IN (SELECT ls_annotation_id FROM reviews) "
+        "ORDER BY ls_annotation_id",
+        (kind,),
+    )
+    return [dict(r) for r in rows]
+
+
+def returned_tasks(workspace: Workspace) -> dict[int, set[str]]:
+    """Task id -> the reasons (``gold_miss``, a reviewer's) its earlier answers were rejected for."""
+    found: dict[int, set[str]] = {}
+    for r in workspace.catalog.query("SELECT ls_task_id, reason FROM reviews WHERE decision = 'rejected'"):
+        found.setdefault(int(r["ls_task_id"]), set()).add(r["reason"])
+    return found
+
+
+def add_reviews(
+    workspace: Workspace, rows: list[tuple[Any, ...]], decisions: Sequence[tuple[int, str, str, str]] = ()
+) -> None:
+    """New review rows (``REVIEW_COLUMNS`` order; an answer is reviewed once) and the decisions already made on
+    some of them (``decide_reviews``), in one transaction."""
+    marks = ", ".join("?" * len(REVIEW_COLUMNS.split(",")))
+    with workspace.catalog.transaction() as conn:
+        conn.executemany(f"INSERT OR IGNORE INTO reviews ({REVIEW_COLUMNS}) VALUES ({marks})", rows)
+        _decide(conn, decisions)
+
+
+def unpushed_reviews(workspace: Workspace, reviewer: str) -> list[dict[str, Any]]:
+    """``reviewer``'s queued reviews without a task on the server yet, oldest answer first."""
+    rows = workspace.catalog.query(
+        "SELECT r.*, a.labels FROM reviews r JOIN annotations a ON a.ls_annotation_id = r.ls_annotation_id "
+        "WHERE r.reviewer = ? AND r.review_task_id IS NULL AND r.decision IS NULL ORDER BY r.ls_annotation_id",
+        (reviewer,),
+    )
+    return [dict(r) for r in rows]
+
+
+def record_review_tasks(workspace: Workspace, project_id: int, pairs: list[tuple[int, int]]) -> None:
+    """(annotation id, the reviewer's task id) of review tasks imported now into ``project_id``."""
+    with workspace.catalog.transaction() as conn:
+        conn.executemany(
+            "UPDATE reviews SET review_task_id = ?, review_project_id = ? WHERE ls_annotation_id = ?",
+            [(task, project_id, annotation) for annotation, task in pairs],
+        )
+
+
+def count_review_tasks(workspace: Workspace, project_id: int) -> int:
+    return workspace.catalog.count("reviews", "review_project_id = ?", (project_id,))
+
+
+def requeue_undecided(workspace: Workspace, project_id: int) -> None:
+    """Undecided reviews of a review project gone from the server: queued again for the next one."""
+    with workspace.catalog.transaction() as conn:
+        conn.execute(
+            "UPDATE reviews SET review_task_id = NULL, review_project_id = NULL "
+            "WHERE review_project_id = ? AND decision IS NULL",
+            (project_id,),
+        )
+
+
+def reviews_by_review_task(workspace: Workspace, task_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Review task id -> its review row, among ``task_ids``."""
+    rows = workspace.catalog.rows_in("SELECT * FROM reviews WHERE review_task_id", task_ids)
+    return {int(r["review_task_id"]): dict(r) for r in rows}
+
+
+def decide_reviews(workspace: Workspace, decisions: list[tuple[int, str, str, str]]) -> None:
+    """(annotation id, decision, comment, reviewer) in one transaction. A rejected answer stops counting: its
+    version goes to the history and it is marked ``rejected`` with the comment; an accepted one counts again
+    if a decision before (not yet returned to its author) had rejected it."""
+    with workspace.catalog.transaction() as conn:
+        _decide(conn, decisions)
+
+
+def _decide(conn: Any, decisions: Sequence[tuple[int, str, str, str]]) -> None:
+    for annotation_id, decision, comment, reviewer in decisions:
+        conn.execute(
+            "UPDATE reviews SET decision = ?, comment = ?, reviewer = ?, decided_at = ? "
+            "WHERE ls_annotation_id = ? AND returned_at IS NULL",
+            (decision, comment, reviewer, now(), annotation_id),
+        )
+        if decision == "rejected":
+            conn.execute(
+                f"INSERT INTO annotation_history ({HISTORY_COLUMNS}, replaced_at) "
+                f"SELECT {HISTORY_COLUMNS}, ? FROM annotations WHERE ls_annotation_id = ? AND status = 'valid'",
+                (now(), annotation_id),
+            )
+            conn.execute(
+                "UPDATE annotations SET status = 'rejected', reasons = ? WHERE ls_annotation_id = ? AND status = 'valid'",
+                (json.dumps([f"rejected by {reviewer}: {comment}"]), annotation_id),
+            )
+        else:
+            conn.execute(
+                "UPDATE annotations SET status = 'valid', reasons = '[]' WHERE ls_annotation_id = ? AND status = 'rejected'",
+                (annotation_id,),
+            )
+
+
+def rejected_among(workspace: Workspace, annotation_ids: Sequence[int]) -> set[int]:
+    """The answers among ``annotation_ids`` a review rejected (a pull keeps them out of the count)."""
+    rows = workspace.catalog.rows_in(
+        "SELECT ls_annotation_id FROM reviews WHERE decision = 'rejected' AND ls_annotation_id",
+        annotation_ids,
+    )
+    return {int(r["ls_annotation_id"]) for r in rows}
+
+
+def reviews_to_return(workspace: Workspace) -> list[dict[str, Any]]:
+    """Rejected answers not yet sent back to their authors, with their task, queue and labels."""
+    rows = workspace.catalog.query(
+        "SELECT r.*, a.labels, a.ls_project_id FROM reviews r "
+        "JOIN annotations a ON a.ls_annotation_id = r.ls_annotation_id "
+        "WHERE r.decision = 'rejected' AND r.returned_at IS NULL ORDER BY r.ls_annotation_id"
+    )
+    return [dict(r) for r in rows]
+
+
+def mark_returned(workspace: Workspace, annotation_ids: list[int]) -> None:
+    with workspace.catalog.transaction() as conn:
+        conn.executemany(
+            "UPDATE reviews SET returned_at = ? WHERE ls_annotation_id = ?",
+            [(now(), i) for i in annotation_ids],
+        )
+
+
+def review_rows(workspace: Workspace) -> Iterator[Any]:
+    """Every review row (annotator, reason, reviewer, decision, times), from a cursor."""
+    return workspace.catalog.conn.execute(
+        "SELECT ls_annotation_id, annotator, source_id, reason, reviewer, decision, queued_at, decided_at, "
+        "returned_at FROM reviews ORDER BY ls_annotation_id"
+    )

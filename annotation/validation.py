@@ -23,6 +23,7 @@ DELETED = "deleted"  # pulled earlier, deleted in Label Studio since
 FOREIGN = "foreign"  # made by someone other than the annotator whose queue holds the task
 DUPLICATE = "duplicate"  # an earlier annotation by the same person on the same task
 LOST = "lost"  # pulled earlier, gone with an older backup of Label Studio's database: repair imports it again
+REJECTED = "rejected"  # a reviewer (or the gold check) rejected it; its task went back to its author
 RESTORED = "restored"  # a lost answer that `annotate repair` imported again (its new copy counts)
 STATUSES = (VALID, CANCELLED, INVALID, INCOMPLETE, CONTRADICTORY, DELETED, FOREIGN, DUPLICATE)
 

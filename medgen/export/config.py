@@ -22,6 +22,11 @@ class ExportConfig(ConsensusConfig):
         default="consensus",
         description="'consensus': annotators' majority labels; 'injected': the synthetic backend's ground truth.",
     )
+    require_review: bool = Field(
+        default=False,
+        description="Count only answers a reviewer (or the gold check) accepted (`medgen annotate review`); a "
+        "source none of whose answers was accepted yet is left out, with the reason.",
+    )
     rationale: Literal["template", "annotator", "teacher"] = Field(
         default="annotator",
         description="Reference reasoning: 'template' (from the tags), 'annotator' (the template with the "

@@ -126,7 +126,9 @@ def export_dataset(
     ``on_start(num_sources)`` is called once, ``on_progress(samples_written)`` after each source.
     """
     target = _check_new_version(workspace, config.version)
-    labels = load_labels(workspace, config.labels, config.min_agreement, config.min_annotators)
+    labels = load_labels(
+        workspace, config.labels, config.min_agreement, config.min_annotators, config.require_review
+    )
     teacher = teacher_rationales(workspace) if config.rationale == "teacher" else {}
     previous = _previous_export(workspace)
     tmp = _scratch_folder(workspace, config.version)

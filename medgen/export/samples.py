@@ -90,9 +90,14 @@ def injected_labels(candidates: Sequence[Candidate]) -> SourceLabels:
 
 
 def load_labels(
-    workspace: Workspace, origin: str, min_agreement: float = 0.5, min_annotators: int | None = None
+    workspace: Workspace,
+    origin: str,
+    min_agreement: float = 0.5,
+    min_annotators: int | None = None,
+    require_review: bool = False,
 ) -> LabelSet:
-    """Labels for every labelled source of the workspace, from consensus annotations or injected defects."""
+    """Labels for every labelled source of the workspace, from consensus annotations or injected defects
+    (``require_review``: only answers a review accepted count)."""
     if origin == "injected":
         missing: dict[str, str] = {}
         return LabelSet(items=InjectedLabels(workspace, missing), missing=missing, origin="injected")
@@ -104,7 +109,9 @@ def load_labels(
             f"--labels consensus needs the annotation stage (annotation.consensus: {error}); "
             "for synthetic candidates use --labels injected"
         ) from None
-    consensus = ConsensusLabels(workspace, min_agreement=min_agreement, min_annotators=min_annotators)
+    consensus = ConsensusLabels(
+        workspace, min_agreement=min_agreement, min_annotators=min_annotators, require_review=require_review
+    )
     return LabelSet(
         items=_AsSourceLabels(consensus),
         missing=_Unresolved(consensus.unresolved),

@@ -296,6 +296,28 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX dropped_candidates_by_source ON dropped_candidates(source_id);
     """,
+    # 10: the review loop (`medgen annotate review`): one row per reviewed annotation, why it was picked, the
+    # reviewer's task and decision with its comment, and when a rejected answer went back to its author.
+    """
+    CREATE TABLE reviews (
+        ls_annotation_id INTEGER PRIMARY KEY,
+        source_id TEXT NOT NULL,
+        annotator TEXT NOT NULL,
+        ls_task_id INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        reviewer TEXT NOT NULL,
+        review_task_id INTEGER,
+        review_project_id INTEGER,
+        decision TEXT,
+        comment TEXT,
+        expected TEXT,
+        decided_at TEXT,
+        returned_at TEXT,
+        queued_at TEXT NOT NULL
+    );
+    CREATE INDEX reviews_by_task ON reviews(ls_task_id);
+    CREATE INDEX reviews_by_review_task ON reviews(review_task_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
