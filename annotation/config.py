@@ -123,11 +123,11 @@ def _candidate_form(letter: str) -> list[str]:
 REVIEW_NOTE = "review_note"
 """Task data key of a returned task's note (the reviewer's comment, or the expected answer of a gold task)."""
 RETURNED_NOTE = (
-    '  <View style="background: #fff4d6; border-left: 4px solid #d98c00; padding: 4px 10px">\n'
-    f'    <Header value="${REVIEW_NOTE}" size="5"/>\n'
-    "  </View>\n"
+    f'  <Header value="${REVIEW_NOTE}" size="5" style="background: #fff4d6; border-left: 6px solid #d98c00; padding: 0 8px; '
+    'margin: 0"/>\n'
 )
-"""Where a returned task shows why it came back (empty on every other task)."""
+"""Where a returned task shows why it came back: styled on the header itself, so that on every other task (no
+note) it takes no room at all."""
 
 
 def labeling_config(votes: bool = False) -> str:

@@ -75,7 +75,8 @@ REVIEW_INSTRUCTION = (
     "<p>Each task is one annotator's answer on one source: the original, candidates A-D, and under each candidate "
     "what the annotator said. Check it against the guideline the annotators work from (the same taxonomy and "
     "examples). <b>Accept</b> (key <kbd>1</kbd>) when the answer is right; <b>Reject</b> (key <kbd>2</kbd>) when "
-    "it is not, and say what the annotator should change: they read your comment on their returned task, with "
+    "it is not, and say what the annotator should change (type it, then <kbd>shift+enter</kbd> adds it to your "
+    "decision): they read your comment on their returned task, with "
     "their answer filled in, and answer again. <kbd>ctrl+enter</kbd> submits. Skip a task only when an image "
     "does not load.</p>"
 )

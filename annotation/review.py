@@ -336,7 +336,9 @@ def _review_task(
         data[answer_key(letter)] = f"{row['annotator']} said: {answer_words(label, names)}"
     data["annotation_id"] = int(row["ls_annotation_id"])
     data["annotator"] = row["annotator"]
-    data["heading"] = f"Answer of {row['annotator']} on {source}: {REASONS.get(row['reason'], row['reason'])}"
+    data["heading"] = (
+        f"Answer of {row['annotator']} on source {source[:12]}: {REASONS.get(row['reason'], row['reason'])}"
+    )
     if row["expected"]:
         expected = " · ".join(
             f"{letter} {answer_words(label, names)}"

@@ -187,3 +187,69 @@ def test_annotator_answers_by_keyboard_and_pull_stores_exactly_that(team, browse
     # What labeling does not need is refused to the person's browser: the project's settings, for one.
     settings = page.goto(f"{url}/projects/{projects['ann1']}/settings")
     assert settings.status == 403 and "Not allowed" in page.content()
+
+
+def test_a_rejected_answer_comes_back_to_its_author_on_the_labeling_page(team, browser, tmp_path) -> None:
+    """The reviewer rejects with the keyboard and a comment; the author opens the returned task and finds the
+    comment above the images and their answer filled in, changes it, and the next review round queues it."""
+    from annotation.config import label_result
+    from annotation.options import ReviewConfig
+    from annotation.review import review
+    from schemas import CandidateLabel
+
+    ws, url = team
+    creds = load_credentials(ws)
+    project = int(ws.catalog.query("SELECT ls_project_id FROM ls_projects WHERE annotator = 'ann1'")[0][0])
+    tasks = [
+        r[0] for r in ws.catalog.query("SELECT ls_task_id FROM tasks WHERE annotator = 'ann1' ORDER BY 1")
+    ]
+    ann1 = connect(ws).with_token(creds.accounts["ann1"].token)
+    first = ann1.client.annotations.create(
+        tasks[0], result=label_result([CandidateLabel(acceptable=True)] * 4)
+    )
+    config = ReviewConfig(first=1, share=0.0)
+    assert review(ws, connect(ws), config).pushed == 1
+
+    creds = load_credentials(ws)
+    page = login(browser, url, creds.accounts["reviewer"].email, creds.accounts["reviewer"].password)
+    review_project, review_task = ws.catalog.query(
+        "SELECT review_project_id, review_task_id FROM reviews WHERE ls_annotation_id = ?", (first.id,)
+    )[0]
+    page.goto(f"{url}/projects/{review_project}/data?task={review_task}")
+    page.wait_for_selector("text=ann1 said: No defects", timeout=60_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('img')].filter(i => i.complete && i.naturalWidth > 0).length >= 5",
+        timeout=60_000,
+    )
+    page.screenshot(path=str(tmp_path / "review-page.png"))
+    page.keyboard.press("2")  # Reject: the comment box appears, and is required
+    comment = "B has a bent cap: tag it as warped"
+    page.fill("textarea", comment)
+    page.keyboard.press("Shift+Enter")  # adds the comment to the answer (as the box says)
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("text=Annotation saved successfully", timeout=30_000)
+    assert review(ws, connect(ws), config).returned == 1
+
+    page = login(browser, url, creds.accounts["ann1"].email, creds.accounts["ann1"].password)
+    open_task(page, url, project, tasks[1])  # an ordinary task shows no note (and no placeholder)
+    assert "review_note" not in page.inner_text("body") and comment not in page.inner_text("body")
+    open_task(page, url, project, tasks[0])
+    page.wait_for_selector(f"text={comment}", timeout=30_000)
+    checked = page.eval_on_selector_all("input[type=checkbox]", "els => els.filter(e => e.checked).length")
+    assert checked == 4, checked  # their answer (No defects x 4) filled in
+    screenshot = tmp_path / "returned-task.png"
+    page.screenshot(path=str(screenshot))
+    if os.environ.get("MEDGEN_SCREENSHOTS"):
+        for name in ("returned-task.png", "review-page.png"):
+            shutil.copy(tmp_path / name, Path(os.environ["MEDGEN_SCREENSHOTS"]) / name)
+    for key in ("2", "Shift+KeyW", "Control+Enter"):  # B: not "No defects", but warped
+        page.keyboard.press(key)
+    page.wait_for_selector("text=Annotation saved successfully", timeout=30_000)
+    again = review(ws, connect(ws), config)
+    assert again.queued == {"resubmitted": 1}, again.queued
+    from annotation.consensus import labels_from_json
+
+    new = ws.catalog.query(
+        "SELECT labels FROM annotations WHERE ls_task_id = ? AND status = 'valid'", (tasks[0],)
+    )
+    assert [label.defects for label in labels_from_json(new[0][0])][1] == ("product_warped",)
