@@ -453,3 +453,28 @@ def review(
     console.print(
         f"queued for {config.reviewer}: {queued}; review tasks pushed: {report.pushed}", highlight=False
     )
+
+
+@annotate_app.command()
+def report(
+    workspace: WorkspaceOpt = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Folder of the report (default: <workspace>/reports/annotation)."
+        ),
+    ] = None,
+    min_agreement: Annotated[
+        float | None,
+        typer.Option(help="Consensus agreement the per-person comparison uses (default: consensus's own)."),
+    ] = None,
+) -> None:
+    """The annotation quality report, from what was pulled: per annotator (answers, skips, time per task, gold
+    accuracy, agreement with the consensus, review acceptance, pre-fills kept) and per dimension (alpha overall
+    and over time, agreement between each pair, confused tags); index.html with its plots, and report.json."""
+    from annotation.report_page import write_report
+    from medgen.workspace import open_workspace
+
+    with open_workspace(workspace) as ws, console.status("writing the annotation report"):
+        path = write_report(ws, output, min_agreement)
+    console.print(f"report: {path} (numbers: {path.with_name('report.json')})", highlight=False)

@@ -673,3 +673,15 @@ def review_rows(workspace: Workspace) -> Iterator[Any]:
         "SELECT ls_annotation_id, annotator, source_id, reason, reviewer, decision, queued_at, decided_at, "
         "returned_at FROM reviews ORDER BY ls_annotation_id"
     )
+
+
+def report_rows(workspace: Workspace) -> Iterator[Any]:
+    """Every pulled answer with what the quality report weighs (queue kind, gold, the source's pre-fill), by
+    source then id, from a cursor."""
+    return workspace.catalog.conn.execute(
+        "SELECT a.source_id, a.annotator, a.status, a.labels, a.lead_time_s, a.created_at, p.kind, "
+        "COALESCE(t.is_gold, 0) AS is_gold, f.labels AS prefill FROM annotations a "
+        "LEFT JOIN ls_projects p ON p.ls_project_id = a.ls_project_id "
+        "LEFT JOIN tasks t ON t.ls_task_id = a.ls_task_id LEFT JOIN prefills f ON f.source_id = a.source_id "
+        "ORDER BY a.source_id, a.ls_annotation_id"
+    )

@@ -130,6 +130,12 @@ def round_trip(ws: Workspace, runner, tmp_path: Path) -> None:
     labels = json.dumps(rows, default=str)
     assert "product_warped" in labels  # the new answer, not the rejected one
     assert creds.accounts["reviewer"].password not in labels
+    reported = runner.invoke(app, ["annotate", "report", "-w", str(ws.root)])
+    assert reported.exit_code == 0, reported.output
+    numbers = json.loads((ws.root / "reports" / "annotation" / "report.json").read_text())
+    person = numbers["annotators"]["ann1"]
+    assert person["review"] == {"accepted": 1, "rejected": 1, "waiting": 0, "acceptance": 0.5}
+    assert person["rejected"] == 1 and person["valid"] == 3
 
 
 def test_a_rejected_answer_returns_to_its_author_and_the_export_takes_the_new_one(
