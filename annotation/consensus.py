@@ -10,6 +10,7 @@ Pure catalog read: no Label Studio server is needed.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections import Counter
@@ -60,7 +61,10 @@ class ConsensusResult:
             self.items[consensus.source_id] = consensus
 
 
+@functools.lru_cache(maxsize=8192)
 def labels_from_json(text: str) -> tuple[CandidateLabel, ...]:
+    """Four candidate labels from the catalog's JSON. Cached: labels are frozen, and a team's answers repeat
+    (most are "no defects" four times), so consensus, reports and exports parse each text once."""
     return tuple(CandidateLabel.model_validate(item) for item in json.loads(text))
 
 
@@ -150,20 +154,37 @@ def source_consensus(
             adjudicated = labels  # the latest adjudication wins (rows are in id order)
         else:
             votes[row["annotator"]] = labels  # one vote per annotator: their latest
+    consensus, reason = consensus_of(
+        source_id, votes, adjudicated, needed, min_agreement, rejected, unreviewed
+    )
+    return consensus, reason, simulated
+
+
+def consensus_of(
+    source_id: str,
+    votes: dict[str, tuple[CandidateLabel, ...]],
+    adjudicated: tuple[CandidateLabel, ...] | None,
+    needed: int,
+    min_agreement: float,
+    rejected: int = 0,
+    unreviewed: int = 0,
+) -> tuple[Consensus | None, str]:
+    """One source's consensus from its counted votes (each annotator's latest) and its latest adjudication:
+    (consensus or None, the reason when None)."""
     ballots = list(votes.values())
     if adjudicated is not None:
         agreement = agreement_with(ballots, adjudicated) if ballots else 1.0
-        return Consensus(source_id, adjudicated, len(ballots), agreement, True, votes), "", simulated
+        return Consensus(source_id, adjudicated, len(ballots), agreement, True, votes), ""
     if not ballots and unreviewed:
-        return None, f"no accepted answer ({unreviewed} not accepted by a review yet)", simulated
+        return None, f"no accepted answer ({unreviewed} not accepted by a review yet)"
     if not ballots:
-        return None, f"no valid annotation ({rejected} rejected)", simulated
+        return None, f"no valid annotation ({rejected} rejected)"
     if len(ballots) < needed:
-        return None, f"only {len(ballots)} valid annotation(s), {needed} required", simulated
+        return None, f"only {len(ballots)} valid annotation(s), {needed} required"
     labels_or_none, agreement, reason = majority_vote(ballots, min_agreement)
     if labels_or_none is None:
-        return None, reason, simulated
-    return Consensus(source_id, labels_or_none, len(ballots), agreement, False, votes), "", simulated
+        return None, reason
+    return Consensus(source_id, labels_or_none, len(ballots), agreement, False, votes), ""
 
 
 def iter_consensus(

@@ -18,7 +18,6 @@ packed to bits, not the answers themselves):
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from array import array
 from collections import Counter, defaultdict
@@ -26,13 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from annotation.agreement import _alpha
-from annotation.consensus import ADJUDICATION, labels_from_json, required_votes, source_consensus
+from annotation.consensus import ADJUDICATION, consensus_of, labels_from_json, required_votes
 from annotation.options import DEFAULT_MIN_AGREEMENT
 from annotation.prefill import known_labels
 from annotation.tables import report_rows, review_rows
 from medgen.workspace import Workspace
 from medgen.workspace.catalog import now
-from schemas import LETTERS, TAXONOMY
+from schemas import LETTERS, TAXONOMY, CandidateLabel
 
 PARTS = (*TAXONOMY.dimension_ids(), "acceptable")
 NO_DEFECT = "no defect"
@@ -61,12 +60,30 @@ def _quartiles(values: array) -> dict[str, float | int | None]:
     return {"median": float(median), "q1": float(q1), "q3": float(q3), "n": len(values)}
 
 
-def _parts(label: dict[str, Any], dimension_of: dict[str, str]) -> tuple[frozenset[str], ...]:
-    """One candidate's answer as its tag set per dimension, then ``acceptable`` as a one-element set."""
-    by_dim: dict[str, set[str]] = defaultdict(set)
-    for tag in label["defects"]:
-        by_dim[dimension_of.get(tag, "")].add(tag)
-    return (*(frozenset(by_dim.get(d, ())) for d in PARTS[:-1]), frozenset({str(label["acceptable"])}))
+Shape = tuple[tuple[str, ...], bool]
+"""A candidate's answer as (defect tags, acceptable): what every comparison here reads."""
+
+
+class _Shapes:
+    """Per answer shape, built once and reused (a team gives a few hundred distinct ones): its tag set per
+    dimension then ``acceptable`` (``parts``), and its five yes/no bits (``bits``)."""
+
+    def __init__(self) -> None:
+        self.dimension_of = {tag.id: d.id for d in TAXONOMY.dimensions for tag in d.tags}
+        self.cache: dict[Shape, tuple[tuple[frozenset[str], ...], int]] = {}
+
+    def get(self, shape: Shape) -> tuple[tuple[frozenset[str], ...], int]:
+        found = self.cache.get(shape)
+        if found is None:
+            by_dim: dict[str, set[str]] = defaultdict(set)
+            for tag in shape[0]:
+                by_dim[self.dimension_of.get(tag, "")].add(tag)
+            parts = (*(frozenset(by_dim.get(d, ())) for d in PARTS[:-1]), frozenset({str(shape[1])}))
+            bits = sum(1 << j for j, d in enumerate(PARTS[:-1]) if by_dim.get(d)) | (
+                int(shape[1]) << len(PARTS) - 1
+            )
+            found = self.cache[shape] = (parts, bits)
+        return found
 
 
 @dataclass
@@ -88,21 +105,24 @@ class Collector:
         self.workspace = workspace
         self.min_agreement = min_agreement
         self.needed = required_votes(workspace)
-        self.dimension_of = {tag.id: d.id for d in TAXONOMY.dimensions for tag in d.tags}
+        self.shapes = _Shapes()
         self.people: dict[str, _Person] = defaultdict(_Person)
         self.index: dict[str, int] = {}
         self.vote_annotator, self.vote_source = array("i"), array("i")
-        self.vote_bits = bytearray()
+        self.vote_bits = array("Q")  # 5 bits per candidate, candidate A lowest
         self.first_seen: list[str] = []
         self.confused: dict[str, Counter[tuple[str, str]]] = {p: Counter() for p in PARTS[:-1]}
-        self.gold: list[tuple[str, str, str]] = []  # (annotator, source, labels) of latest valid gold answers
+        self.gold: list[tuple[str, str, tuple[CandidateLabel, ...]]] = []  # latest valid gold answers
         self.sources = self.answers = 0
 
     def add(self, source_id: str, rows: list[Any]) -> None:
         self.sources += 1
         latest: dict[str, Any] = {}
+        adjudicated = None
         for row in rows:
             if row["kind"] == ADJUDICATION:
+                if row["status"] == "valid":
+                    adjudicated = row
                 continue
             self.answers += 1
             person = self.people[row["annotator"]]
@@ -113,55 +133,52 @@ class Collector:
                     person.lead_times.append(float(row["lead_time_s"]))
         if not latest:
             return
-        parsed = {name: json.loads(row["labels"]) for name, row in latest.items()}
+        votes = {name: labels_from_json(row["labels"]) for name, row in latest.items()}
         if any(row["is_gold"] for row in rows):
-            self.gold += [(name, source_id, row["labels"]) for name, row in latest.items()]
-        prefill = rows[0]["prefill"]
-        if prefill:
-            self._prefill(json.loads(prefill), parsed)
-        if len(latest) >= 2:
-            self._paired(source_id, rows, latest, parsed)
+            self.gold += [(name, source_id, labels) for name, labels in votes.items()]
+        if rows[0]["prefill"]:
+            self._prefill(labels_from_json(rows[0]["prefill"]), votes)
+        if len(votes) >= 2:
+            judged = labels_from_json(adjudicated["labels"]) if adjudicated is not None else None
+            self._paired(source_id, latest, votes, judged)
 
-    def _prefill(self, before: list[dict[str, Any]], parsed: dict[str, list[dict[str, Any]]]) -> None:
-        for name, labels in parsed.items():
-            for a, b in zip(before, labels, strict=True):
-                same = a["acceptable"] == b["acceptable"] and sorted(a["defects"]) == sorted(b["defects"])
-                self.people[name].prefill["kept" if same else "changed"] += 1
+    def _prefill(
+        self, before: tuple[CandidateLabel, ...], votes: dict[str, tuple[CandidateLabel, ...]]
+    ) -> None:
+        for name, labels in votes.items():
+            kept = sum(
+                a.acceptable == b.acceptable and a.defects == b.defects
+                for a, b in zip(before, labels, strict=True)
+            )
+            self.people[name].prefill["kept"] += kept
+            self.people[name].prefill["changed"] += len(labels) - kept
 
     def _paired(
-        self, source_id: str, rows: list[Any], latest: dict[str, Any], parsed: dict[str, list[dict[str, Any]]]
+        self,
+        source_id: str,
+        latest: dict[str, Any],
+        votes: dict[str, tuple[CandidateLabel, ...]],
+        adjudicated: tuple[CandidateLabel, ...] | None,
     ) -> None:
-        import numpy as np
-
         source = len(self.first_seen)
         self.first_seen.append(min(str(row["created_at"] or "") for row in latest.values()))
-        parts = {
-            name: [_parts(label, self.dimension_of) for label in labels] for name, labels in parsed.items()
-        }
-        for name, candidates in parts.items():
-            bits = [
-                [bool(p) if j < len(PARTS) - 1 else p == {"True"} for j, p in enumerate(c)]
-                for c in candidates
-            ]
+        parts = {}
+        for name, labels in sorted(votes.items()):
+            shaped = [self.shapes.get((label.defects, label.acceptable)) for label in labels]
+            parts[name] = [p for p, _ in shaped]
             self.vote_annotator.append(self.index.setdefault(name, len(self.index)))
             self.vote_source.append(source)
-            self.vote_bits += np.packbits(np.array(bits, dtype=bool)).tobytes()
-        for (_, a), (_, b) in itertools.combinations(sorted(parts.items()), 2):
+            self.vote_bits.append(sum(bits << (len(PARTS) * i) for i, (_, bits) in enumerate(shaped)))
+        for a, b in itertools.combinations(parts.values(), 2):
             for ca, cb in zip(a, b, strict=True):
-                for j, part in enumerate(PARTS[:-1]):
-                    if ca[j] != cb[j]:
-                        for x in sorted(ca[j] - cb[j]) or [NO_DEFECT]:
-                            for y in sorted(cb[j] - ca[j]) or [NO_DEFECT]:
-                                self.confused[part][tuple(sorted((x, y)))] += 1  # type: ignore[index]
-        consensus, _, _ = source_consensus(
-            source_id,
-            [r for r in rows if r["status"] == "valid"],
-            self.needed.get(source_id, 1),
-            self.min_agreement,
+                if ca != cb:
+                    self._confusion(ca, cb)
+        consensus, _ = consensus_of(
+            source_id, votes, adjudicated, self.needed.get(source_id, 1), self.min_agreement
         )
         if consensus is None:
             return
-        agreed = [_parts(label.model_dump(), self.dimension_of) for label in consensus.labels]
+        agreed = [self.shapes.get((label.defects, label.acceptable))[0] for label in consensus.labels]
         for name, candidates in parts.items():
             person = self.people[name]
             person.consensus_n += len(LETTERS)
@@ -169,18 +186,27 @@ class Collector:
                 for j, part in enumerate(PARTS):
                     person.consensus_hits[part] += mine[j] == theirs[j]
 
+    def _confusion(self, a: tuple[frozenset[str], ...], b: tuple[frozenset[str], ...]) -> None:
+        """Count the tags two people gave one candidate where they differ, per dimension ("no defect" for none)."""
+        for j, part in enumerate(PARTS[:-1]):
+            if a[j] != b[j]:
+                for x in sorted(a[j] - b[j]) or [NO_DEFECT]:
+                    for y in sorted(b[j] - a[j]) or [NO_DEFECT]:
+                        self.confused[part][(min(x, y), max(x, y))] += 1
+
 
 def _votes_matrix(collector: Collector) -> Any:
     """(annotators, paired sources, candidates, parts) int8: 1 / 0 per vote, -1 where that person did not answer."""
     import numpy as np
 
-    count, size = len(collector.vote_source), len(LETTERS) * len(PARTS)
-    dense = np.full(
-        (len(collector.index), len(collector.first_seen), len(LETTERS), len(PARTS)), -1, dtype=np.int8
-    )
-    if count:
-        packed = np.frombuffer(bytes(collector.vote_bits), dtype=np.uint8).reshape(count, -1)
-        bits = np.unpackbits(packed, axis=1)[:, :size].reshape(count, len(LETTERS), len(PARTS))
+    shape = (len(collector.index), len(collector.first_seen), len(LETTERS), len(PARTS))
+    dense = np.full(shape, -1, dtype=np.int8)
+    if len(collector.vote_source):
+        values = np.frombuffer(collector.vote_bits, dtype=np.uint64)
+        shifts = np.arange(len(LETTERS) * len(PARTS), dtype=np.uint64)
+        bits = (
+            ((values[:, None] >> shifts) & np.uint64(1)).astype(np.int8).reshape(-1, len(LETTERS), len(PARTS))
+        )
         annotators = np.frombuffer(collector.vote_annotator, dtype=np.int32)
         sources = np.frombuffer(collector.vote_source, dtype=np.int32)
         dense[annotators, sources] = bits
@@ -191,7 +217,9 @@ def _alpha_of(dense: Any, part: int, sources: Any = None) -> tuple[float | None,
     """Alpha of one part over ``sources`` (all paired sources when None), and the units it pairs."""
     import numpy as np
 
-    chosen = dense[:, :, :, part] if sources is None else dense[:, sources][:, :, :, part]  # people, sources, 4
+    chosen = (
+        dense[:, :, :, part] if sources is None else dense[:, sources][:, :, :, part]
+    )  # people, sources, 4
     if chosen.size == 0:
         return None, 0
     matrix = chosen.reshape(chosen.shape[0], -1).astype(np.float64)
@@ -255,7 +283,7 @@ def _gold(workspace: Workspace, collector: Collector) -> None:
             continue
         person = collector.people[name]
         person.gold_tasks += 1
-        for given, known in zip(labels_from_json(labels), truth, strict=True):
+        for given, known in zip(labels, truth, strict=True):
             person.gold_candidates += 1
             person.gold_hits += given.acceptable == known.acceptable and given.defects == known.defects
 

@@ -540,9 +540,10 @@ def review_pool(workspace: Workspace, kind: str) -> list[dict[str, Any]]:
     its author's answers (1 = their first; rejected ones count) and whether its task is gold."""
     rows = workspace.catalog.query(
         "SELECT * FROM (SELECT a.ls_annotation_id, a.ls_task_id, a.ls_project_id, a.annotator, a.source_id, "
-        "a.labels, a.status, t.is_gold, ROW_NUMBER() OVER (PARTITION BY a.annotator ORDER BY a.ls_annotation_id) "
-        "AS rank FROM annotations a JOIN ls_projects p ON p.ls_project_id = a.ls_project_id "
-        "JOIN tasks t ON t.ls_task_id = a.ls_task_id WHERE p.kind = ? AND a.status IN ('valid', 'rejected')) "
+        "a.labels, a.status, COALESCE(t.is_gold, 0) AS is_gold, "
+        "ROW_NUMBER() OVER (PARTITION BY a.annotator ORDER BY a.ls_annotation_id) AS rank "
+        "FROM annotations a JOIN ls_projects p ON p.ls_project_id = a.ls_project_id "
+        "LEFT JOIN tasks t ON t.ls_task_id = a.ls_task_id WHERE p.kind = ? AND a.status IN ('valid', 'rejected')) "
         "WHERE status = 'valid' AND ls_annotation_id NOT IN (SELECT ls_annotation_id FROM reviews) "
         "ORDER BY ls_annotation_id",
         (kind,),
@@ -650,13 +651,27 @@ def rejected_among(workspace: Workspace, annotation_ids: Sequence[int]) -> set[i
 
 
 def reviews_to_return(workspace: Workspace) -> list[dict[str, Any]]:
-    """Rejected answers not yet sent back to their authors, with their task, queue and labels."""
+    """Rejected answers not yet sent back to their authors, with their labels, queue and task (``old_task``:
+    the task the answer was made on; ``returned_task_id``: its replacement, once imported)."""
     rows = workspace.catalog.query(
-        "SELECT r.*, a.labels, a.ls_project_id FROM reviews r "
+        "SELECT r.*, a.labels, a.ls_project_id, a.ls_task_id AS old_task, t.is_gold FROM reviews r "
         "JOIN annotations a ON a.ls_annotation_id = r.ls_annotation_id "
+        "LEFT JOIN tasks t ON t.ls_task_id = a.ls_task_id "
         "WHERE r.decision = 'rejected' AND r.returned_at IS NULL ORDER BY r.ls_annotation_id"
     )
     return [dict(r) for r in rows]
+
+
+def move_returned_tasks(workspace: Workspace, moves: list[tuple[int, int, int]]) -> None:
+    """(annotation id, old task, new task) of rejected answers whose task was imported again: the queue's task
+    row, and every review of an answer on the old task, follow the new one (the answers keep the old id)."""
+    with workspace.catalog.transaction() as conn:
+        for annotation_id, old, new in moves:
+            conn.execute(
+                "UPDATE reviews SET returned_task_id = ? WHERE ls_annotation_id = ?", (new, annotation_id)
+            )
+            conn.execute("UPDATE tasks SET ls_task_id = ? WHERE ls_task_id = ?", (new, old))
+            conn.execute("UPDATE reviews SET ls_task_id = ? WHERE ls_task_id = ?", (new, old))
 
 
 def mark_returned(workspace: Workspace, annotation_ids: list[int]) -> None:
@@ -665,6 +680,10 @@ def mark_returned(workspace: Workspace, annotation_ids: list[int]) -> None:
             "UPDATE reviews SET returned_at = ? WHERE ls_annotation_id = ?",
             [(now(), i) for i in annotation_ids],
         )
+
+
+def count_queue_tasks(workspace: Workspace, project_id: int) -> int:
+    return workspace.catalog.count("tasks", "ls_project_id = ?", (project_id,))
 
 
 def review_rows(workspace: Workspace) -> Iterator[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from datetime import datetime
@@ -112,8 +113,14 @@ class Candidate(BaseModel):
         return tags
 
 
+@functools.cache
+def _known_tags() -> frozenset[str]:
+    """The taxonomy's tag ids, built once (every label validated checks its tags against them)."""
+    return frozenset(TAXONOMY.all_tags())
+
+
 def _check_tags(tags: list[str]) -> None:
-    known = TAXONOMY.all_tags()
+    known = _known_tags()
     unknown = [tag for tag in tags if tag not in known]
     if unknown:
         raise ValueError(f"defect tag(s) not in the taxonomy: {', '.join(unknown)}")

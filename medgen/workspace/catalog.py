@@ -297,7 +297,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX dropped_candidates_by_source ON dropped_candidates(source_id);
     """,
     # 10: the review loop (`medgen annotate review`): one row per reviewed annotation, why it was picked, the
-    # reviewer's task and decision with its comment, and when a rejected answer went back to its author.
+    # reviewer's task and decision with its comment, and when a rejected answer went back to its author (as a
+    # new task of their queue that replaced the old one).
     """
     CREATE TABLE reviews (
         ls_annotation_id INTEGER PRIMARY KEY,
@@ -312,6 +313,7 @@ MIGRATIONS: list[str] = [
         comment TEXT,
         expected TEXT,
         decided_at TEXT,
+        returned_task_id INTEGER,
         returned_at TEXT,
         queued_at TEXT NOT NULL
     );

@@ -233,7 +233,10 @@ def test_a_rejected_answer_comes_back_to_its_author_on_the_labeling_page(team, b
     page = login(browser, url, creds.accounts["ann1"].email, creds.accounts["ann1"].password)
     open_task(page, url, project, tasks[1])  # an ordinary task shows no note (and no placeholder)
     assert "review_note" not in page.inner_text("body") and comment not in page.inner_text("body")
-    open_task(page, url, project, tasks[0])
+    back = ws.catalog.query("SELECT ls_task_id FROM tasks WHERE annotator = 'ann1' ORDER BY 1 DESC LIMIT 1")[
+        0
+    ][0]
+    open_task(page, url, project, back)  # a new task, at the end of ann1's queue
     page.wait_for_selector(f"text={comment}", timeout=30_000)
     checked = page.eval_on_selector_all("input[type=checkbox]", "els => els.filter(e => e.checked).length")
     assert checked == 4, checked  # their answer (No defects x 4) filled in
@@ -250,6 +253,6 @@ def test_a_rejected_answer_comes_back_to_its_author_on_the_labeling_page(team, b
     from annotation.consensus import labels_from_json
 
     new = ws.catalog.query(
-        "SELECT labels FROM annotations WHERE ls_task_id = ? AND status = 'valid'", (tasks[0],)
+        "SELECT labels FROM annotations WHERE ls_task_id = ? AND status = 'valid'", (back,)
     )
     assert [label.defects for label in labels_from_json(new[0][0])][1] == ("product_warped",)

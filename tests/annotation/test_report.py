@@ -22,7 +22,10 @@ from tests.annotation.test_labeling_page import CHROMIUM, FLAGS
 
 def test_wilson_interval_matches_the_textbook_values() -> None:
     low, high = wilson(81, 100)
-    assert (round(low, 3), round(high, 3)) == (0.722, 0.875)  # statsmodels proportion_confint(81, 100, method="wilson")
+    assert (round(low, 3), round(high, 3)) == (
+        0.722,
+        0.875,
+    )  # statsmodels proportion_confint(81, 100, method="wilson")
     assert wilson(0, 0) == (None, None)
 
 

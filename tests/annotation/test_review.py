@@ -91,16 +91,21 @@ def round_trip(ws: Workspace, runner, tmp_path: Path) -> None:
     row = ws.catalog.query("SELECT * FROM annotations WHERE ls_annotation_id = ?", (first.id,))[0]
     assert row["status"] == "rejected" and comment in row["reasons"]
     assert ws.catalog.count("annotation_history", "ls_annotation_id = ?", (first.id,)) == 1
-    returned = connection.queue("ann1").client.tasks.get(tasks[sources[0]])
+    # It came back as a new task at the end of ann1's queue, without the answer; the old task is gone.
+    back = int(ws.catalog.query("SELECT ls_task_id FROM tasks WHERE source_id = ?", (sources[0],))[0][0])
+    assert back > max(tasks.values())
+    with pytest.raises(Exception, match="404"):
+        connection.queue("ann1").client.tasks.get(tasks[sources[0]])
+    returned = connection.queue("ann1").client.tasks.get(back)
     assert not returned.annotations and comment in returned.data["review_note"]
     shown = [[(r["from_name"], r["value"]) for r in p.result] for p in returned.predictions]
     assert shown == [[(r["from_name"], r["value"]) for r in label_result([OK] * 4)]]
     nxt = ann1_session.get(
         f"/api/projects/{ws.catalog.query('SELECT ls_project_id FROM tasks LIMIT 1')[0][0]}/next"
     )
-    assert nxt.status_code == 200 and nxt.json()["id"] == tasks[sources[0]]  # back in ann1's stream
+    assert nxt.status_code == 200 and nxt.json()["id"] == back  # the only task left in ann1's stream
 
-    again = ann1.client.annotations.create(tasks[sources[0]], result=label_result([OK, WARPED, OK, OK]))
+    again = ann1.client.annotations.create(back, result=label_result([OK, WARPED, OK, OK]))
     out = review(runner, ws, "--first", "1")
     assert "a new answer on a task that came back 1" in out, out
     reviewer.client.annotations.create(review_tasks(ws)[again.id], result=decision("accept"))
@@ -187,6 +192,11 @@ def test_a_gold_miss_comes_back_with_the_expected_answer(team_workspace, runner)
     out = review(runner, ws, "--first", "0")
     assert "gold check: 1 a gold task answered as known" in out, out
     assert "gold check: 1 a gold task answered unlike its known answer" in out, out
+    miss_task = int(
+        ws.catalog.query(
+            "SELECT ls_task_id FROM tasks WHERE source_id = ? AND annotator = 'ann1'", (gold[miss_task],)
+        )[0][0]
+    )
     returned = connection.queue("ann1").client.tasks.get(miss_task)
     note = returned.data["review_note"]
     assert "gold check" in note and "Expected: A:" in note and not returned.annotations
