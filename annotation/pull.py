@@ -43,6 +43,7 @@ from annotation.tables import (
     mark_unseen,
     queue_tasks,
     rejected_among,
+    review_task_ids,
     save_annotations,
     status_totals,
     stored_annotations,
@@ -466,7 +467,10 @@ def project_status(workspace: Workspace, connection: Connection) -> list[Project
     """
     found = []
     for queue in active_queues(workspace):
-        tasks = set(queue_tasks(workspace, queue.project_id))
+        if queue.kind == REVIEW:  # a reviewer's tasks are reviews, one per answer, not sources
+            tasks = review_task_ids(workspace, queue.project_id)
+        else:
+            tasks = set(queue_tasks(workspace, queue.project_id))
         service = connection.queue(queue.annotator)
         if not project_exists(service, queue.project_id):
             found.append(

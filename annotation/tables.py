@@ -589,6 +589,14 @@ def record_review_tasks(workspace: Workspace, project_id: int, pairs: list[tuple
         )
 
 
+def review_task_ids(workspace: Workspace, project_id: int) -> set[int]:
+    """The review tasks the catalog recorded in a reviewer's project."""
+    rows = workspace.catalog.query(
+        "SELECT review_task_id FROM reviews WHERE review_project_id = ?", (project_id,)
+    )
+    return {int(r[0]) for r in rows}
+
+
 def count_review_tasks(workspace: Workspace, project_id: int) -> int:
     return workspace.catalog.count("reviews", "review_project_id = ?", (project_id,))
 

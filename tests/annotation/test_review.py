@@ -83,6 +83,13 @@ def round_trip(ws: Workspace, runner, tmp_path: Path) -> None:
     assert session.delete(f"/api/projects/{review_project}/").status_code == 403
     ann1_session = login(connection.url, creds.accounts["ann1"].email, creds.accounts["ann1"].password)
     assert ann1_session.get(f"/api/projects/{review_project}/").status_code in (403, 404)
+    ann1_project = int(
+        ws.catalog.query("SELECT ls_project_id FROM ls_projects WHERE annotator = 'ann1'")[0][0]
+    )
+    assert session.get(f"/api/projects/{ann1_project}/").status_code in (403, 404)
+    assert session.get(f"/api/tasks/{tasks[sources[0]]}/").status_code in (403, 404)
+    status = runner.invoke(app, ["annotate", "status", "-w", str(ws.root)])
+    assert status.exit_code == 0 and "reviewer" in status.output, status.output
 
     comment = "B's cap is bent: tag it as warped"
     reviewer.client.annotations.create(task.id, result=decision("reject", comment))
@@ -206,3 +213,50 @@ def test_a_gold_miss_comes_back_with_the_expected_answer(team_workspace, runner)
     assert "a gold task missed again after it came back 1" in out, out
     heading = connect(ws).queue("reviewer").client.tasks.get(review_tasks(ws)[again.id]).data["heading"]
     assert "known answer" in heading
+
+
+def test_a_review_round_cut_short_resumes_without_duplicates(team_workspace, runner, monkeypatch) -> None:
+    """A crash after Label Studio imported the review tasks, or the returned tasks, but before the catalog
+    recorded them: the next round finds them on the server instead of importing them again."""
+    import annotation.review as review_module
+
+    ws = team_workspace
+    sources = add_sources(ws, 2, known=False)
+    assert runner.invoke(app, ["annotate", "push", "-w", str(ws.root), "--annotators", "ann1"]).exit_code == 0
+    connection = connect(ws)
+    creds = load_credentials(ws)
+    ann1 = connection.with_token(creds.accounts["ann1"].token)
+    tasks = {r[1]: int(r[0]) for r in ws.catalog.query("SELECT ls_task_id, source_id FROM tasks")}
+    answers = [ann1.client.annotations.create(tasks[s], result=label_result([OK] * 4)) for s in sources]
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(review_module, "record_review_tasks", crash)
+    with pytest.raises(KeyboardInterrupt):
+        review_module.review(ws, connect(ws), review_module.ReviewConfig(first=2, share=0.0))
+    monkeypatch.undo()
+    out = review(runner, ws, "--first", "2")
+    assert "review tasks pushed: 0" in out, out  # both found on the server, none imported twice
+    reviewer = connect(ws).queue("reviewer")
+    project = int(ws.catalog.query("SELECT ls_project_id FROM ls_projects WHERE kind = 'review'")[0][0])
+    assert reviewer.client.projects.get(project).task_number == 2 and len(review_tasks(ws)) == 2
+
+    as_reviewer = connection.with_token(load_credentials(ws).accounts["reviewer"].token)
+    for answer in answers:
+        as_reviewer.client.annotations.create(
+            review_tasks(ws)[answer.id], result=decision("reject", "look again")
+        )
+    monkeypatch.setattr(review_module, "move_returned_tasks", crash)
+    with pytest.raises(KeyboardInterrupt):
+        review_module.review(ws, connect(ws), review_module.ReviewConfig(first=2, share=0.0))
+    monkeypatch.undo()
+    out = review(runner, ws, "--first", "2")
+    assert "returned to their authors with the comment: 2" in out, out
+    queue = connect(ws).queue("ann1")
+    ann1_project = int(
+        ws.catalog.query("SELECT ls_project_id FROM ls_projects WHERE annotator = 'ann1'")[0][0]
+    )
+    on_server = list(queue.client.tasks.list(project=ann1_project, fields="all"))
+    assert len(on_server) == 2 and all("look again" in t.data["review_note"] for t in on_server)
+    assert {t.id for t in on_server} == {int(r[0]) for r in ws.catalog.query("SELECT ls_task_id FROM tasks")}
