@@ -219,10 +219,7 @@ def import_batches(
     imported = 0
     for start in range(0, len(sources), batch_size):
         batch = sources[start : start + batch_size]
-        candidates = workspace.catalog.candidates_by_source(batch)  # one query per batch, not per task
-        source_keys = {s: source.image_key for s, source in workspace.catalog.sources_by_id(batch).items()}
-        keys = [key for s in batch for key in _image_keys(workspace, s, candidates[s], source_keys[s])]
-        urls = image_urls(queue, workspace, keys)
+        candidates, source_keys, urls = batch_images(queue, workspace, batch)
         prefills = stored(workspace, batch) if prefilled else {}
         answers = latest_answers(workspace, annotator, batch) if restore else {}
         payload = [
@@ -236,15 +233,7 @@ def import_batches(
                 task["annotations"] = [
                     restored_annotation(answers[source_id], account.user_id if account else None)
                 ]
-        try:
-            response = queue.client.projects.import_tasks(project_id, request=payload, return_task_ids=True)
-        except Exception as error:
-            raise api_error(f"importing tasks for {annotator}", error) from None
-        task_ids = list(response.task_ids or [])
-        if len(task_ids) != len(batch):
-            raise MedgenError(
-                f"Label Studio returned {len(task_ids)} task ids for {len(batch)} tasks: rerun push"
-            )
+        task_ids = import_tasks(queue, project_id, payload, f"tasks for {annotator}")
         make_room_for_tasks(workspace, task_ids)  # ids of deleted tasks, given again (SQLite)
         record_tasks(
             workspace,
@@ -254,6 +243,32 @@ def import_batches(
         if on_batch is not None:
             on_batch(len(batch))
     return imported
+
+
+def batch_images(
+    connection: Connection, workspace: Workspace, sources: list[str]
+) -> tuple[dict[str, list[Candidate]], dict[str, str], dict[str, str]]:
+    """Candidates, original image keys, and the URLs the server shows every image under, for a batch of
+    sources (one query each, not one per task)."""
+    candidates = workspace.catalog.candidates_by_source(sources)
+    source_keys = {s: source.image_key for s, source in workspace.catalog.sources_by_id(sources).items()}
+    unique = dict.fromkeys(sources)
+    keys = [key for s in unique for key in _image_keys(workspace, s, candidates[s], source_keys[s])]
+    return candidates, source_keys, image_urls(connection, workspace, keys)
+
+
+def import_tasks(
+    queue: Connection, project_id: int, payload: list[dict[str, object]], what: str
+) -> list[int]:
+    """Import ``payload`` into a project in one request; the new task ids in order."""
+    try:
+        response = queue.client.projects.import_tasks(project_id, request=payload, return_task_ids=True)
+    except Exception as error:
+        raise api_error(f"importing {what}", error) from None
+    task_ids = list(response.task_ids or [])
+    if len(task_ids) != len(payload):
+        raise MedgenError(f"Label Studio returned {len(task_ids)} task ids for {len(payload)} {what}: rerun")
+    return [int(t) for t in task_ids]
 
 
 def restored_annotation(answer: dict[str, object], user_id: int | None) -> dict[str, object]:

@@ -39,11 +39,17 @@ from annotation.config import (
     label_result,
 )
 from annotation.consensus import iter_consensus, labels_from_json, labels_to_json
-from annotation.images import image_urls
 from annotation.options import ANNOTATOR, ReviewConfig
 from annotation.prefill import known_labels
 from annotation.pull import PullReport, pull, reader
-from annotation.push import PushReport, _image_keys, _task_payload, ensure_project, with_accounts
+from annotation.push import (
+    PushReport,
+    _task_payload,
+    batch_images,
+    ensure_project,
+    import_tasks,
+    with_accounts,
+)
 from annotation.tables import (
     REVIEW,
     account_ids,
@@ -287,15 +293,7 @@ def _return_project(workspace: Workspace, connection: Connection, rows: list[dic
     )
     for start in range(0, len(pending), 500):
         batch = pending[start : start + 500]
-        sources = [row["source_id"] for row in batch]
-        candidates = workspace.catalog.candidates_by_source(sources)
-        source_keys = {s: source.image_key for s, source in workspace.catalog.sources_by_id(sources).items()}
-        keys = [
-            key
-            for s in dict.fromkeys(sources)
-            for key in _image_keys(workspace, s, candidates[s], source_keys[s])
-        ]
-        urls = image_urls(service, workspace, keys)
+        candidates, source_keys, urls = batch_images(service, workspace, [row["source_id"] for row in batch])
         payload = []
         for row in batch:
             source = row["source_id"]
@@ -306,12 +304,7 @@ def _return_project(workspace: Workspace, connection: Connection, rows: list[dic
             result = label_result(labels_from_json(row["labels"]))
             task["predictions"] = [{"model_version": version or MODEL_VERSION, "result": result}]
             payload.append(task)
-        response = service.client.projects.import_tasks(project_id, request=payload, return_task_ids=True)
-        task_ids = list(response.task_ids or [])
-        if len(task_ids) != len(batch):
-            raise MedgenError(
-                f"Label Studio returned {len(task_ids)} task ids for {len(batch)} returned tasks: rerun"
-            )
+        task_ids = import_tasks(service, project_id, payload, f"{annotator}'s returned tasks")
         make_room_for_tasks(workspace, task_ids)  # ids of deleted tasks, given again (SQLite)
         moves = [
             (int(r["ls_annotation_id"]), int(r["old_task"]), t) for r, t in zip(batch, task_ids, strict=True)
@@ -422,30 +415,14 @@ def push_reviews(
     pending = _adopt_imported(workspace, queue, project_id, pending)
     for start in range(0, len(pending), config.batch_size):
         batch = pending[start : start + config.batch_size]
-        sources = [row["source_id"] for row in batch]
-        candidates = workspace.catalog.candidates_by_source(sources)
-        source_keys = {s: source.image_key for s, source in workspace.catalog.sources_by_id(sources).items()}
-        keys = [
-            key
-            for s in dict.fromkeys(sources)
-            for key in _image_keys(workspace, s, candidates[s], source_keys[s])
-        ]
-        urls = image_urls(queue, workspace, keys)
+        candidates, source_keys, urls = batch_images(queue, workspace, [row["source_id"] for row in batch])
         payload = [
             _review_task(
                 queue, workspace, row, candidates[row["source_id"]], urls, source_keys[row["source_id"]]
             )
             for row in batch
         ]
-        try:
-            response = queue.client.projects.import_tasks(project_id, request=payload, return_task_ids=True)
-        except Exception as error:
-            raise api_error(f"importing review tasks for {config.reviewer}", error) from None
-        task_ids = list(response.task_ids or [])
-        if len(task_ids) != len(batch):
-            raise MedgenError(
-                f"Label Studio returned {len(task_ids)} task ids for {len(batch)} review tasks: rerun"
-            )
+        task_ids = import_tasks(queue, project_id, payload, f"review tasks for {config.reviewer}")
         pairs = [(int(row["ls_annotation_id"]), t) for row, t in zip(batch, task_ids, strict=True)]
         record_review_tasks(workspace, project_id, pairs)
         report.pushed += len(batch)
