@@ -63,3 +63,64 @@ def preload_images(dataset: Any, image_processor: Any) -> Any:  # -> datasets.Da
         return {"images": images}
 
     return dataset.map(resize, keep_in_memory=True, desc="preloading images")
+
+
+AUGMENTED_COLUMNS = ("images", "defects", "acceptable", "dimension")
+"""What a row needs for ``with_candidate_orders`` to show its candidates in another order."""
+
+
+def reordered(row: dict[str, Any], order: list[int], dimension: str) -> dict[str, Any]:
+    """A row with candidates A-D shown in ``order`` (old index per new position): the images, labels, answer and
+    reference reasoning follow them. The reasoning is the template one (an annotator's or teacher's text names
+    letters, which would no longer hold)."""
+    from schemas import CandidateLabel, answer_letters, format_answer
+    from schemas.prompts import completion_messages, rationale_text
+
+    labels = [
+        CandidateLabel(defects=tuple(row["defects"][i]), acceptable=row["acceptable"][i]) for i in order
+    ]
+    answer = format_answer(answer_letters(labels, dimension))
+    reasoning = rationale_text(labels, dimension, notes=False)
+    changed = {
+        "images": [row["images"][0], *(row["images"][1 + i] for i in order)],
+        "defects": [row["defects"][i] for i in order],
+        "acceptable": [row["acceptable"][i] for i in order],
+        "answer": answer,
+        "completion": completion_messages(reasoning, answer),
+    }
+    if "rationale" in row:
+        changed["rationale"] = reasoning
+    return changed
+
+
+def with_candidate_orders(dataset: Any, orders: int, seed: int) -> Any:  # -> datasets.Dataset
+    """Each question ``orders`` times: as exported, then with its candidates in ``orders - 1`` other seeded random
+    orders (``reordered``), all shuffled together. Which letter is defective then says nothing about the source
+    or the position: a model has to read the images. ``orders=1`` returns the split as it is. Images are moved,
+    not decoded."""
+    if orders <= 1:
+        return dataset
+    missing = [column for column in AUGMENTED_COLUMNS if column not in dataset.column_names]
+    if missing:
+        raise MedgenError(f"candidate_orders needs the export's column(s) {', '.join(missing)}")
+    import random
+
+    import datasets
+
+    feature = dataset.features["dimension"]
+    names = feature.names if isinstance(feature, datasets.ClassLabel) else None
+    image_feature = dataset.features["images"]
+    raw = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    copies = [raw]
+    for k in range(1, orders):
+        rng = random.Random(f"{seed}/candidate-orders/{k}")
+
+        def shuffle(row: dict[str, Any], rng: random.Random = rng) -> dict[str, Any]:
+            order = list(range(NUM_CANDIDATES))
+            rng.shuffle(order)
+            dimension = names[row["dimension"]] if names else row["dimension"]
+            return reordered(row, order, dimension)
+
+        copies.append(raw.map(shuffle, desc=f"candidate order {k + 1} of {orders}", keep_in_memory=True))
+    joined = datasets.concatenate_datasets(copies).shuffle(seed=seed)
+    return joined.cast_column("images", image_feature).flatten_indices(keep_in_memory=True)

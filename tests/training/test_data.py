@@ -30,3 +30,59 @@ def test_preloaded_images_give_the_processor_the_same_input(export_dir, tiny_mod
     assert torch.equal(before["input_ids"], after["input_ids"])
     # Same size, so the processor does not resize again: at most one grey level of rounding (1/255 / std 0.27).
     assert torch.allclose(before["pixel_values"], after["pixel_values"], atol=0.02)
+
+
+def test_candidate_orders_move_images_labels_and_answers_together() -> None:
+    """Every reordered copy keeps each candidate's image with its labels: the red candidate stays the answer."""
+    import datasets
+    from PIL import Image
+
+    from schemas import CandidateLabel, answer_letters, format_answer
+    from schemas.prompts import completion_messages, prompt_messages, question_text, rationale_text
+    from training.data import with_candidate_orders
+
+    dims = ["appearance_deformation", "overall"]
+    rows = []
+    for i in range(6):
+        red = i % 4
+        labels = [
+            CandidateLabel(defects=("color_shifted",), acceptable=False)
+            if k == red
+            else CandidateLabel(acceptable=True)
+            for k in range(4)
+        ]
+        for d, dimension in enumerate(dims):
+            answer = format_answer(answer_letters(labels, dimension))
+            colours = [(0, 0, 255)] + [(255, 0, 0) if k == red else (0, 255, 0) for k in range(4)]
+            rows.append(
+                {
+                    "images": [Image.new("RGB", (8, 8), c) for c in colours],
+                    "dimension": d,
+                    "defects": [list(label.defects) for label in labels],
+                    "acceptable": [label.acceptable for label in labels],
+                    "answer": answer,
+                    "rationale": "an annotator's note on B",
+                    "prompt": prompt_messages(question_text(dimension)),
+                    "completion": completion_messages(rationale_text(labels, dimension), answer),
+                }
+            )
+    features = datasets.Dataset.from_list(rows[:1]).features
+    features["images"] = datasets.List(datasets.Image())
+    features["dimension"] = datasets.ClassLabel(names=dims)
+    dataset = datasets.Dataset.from_list(rows, features=features)
+    assert with_candidate_orders(dataset, 1, 0) is dataset
+    augmented = with_candidate_orders(dataset, 4, seed=3)
+    assert len(augmented) == 4 * len(dataset)
+    orders = set()
+    for row in augmented:
+        reds = [k for k, image in enumerate(row["images"][1:]) if image.getpixel((0, 0)) == (255, 0, 0)]
+        assert row["images"][0].getpixel((0, 0)) == (0, 0, 255) and len(reds) == 1
+        letter = "ABCD"[reds[0]]
+        assert row["defects"][reds[0]] == ["color_shifted"] and row["acceptable"][reds[0]] is False
+        expected = (
+            letter if dims[row["dimension"]] != "overall" else ",".join(x for x in "ABCD" if x != letter)
+        )
+        assert row["answer"] == expected
+        assert f"<answer>{expected}</answer>" in row["completion"][0]["content"][0]["text"]
+        orders.add(reds[0])
+    assert orders == {0, 1, 2, 3}
