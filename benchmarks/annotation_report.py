@@ -25,7 +25,6 @@ from pathlib import Path
 from annotation.consensus import labels_to_json
 from annotation.prefill import known_labels
 from annotation.tables import (
-    add_plan,
     add_queue,
     add_reviews,
     begin_pull,

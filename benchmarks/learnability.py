@@ -155,6 +155,13 @@ def main() -> None:
     parser.add_argument("--sft-steps", type=int, default=2000, help="SFT steps of 8 questions")
     parser.add_argument("--grpo-steps", type=int, default=40, help="GRPO steps (2 questions x 4 answers)")
     parser.add_argument("--learning-rate", type=float, default=3e-3, help="SFT learning rate")
+    parser.add_argument(
+        "--candidate-orders",
+        type=int,
+        default=1,
+        help="SFT shows each question in this many orders of its candidates (`candidate_orders`; 1: as exported;"
+        " 4 was tried and did not help: benchmarks/README.md)",
+    )
     parser.add_argument("--output", type=Path, help="write the summary here as JSON")
     parser.add_argument("--workdir", type=Path, help="keep the workspace, models and eval outputs here")
     args = parser.parse_args()
@@ -189,6 +196,7 @@ def run(args: argparse.Namespace, root: Path, started: float) -> dict[str, Any]:
         "warmup_steps": max(10, args.sft_steps // 20),
         "logging_steps": 25,
         "seed": args.seed,
+        "candidate_orders": args.candidate_orders,
     }
     scores: dict[str, dict[str, Any]] = {}
     sft_dir = train_stage("sft", root / "sft", {"dataset": str(export), **sft})
