@@ -8,10 +8,10 @@ One run of ``medgen annotate review`` (each step resumable; a rerun finds what t
    ``min_agreement``, or tied), and a seeded ``share`` of the rest. Gold tasks are checked at once against
    their known answer (``gold_feedback``): a hit is accepted, a miss is rejected by the gold check with the
    expected answer (a second miss on the same task goes to the reviewer instead);
-3. **return** every rejected answer to its author: the answer is deleted from their Label Studio task (the
-   catalog keeps it, ``rejected``, with its version in ``annotation_history``), the task shows the comment
-   above the images (``$review_note``) and the rejected answer filled in, and the label stream serves it
-   again; their next answer is pulled like any other and counts instead;
+3. **return** every rejected answer to its author: its task is imported again into their queue (at its end)
+   with the comment above the images (``$review_note``) and the rejected answer filled in, and the old task,
+   with the answer, is deleted from the server (the catalog keeps the answer, ``rejected``, with its version in
+   ``annotation_history``); their next answer is pulled like any other and counts instead;
 4. **push** the selected answers into the reviewer's queue: a project of their own (their own login, in an
    organization of their own, with the annotator role's limits), one task per answer showing the original,
    the candidates and what the annotator said under each; Accept (1) or Reject (2) with a comment.
