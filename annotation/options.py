@@ -127,6 +127,8 @@ class PushConfig(BaseModel):
 
 REVIEWER = "reviewer"
 """The reviewer's name when a review names none (reserved: no annotator takes it)."""
+GOLD_CHECK = "gold check"
+"""The reviewer named on decisions the gold check makes on its own (review, report)."""
 
 
 class ReviewConfig(BaseModel):
@@ -161,4 +163,7 @@ class ReviewConfig(BaseModel):
     @field_validator("reviewer")
     @classmethod
     def _reviewer(cls, name: str) -> str:
-        return check_name(name.strip())
+        name = name.strip()
+        if not re.fullmatch(NAME_PATTERN, name):
+            raise ValueError(f"reviewer name {name!r} must be 1-40 letters, digits, '.', '_' or '-'")
+        return name

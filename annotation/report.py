@@ -26,7 +26,7 @@ from typing import Any
 
 from annotation.agreement import _alpha
 from annotation.consensus import ADJUDICATION, consensus_of, labels_from_json, required_votes
-from annotation.options import DEFAULT_MIN_AGREEMENT
+from annotation.options import DEFAULT_MIN_AGREEMENT, GOLD_CHECK
 from annotation.prefill import known_labels
 from annotation.tables import report_rows, review_rows
 from medgen.workspace import Workspace
@@ -37,7 +37,6 @@ PARTS = (*TAXONOMY.dimension_ids(), "acceptable")
 NO_DEFECT = "no defect"
 WINDOWS = 8
 """Windows of the alpha-over-time curve (fewer when there are fewer than 50 paired sources per window)."""
-GOLD_CHECK = "gold check"
 TOP_CONFUSED = 8
 
 

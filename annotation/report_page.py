@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from annotation.options import DEFAULT_MIN_AGREEMENT
 from annotation.report import PARTS, report_numbers
 from medgen.files import atomic_write_text
 from medgen.workspace import Workspace
@@ -219,7 +220,7 @@ def write_report(workspace: Workspace, out: Path | None = None, min_agreement: f
     """``index.html`` and ``report.json`` under ``out`` (default ``<workspace>/reports/annotation``)."""
     out = out or workspace.root / "reports" / "annotation"
     out.mkdir(parents=True, exist_ok=True)
-    numbers = report_numbers(workspace) if min_agreement is None else report_numbers(workspace, min_agreement)
+    numbers = report_numbers(workspace, DEFAULT_MIN_AGREEMENT if min_agreement is None else min_agreement)
     plots = plot_people(numbers) | plot_dimensions(numbers)
     atomic_write_text(out / "report.json", json.dumps(numbers, indent=2))
     atomic_write_text(out / "index.html", render(numbers, plots))

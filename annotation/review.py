@@ -39,7 +39,7 @@ from annotation.config import (
     label_result,
 )
 from annotation.consensus import iter_consensus, labels_from_json, labels_to_json
-from annotation.options import ANNOTATOR, ReviewConfig
+from annotation.options import ANNOTATOR, GOLD_CHECK, ReviewConfig
 from annotation.prefill import known_labels
 from annotation.pull import PullReport, pull, reader
 from annotation.push import (
@@ -78,8 +78,6 @@ from medgen.workspace import Workspace
 from medgen.workspace.catalog import now
 from schemas import LETTERS, TAXONOMY, CandidateLabel
 
-GOLD_CHECK = "gold check"
-"""The reviewer named on decisions the gold check made on its own."""
 ACCEPTED, REJECTED = "accepted", "rejected"
 REASONS = {
     "gold_miss": "a gold task answered unlike its known answer",
@@ -110,6 +108,9 @@ class ReviewReport:
     logins: list[Any] = field(default_factory=list)
 
 
+NEEDS_NOTE = {tag.id for d in TAXONOMY.dimensions for tag in d.tags if tag.needs_note}
+
+
 def tag_words() -> dict[str, str]:
     return {tag.id: tag.label.lower() for d in TAXONOMY.dimensions for tag in d.tags}
 
@@ -120,7 +121,7 @@ def answer_words(label: CandidateLabel, names: dict[str, str] | None = None) -> 
         return "No defects"
     names = names or tag_words()
     said = ", ".join(names.get(tag, tag) for tag in label.defects)
-    return f"{said} ({label.rationale})" if label.rationale and "other" in said else said
+    return f"{said} ({label.rationale})" if label.rationale and NEEDS_NOTE & set(label.defects) else said
 
 
 def returned_note(row: dict[str, Any]) -> str:
