@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from schemas.regions import Region
 from schemas.taxonomy import LETTERS, NUM_CANDIDATES, OVERALL, QUESTION_DIMENSIONS, TAXONOMY
 
 SIMULATED_MARK = "[simulated]"
@@ -100,10 +101,20 @@ class Candidate(BaseModel):
     injected_defects: list[str] | None = Field(
         default=None, description="Ground-truth defect tags for synthetic candidates; None when unknown."
     )
+    injected_regions: list[Region] | None = Field(
+        default=None,
+        description="Where each injected defect shows (synthetic candidates); None when unknown.",
+    )
 
     @property
     def letter(self) -> str:
         return LETTERS[self.slot]
+
+    def injected_label(self) -> CandidateLabel:
+        """The ground truth the synthetic backend recorded: its tags and where they show (``[]`` = acceptable)."""
+        defects = tuple(self.injected_defects or ())
+        regions = tuple(r for r in self.injected_regions or () if r.tag in defects)
+        return CandidateLabel(defects=defects, acceptable=not defects, regions=regions)
 
     @field_validator("injected_defects")
     @classmethod
@@ -136,6 +147,9 @@ class CandidateLabel(BaseModel):
     defects: tuple[str, ...] = Field(default=(), description="Defect tag ids, any dimension.")
     acceptable: bool = Field(description="Fit to publish as is.")
     rationale: str = Field(default="", description="Optional free-text reason.")
+    regions: tuple[Region, ...] = Field(
+        default=(), description="Where its defects are (optional, each tied to one of its tags)."
+    )
 
     @field_validator("defects")
     @classmethod
@@ -152,6 +166,11 @@ class CandidateLabel(BaseModel):
             )
         if not self.acceptable and not self.defects:
             raise ValueError("a candidate marked not acceptable needs at least one defect tag saying why")
+        stray = sorted({region.tag for region in self.regions} - set(self.defects))
+        if stray:
+            raise ValueError(
+                f"a region must belong to one of the candidate's tags; {', '.join(stray)} is not one"
+            )
         return self
 
     def defects_in(self, dimension_id: str) -> list[str]:
@@ -217,6 +236,11 @@ class BenchmarkSample(BaseModel):
         description="Each annotator's own answer to this question (adjudications left out), sorted by name.",
     )
     generation: list[GenerationProvenance]
+    regions: list[list[Region]] = Field(
+        default_factory=lambda: [[] for _ in LETTERS],
+        description="Where each candidate's defects of this question's dimension are (all of them for overall): "
+        "consensus regions, each with its tag, box (a point when x0 == x1 and y0 == y1) and who agreed.",
+    )
     dataset_version: str
     prompt: list[dict[str, Any]] = Field(description="Conversational user turn (TRL prompt).")
     completion: list[dict[str, Any]] = Field(description="Reference assistant turn (TRL completion).")
@@ -236,11 +260,16 @@ class BenchmarkSample(BaseModel):
             ("defects", self.defects),
             ("acceptable", self.acceptable),
             ("generation", self.generation),
+            ("regions", self.regions),
         ):
             if len(column) != n:
                 raise ValueError(f"{name} must have one entry per candidate ({n}), got {len(column)}")
         if self.options != list(LETTERS):
             raise ValueError(f"options must be {list(LETTERS)}")
+        for letter, tags, regions in zip(LETTERS, self.defects, self.regions, strict=True):
+            stray = sorted({region.tag for region in regions} - set(tags))
+            if stray:
+                raise ValueError(f"{letter} has a region for {', '.join(stray)} but is not tagged with it")
         labels = tuple(
             CandidateLabel(defects=tuple(tags), acceptable=ok)
             for tags, ok in zip(self.defects, self.acceptable, strict=True)

@@ -6,6 +6,9 @@ derived from ``TAXONOMY``. Add a tag here and every stage picks it up.
 
 from __future__ import annotations
 
+import functools
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -22,6 +25,11 @@ class DefectTag(BaseModel):
         description="Keyboard key of the tag on the labeling page (the candidate's modifier picks the candidate).",
     )
     needs_note: bool = Field(default=False, description="The annotator must describe the defect in words.")
+    region: Literal["box", "point"] | None = Field(
+        default="box",
+        description="How the labeling page marks where the defect is: a box, a point (where a box makes no sense, "
+        "such as a missing shadow), or nothing (a defect of the whole frame).",
+    )
 
 
 class Dimension(BaseModel):
@@ -74,10 +82,18 @@ class Taxonomy(BaseModel):
         return tags[tag_id]
 
 
+REGION_KINDS: dict[str, Literal["point"] | None] = {"shadow_missing": "point", "composition_unbalanced": None}
+"""Tags marked otherwise than with a box: a missing shadow has no extent (a point where it should be), an
+unbalanced composition is the whole frame (no region)."""
+
+
 def _tags(other: tuple[str, str], *items: tuple[str, str, str, str]) -> tuple[DefectTag, ...]:
     """The dimension's tags with their keys, then its ``other`` tag (id, key), described in a note."""
     return (
-        *(DefectTag(id=i, label=label, description=d, key=key) for i, label, d, key in items),
+        *(
+            DefectTag(id=i, label=label, description=d, key=key, region=REGION_KINDS.get(i, "box"))
+            for i, label, d, key in items
+        ),
         DefectTag(
             id=other[0],
             key=other[1],
@@ -230,3 +246,9 @@ NUM_CANDIDATES = len(LETTERS)
 
 QUESTION_DIMENSIONS: tuple[str, ...] = (*TAXONOMY.dimension_ids(), OVERALL)
 """Every value of the dataset's ``dimension`` ClassLabel, in ClassLabel order."""
+
+
+@functools.cache
+def tag_dimensions() -> dict[str, str]:
+    """``TAXONOMY.all_tags()`` built once: every defect tag id to its dimension's id."""
+    return TAXONOMY.all_tags()
