@@ -65,10 +65,7 @@ def known_labels(candidates: list[Candidate]) -> tuple[CandidateLabel, ...] | No
     """Ground-truth labels from injected defects, or None when any candidate's are unknown."""
     if len(candidates) != NUM_CANDIDATES or any(c.injected_defects is None for c in candidates):
         return None
-    return tuple(
-        CandidateLabel(defects=tuple(c.injected_defects or ()), acceptable=not c.injected_defects)
-        for c in candidates
-    )
+    return tuple(c.injected_label() for c in candidates)
 
 
 def simulated_prefill(source_id: str, candidates: list[Candidate]) -> Prefill | None:

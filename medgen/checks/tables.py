@@ -72,8 +72,10 @@ def drop(workspace: Workspace, reasons: dict[str, list[dict[str, Any]]]) -> int:
             row = conn.execute("SELECT * FROM candidates WHERE id = ?", (candidate_id,)).fetchone()
             if row is None:
                 continue
+            columns = [*row.keys(), "reasons", "dropped_at"]
             conn.execute(
-                "INSERT OR REPLACE INTO dropped_candidates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO dropped_candidates ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})",
                 (*tuple(row), json.dumps(findings), now()),
             )
             conn.execute("DELETE FROM candidates WHERE id = ?", (candidate_id,))

@@ -359,6 +359,7 @@ def _store(
             image_key=key,
             provenance=result.provenance,
             injected_defects=result.injected_defects,
+            injected_regions=result.injected_regions,
         )
         manifest.write(kind="candidate", candidate=candidate.model_dump(mode="json"))
     manifest.sync()

@@ -320,6 +320,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX reviews_by_task ON reviews(ls_task_id);
     CREATE INDEX reviews_by_review_task ON reviews(review_task_id);
     """,
+    # 11: where each injected defect shows (synthetic candidates; JSON list of regions, NULL when unknown).
+    """
+    ALTER TABLE candidates ADD COLUMN injected_regions TEXT;
+    ALTER TABLE dropped_candidates ADD COLUMN injected_regions TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -461,7 +466,7 @@ class Catalog:
         with self.transaction() as conn:
             for candidate in candidates:
                 cursor = conn.execute(
-                    "INSERT OR IGNORE INTO candidates VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO candidates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         candidate.id,
                         candidate.source_id,
@@ -473,6 +478,9 @@ class Catalog:
                         else json.dumps(candidate.injected_defects),
                         run_id,
                         now(),
+                        None
+                        if candidate.injected_regions is None
+                        else json.dumps([r.model_dump(mode="json") for r in candidate.injected_regions]),
                     ),
                 )
                 added += cursor.rowcount
@@ -575,4 +583,5 @@ def _candidate(row: sqlite3.Row) -> Candidate:
         image_key=row["image_key"],
         provenance=GenerationProvenance.model_validate_json(row["provenance"]),
         injected_defects=None if row["injected_defects"] is None else json.loads(row["injected_defects"]),
+        injected_regions=None if row["injected_regions"] is None else json.loads(row["injected_regions"]),
     )

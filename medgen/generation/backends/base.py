@@ -15,6 +15,7 @@ from PIL import Image
 
 from medgen.errors import MedgenError
 from schemas import GenerationProvenance, SourceImage
+from schemas.regions import Region
 
 
 class GenerationAborted(MedgenError):
@@ -47,6 +48,7 @@ class GeneratedImage:
     image: Image.Image
     provenance: GenerationProvenance
     injected_defects: list[str] | None = None
+    injected_regions: list[Region] | None = None  # where each injected defect shows (synthetic only)
 
 
 class Backend(Protocol):

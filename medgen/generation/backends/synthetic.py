@@ -28,6 +28,7 @@ from medgen.generation.backends.base import GeneratedImage, GenerationRequest
 from medgen.generation.backends.scenes import Layout, draw_layout, render_scene
 from medgen.generation.config import SyntheticOptions
 from schemas import GenerationProvenance
+from schemas.regions import Region, region_kinds
 from schemas.taxonomy import NUM_CANDIDATES, TAXONOMY
 
 VERSION = "1"
@@ -113,6 +114,7 @@ class Rendered:
     image: Image.Image
     defects: list[str]  # tags actually visible
     extra: dict  # scene, placement and defect parameters
+    regions: list[Region]  # where each visible defect is (none for a defect of the whole frame)
     description: str
 
 
@@ -160,15 +162,56 @@ def render_candidate(product: Product, seed: int, defects: dict[str, float], siz
         params["visible_seam"].update(_seam(image, band, defects["visible_seam"], defect_rng))
     _paste(image, rgb, alpha, x0, y0)
     visible = [kind for kind in defects if _is_visible(kind, params, alpha, x0, size, band)]
+    regions = _regions(visible, (x0, y0, w, h, base_y), size, band, shadow)
     extra = {
         "version": VERSION,
         "scene": scene.params,
         "placement": {"x": x0, "y": y0, "width": w, "height": h, "base_y": base_y, "scale": round(scale, 5)},
         "defects": {kind: params[kind] for kind in visible},
+        "regions": {region.tag: list(region.box) for region in regions},
     }
     return Rendered(
-        image=Image.fromarray(image), defects=sorted(visible), extra=extra, description=scene.description
+        image=Image.fromarray(image),
+        defects=sorted(visible),
+        extra=extra,
+        description=scene.description,
+        regions=regions,
     )
+
+
+def _regions(
+    visible: list[str],
+    placement: tuple[int, int, int, int, int],
+    size: int,
+    band: tuple[int, int] | None,
+    shadow: np.ndarray | None,
+) -> list[Region]:
+    """Where each injected defect shows, as the labeling page marks it: the product's visible box for what
+    changed the product or its place (a floating one down to its support), the shadow's box, the point under
+    the product where a missing shadow belongs, a strip around a seam's column, a repeated band."""
+    x0, y0, w, h, base_y = placement
+    product = (max(0, x0), max(0, y0), min(size, x0 + w), min(size, y0 + h))
+    seam = size * 0.03
+    boxes: dict[str, tuple[float, float, float, float]] = {}
+    for tag in visible:
+        if tag == "shadow_missing":
+            x, y = min(max(x0 + w / 2, 0), size), min(base_y, size)
+            boxes[tag] = (x, y, x, y)
+        elif tag == "shadow_direction_wrong" and shadow is not None and (shadow > 0.05).any():
+            ys, xs = np.nonzero(shadow > 0.05)  # half resolution
+            boxes[tag] = (2 * xs.min(), 2 * ys.min(), 2 * xs.max() + 2, 2 * ys.max() + 2)
+        elif tag == "visible_seam" and band is not None:
+            edge = band[1] if band[0] == 0 else band[0]
+            boxes[tag] = (max(0, edge - seam), 0, min(size, edge + seam), size)
+        elif tag == "repeated_texture" and band is not None:
+            boxes[tag] = (band[0], 0, band[1], size)
+        elif region_kinds().get(tag) is not None:
+            bottom = min(size, max(product[3], base_y)) if tag == "floating" else product[3]
+            boxes[tag] = (product[0], product[1], product[2], bottom)
+    return [
+        Region(tag=tag, box=tuple(min(max(v / size, 0.0), 1.0) for v in box))  # type: ignore[arg-type]
+        for tag, box in boxes.items()
+    ]
 
 
 def _size(
@@ -295,7 +338,13 @@ class SyntheticBackend:
                 extra=json.dumps(extra, sort_keys=True),
             )
             results.append(
-                GeneratedImage(request, rendered.image, provenance, injected_defects=rendered.defects)
+                GeneratedImage(
+                    request,
+                    rendered.image,
+                    provenance,
+                    injected_defects=rendered.defects,
+                    injected_regions=rendered.regions,
+                )
             )
         return results
 

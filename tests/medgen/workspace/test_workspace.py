@@ -187,6 +187,26 @@ def test_status_counts_follow_every_change_without_scanning(workspace):
     assert workspace.counts() == counts
 
 
+def _add_candidates_before_regions(catalog, candidates, run_id=None):
+    """``add_candidates`` as it was before migration 11 (eight columns, no injected regions)."""
+    with catalog.transaction() as conn:
+        for c in candidates:
+            conn.execute(
+                "INSERT OR IGNORE INTO candidates VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    c.id,
+                    c.source_id,
+                    c.slot,
+                    c.image_key,
+                    c.provenance.model_dump_json(),
+                    None,
+                    run_id,
+                    "2026-01-01",
+                ),
+            )
+    return len(candidates)
+
+
 def test_the_counts_migration_counts_an_existing_catalog(tmp_path, monkeypatch):
     from medgen.workspace import catalog as catalog_module
     from tests.annotation.conftest import add_sources
@@ -194,6 +214,7 @@ def test_the_counts_migration_counts_an_existing_catalog(tmp_path, monkeypatch):
     with monkeypatch.context() as patch:  # a catalog made by the medgen before the counts table
         patch.setattr(catalog_module, "MIGRATIONS", catalog_module.MIGRATIONS[:5])
         patch.setattr(catalog_module, "SCHEMA_VERSION", 5)
+        patch.setattr(catalog_module.Catalog, "add_candidates", _add_candidates_before_regions)
         with init_workspace(tmp_path / "ws") as old:
             add_sources(old, 5)
             with old.catalog.transaction() as conn:
