@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
 from schemas import LETTERS, TAXONOMY, CandidateLabel
+from schemas.regions import Region, region_kinds
 
 ACCEPTABLE = "acceptable"
 RATIONALE = "rationale"
@@ -37,6 +38,11 @@ MODIFIERS = {"A": "", "B": "shift", "C": "alt", "D": "alt+shift"}
 CLEAN_KEYS = {letter: str(i + 1) for i, letter in enumerate(LETTERS)}
 """The key that marks each candidate "No defects"."""
 SUBMIT_KEY = "ctrl+enter"
+BOX, POINT = "box", "point"
+"""Parts of the region controls (``push --regions``): ``A_box`` draws rectangles, ``A_point`` places points."""
+REGION_TYPES = {BOX: "rectanglelabels", POINT: "keypointlabels"}
+POINT_SIZE = 1.5
+"""Drawn size of a point, percent of the image width (a point has no extent of its own)."""
 
 
 def image_name(letter: str) -> str:
@@ -59,9 +65,23 @@ class Control:
 
     letter: str
     part: str  # 'acceptable', 'rationale', a dimension id, or '<dimension id>_note'
-    kind: str  # 'choices' or 'textarea'
-    values: frozenset[str]  # allowed choice values (empty for text)
+    kind: str  # 'choices', 'textarea', 'rectanglelabels' or 'keypointlabels'
+    values: frozenset[str]  # allowed choice values or region tags (empty for text)
     single: bool
+
+
+def region_label(tag_id: str) -> str:
+    """The name of a tag's region label on the page ("Other" tags say their dimension)."""
+    for dimension in TAXONOMY.dimensions:
+        for tag in dimension.tags:
+            if tag.id == tag_id:
+                return f"Other ({dimension.label.split()[0].lower()})" if tag.needs_note else tag.label
+    raise KeyError(tag_id)
+
+
+def region_tags(kind: str) -> list[str]:
+    """The tags marked with ``kind`` ('box' or 'point'), in taxonomy order."""
+    return [tag for tag, marked in region_kinds().items() if marked == kind]
 
 
 def controls() -> dict[str, Control]:
@@ -78,10 +98,38 @@ def controls() -> dict[str, Control]:
             note = f"{dimension.id}_{NOTE}"
             found[control_name(letter, note)] = Control(letter, note, "textarea", frozenset(), True)
         found[control_name(letter, RATIONALE)] = Control(letter, RATIONALE, "textarea", frozenset(), True)
+        for part, kind in REGION_TYPES.items():
+            found[control_name(letter, part)] = Control(
+                letter, part, kind, frozenset(region_tags(part)), False
+            )
     return found
 
 
-def _candidate_form(letter: str) -> list[str]:
+def _region_form(letter: str) -> list[str]:
+    """Where the candidate's defects are (``push --regions``): pick a tag's label, then drag a box on the
+    candidate (or click, for a point). Optional per tag; each region must belong to a ticked tag."""
+    target = image_name(letter)
+    parts = [
+        '    <View style="display: flex; flex-wrap: wrap; align-items: center; column-gap: 8px">',
+        f'      <Header value="Where? (optional) pick a defect, then drag a box on candidate {letter} '
+        '(a point: click)" size="6"/>',
+    ]
+    for part in REGION_TYPES:
+        tag = "RectangleLabels" if part == BOX else "KeyPointLabels"
+        extra = ' canRotate="false"' if part == BOX else ""
+        parts.append(
+            f'      <{tag} name="{control_name(letter, part)}" toName="{target}" showInline="true"{extra}>'
+        )
+        for tag_id in region_tags(part):
+            parts.append(
+                f"        <Label value={quoteattr(region_label(tag_id))} alias={quoteattr(tag_id)}/>"
+            )
+        parts.append(f"      </{tag}>")
+    parts.append("    </View>")
+    return parts
+
+
+def _candidate_form(letter: str, regions: bool = False) -> list[str]:
     target = image_name(letter)
     accept = control_name(letter, ACCEPTABLE)
     parts = [
@@ -113,6 +161,8 @@ def _candidate_form(letter: str) -> list[str]:
         )
         parts.append("      </View>")
     parts.append("    </View>")
+    if regions:
+        parts += _region_form(letter)
     parts.append(
         f'    <TextArea name="{control_name(letter, RATIONALE)}" toName="{target}" required="false" '
         'maxSubmissions="1" editable="true" rows="1" placeholder="Why? (optional)"/>'
@@ -130,11 +180,12 @@ RETURNED_NOTE = (
 note) it takes no room at all."""
 
 
-def labeling_config(votes: bool = False) -> str:
+def labeling_config(votes: bool = False, regions: bool = False) -> str:
     """The XML labeling config for one task = the original photo and its four candidates.
 
     ``votes``: the adjudication project's config, which shows the annotators' answers (``$votes``).
     An annotator's config shows a returned task's note (``$review_note``) above the images.
+    ``regions``: each candidate's form also marks where its defects are (``push --regions``).
     """
     rows = []
     for letter in LETTERS:
@@ -151,7 +202,7 @@ def labeling_config(votes: bool = False) -> str:
             f'        <Image name="{image_name(letter)}" value="${letter}" zoom="true" zoomControl="true" '
             'maxWidth="100%"/>\n'
             "      </View>\n"
-            "    </View>\n" + "\n".join(_candidate_form(letter)) + "\n  </View>"
+            "    </View>\n" + "\n".join(_candidate_form(letter, regions)) + "\n  </View>"
         )
     header = (
         '  <Header value="Candidates A-D were generated from the original. Each: No defects (keys 1-4), or its '
@@ -182,7 +233,23 @@ def label_result(labels: tuple[CandidateLabel, ...] | list[CandidateLabel]) -> l
                 result.append(_item(letter, f"{dimension.id}_{NOTE}", target, "textarea", {"text": [note]}))
         if label.rationale:
             result.append(_item(letter, RATIONALE, target, "textarea", {"text": [label.rationale]}))
+        for n, region in enumerate(label.regions):
+            result.append(region_result(letter, region, n))
     return result
+
+
+def region_result(letter: str, region: Region, n: int = 0) -> dict[str, object]:
+    """A region as Label Studio stores it: percent of the image, the tag's label (box or point)."""
+    x0, y0, x1, y1 = (100 * v for v in region.box)
+    part = POINT if region.is_point else BOX
+    value: dict[str, object] = {"x": x0, "y": y0}
+    if part == BOX:
+        value.update(width=x1 - x0, height=y1 - y0, rotation=0)
+    else:
+        value.update(width=POINT_SIZE)
+    value[REGION_TYPES[part]] = [region_label(region.tag)]
+    item = _item(letter, part, image_name(letter), REGION_TYPES[part], value)
+    return {"id": f"{letter}{part}{n}", **item}
 
 
 def _item(letter: str, part: str, target: str, kind: str, value: dict[str, object]) -> dict[str, object]:

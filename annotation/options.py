@@ -93,6 +93,11 @@ class PushConfig(BaseModel):
     )
     batch_size: int = Field(default=500, ge=1, le=10_000, description="Tasks per import request.")
     seed: int = Field(default=0, description="Seed of the gold draw and the queue order.")
+    regions: bool = Field(
+        default=False,
+        description="Annotators also mark where each defect is (a box dragged on the candidate, a point for a "
+        "missing shadow), tied to its tag; optional per tag. Queues pushed before get the controls added.",
+    )
 
     @field_validator("annotators")
     @classmethod

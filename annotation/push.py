@@ -72,12 +72,13 @@ def _workspace_tag(workspace: Workspace) -> str:
 
 
 def ensure_project(
-    connection: Connection, workspace: Workspace, kind: str, annotator: str
+    connection: Connection, workspace: Workspace, kind: str, annotator: str, regions: bool = False
 ) -> tuple[int, bool]:
     """The catalog's project for (kind, annotator), created on the server when the catalog has none.
 
     ``connection`` is the workspace's connection; the project lives in ``annotator``'s organization
-    when they have an account.
+    when they have an account. ``regions``: its config marks where defects are (an existing project without
+    the region controls gets them added).
 
     Raises:
         QueueMissing: the catalog's project is gone from the server (`annotate repair` makes it again).
@@ -88,11 +89,17 @@ def ensure_project(
     if project_id is not None:
         if not project_exists(connection, project_id):
             raise QueueMissing(annotator, project_id, connection.url)
+        if regions:
+            add_regions(connection, project_id, votes=kind == ADJUDICATION)
         return project_id, False
     tag = _workspace_tag(workspace)
     title = f"medgen {tag} {annotator}"[:50]
     description = f"medgen workspace {workspace.root} ({tag}); {kind} queue of {annotator}"
-    config = review_labeling_config() if kind == REVIEW else labeling_config(votes=kind == ADJUDICATION)
+    config = (
+        review_labeling_config()
+        if kind == REVIEW
+        else labeling_config(votes=kind == ADJUDICATION, regions=regions)
+    )
     connection.post_json("/api/projects/validate/", {"label_config": config})  # HTTP 400 on a bad config
     try:
         existing = [p for p in client.projects.list(title=title) if p.title == title]
@@ -128,6 +135,18 @@ def ensure_project(
         raise api_error(f"creating the {annotator} project", error) from None
     add_queue(workspace, int(project.id), kind, annotator, title)
     return int(project.id), True
+
+
+def add_regions(connection: Connection, project_id: int, votes: bool = False) -> bool:
+    """Give a queue pushed without ``--regions`` the region controls (answers made so far stay valid: every
+    control they used is still there). Returns whether its config changed."""
+    project = connection.get_json(f"/api/projects/{project_id}/")
+    if "<RectangleLabels" in str(project.get("label_config") or ""):
+        return False
+    connection.patch_json(
+        f"/api/projects/{project_id}/", {"label_config": labeling_config(votes=votes, regions=True)}
+    )
+    return True
 
 
 def _image_keys(
@@ -360,7 +379,7 @@ def push(
     projects: dict[str, int] = {}
     for name in config.annotators:
         try:
-            project_id, created = ensure_project(connection, workspace, ANNOTATOR, name)
+            project_id, created = ensure_project(connection, workspace, ANNOTATOR, name, config.regions)
         except QueueMissing as missing:  # the others go on; its sources are planned, and repair imports them
             report.missing.append(missing)
             continue

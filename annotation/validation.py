@@ -11,8 +11,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from annotation.config import ACCEPTABLE, NO, NOTE, RATIONALE, YES, controls
+from annotation.config import (
+    ACCEPTABLE,
+    NO,
+    NOTE,
+    RATIONALE,
+    REGION_TYPES,
+    YES,
+    Control,
+    controls,
+    region_label,
+)
 from schemas import LETTERS, TAXONOMY, CandidateLabel
+from schemas.regions import Region
+
+EDGE_SLACK = 0.5
+"""Percent a region may pass its image's edge by (the page's rounding) before it counts as outside."""
 
 VALID = "valid"
 CANCELLED = "cancelled"  # skipped by the annotator
@@ -174,7 +188,7 @@ def check(annotation: RawAnnotation) -> Checked:
     answers = _read(annotation.result)
     if answers.invalid:
         return Checked(INVALID, answers.invalid)
-    return _judge(answers.acceptable, answers.tags, answers.texts)
+    return _judge(answers)
 
 
 @dataclass
@@ -185,6 +199,7 @@ class _Answers:
     acceptable: dict[str, bool] = field(default_factory=dict)  # letter -> "No defects" ticked
     tags: dict[str, list[str]] = field(default_factory=lambda: {letter: [] for letter in LETTERS})
     texts: dict[tuple[str, str], str] = field(default_factory=dict)  # (letter, part) -> note
+    regions: dict[str, list[Region]] = field(default_factory=lambda: {letter: [] for letter in LETTERS})
 
 
 def _read(result: list[dict[str, Any]]) -> _Answers:
@@ -198,11 +213,14 @@ def _read(result: list[dict[str, Any]]) -> _Answers:
         if control is None:
             answers.invalid.append(f"unknown control {name!r} (not in the labeling config)")
             continue
+        value = item.get("value") or {}
+        if control.kind in REGION_TYPES.values():  # a control holds any number of regions
+            _read_region(name, control, value, answers)
+            continue
         if name in seen:
             answers.invalid.append(f"{name} answered twice")
             continue
         seen.add(name)
-        value = item.get("value") or {}
         if control.kind == "textarea":
             words = value.get("text", [])
             answers.texts[control.letter, control.part] = " ".join(
@@ -225,10 +243,38 @@ def _read(result: list[dict[str, Any]]) -> _Answers:
     return answers
 
 
-def _judge(
-    acceptable: dict[str, bool], tags: dict[str, list[str]], texts: dict[tuple[str, str], str]
-) -> Checked:
+def _read_region(name: str, control: Control, value: dict[str, Any], answers: _Answers) -> None:
+    """One rectangle or point (percent of the image, a tag's label) into the candidate's regions."""
+    labels = value.get(control.kind, [])
+    labels = labels if isinstance(labels, list) else [labels]
+    names = {region_label(tag): tag for tag in control.values} | {tag: tag for tag in control.values}
+    if len(labels) != 1 or labels[0] not in names:
+        answers.invalid.append(f"{name}: a region needs one defect tag of its kind; got {labels!r}")
+        return
+    try:
+        x, y = float(value["x"]), float(value["y"])
+        width, height = (
+            (float(value["width"]), float(value["height"])) if control.part == "box" else (0.0, 0.0)
+        )
+    except (KeyError, TypeError, ValueError):
+        answers.invalid.append(f"{name}: a region without its position (x, y, width, height)")
+        return
+    if float(value.get("rotation") or 0) % 360:
+        answers.invalid.append(f"{name}: a rotated box (medgen keeps boxes upright)")
+        return
+    low, high = -EDGE_SLACK, 100 + EDGE_SLACK
+    if min(x, y, width, height) < low or x + width > high or y + height > high:
+        answers.invalid.append(
+            f"{name}: a {labels[0]} region outside its image ({x:.1f}, {y:.1f}, {width:.1f}, {height:.1f} %)"
+        )
+        return
+    box = tuple(min(max(v / 100, 0.0), 1.0) for v in (x, y, x + width, y + height))
+    answers.regions[control.letter].append(Region(tag=names[labels[0]], box=box))  # type: ignore[arg-type]
+
+
+def _judge(answers: _Answers) -> Checked:
     """The labels of answers every control could hold: complete, notes where needed, not contradictory."""
+    acceptable, tags, texts = answers.acceptable, answers.tags, answers.texts
     # "No defects" ticked: acceptable; tags without it: not acceptable (the form derives it).
     for letter in LETTERS:
         if letter not in acceptable and tags[letter]:
@@ -257,11 +303,17 @@ def _judge(
             contradictions.append(f"{letter} is marked acceptable but tagged {', '.join(tags[letter])}")
         if not acceptable[letter] and not tags[letter]:
             contradictions.append(f"{letter} is marked not acceptable ({NO}) without any defect tag")
+        stray = sorted({region.tag for region in answers.regions[letter]} - set(tags[letter]))
+        if stray:
+            contradictions.append(f"{letter} has a region for {', '.join(stray)} but is not tagged with it")
     if contradictions:
         return Checked(CONTRADICTORY, contradictions)
     labels = tuple(
         CandidateLabel(
-            defects=tuple(tags[letter]), acceptable=acceptable[letter], rationale=_rationale(letter, texts)
+            defects=tuple(tags[letter]),
+            acceptable=acceptable[letter],
+            rationale=_rationale(letter, texts),
+            regions=tuple(answers.regions[letter]),
         )
         for letter in LETTERS
     )
