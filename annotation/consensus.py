@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from annotation.options import DEFAULT_MIN_AGREEMENT
+from annotation.regions import merge_regions
 from annotation.tables import (
     ADJUDICATION,
     annotated_sources,
@@ -69,7 +70,10 @@ def labels_from_json(text: str) -> tuple[CandidateLabel, ...]:
 
 
 def labels_to_json(labels: tuple[CandidateLabel, ...] | list[CandidateLabel]) -> str:
-    return json.dumps([label.model_dump(mode="json") for label in labels])
+    """The catalog's JSON of four labels (``regions`` only when a label has some: older rows read the same)."""
+    return json.dumps(
+        [label.model_dump(mode="json", exclude=None if label.regions else {"regions"}) for label in labels]
+    )
 
 
 def _same(a: CandidateLabel, b: CandidateLabel) -> bool:
@@ -174,7 +178,8 @@ def consensus_of(
     ballots = list(votes.values())
     if adjudicated is not None:
         agreement = agreement_with(ballots, adjudicated) if ballots else 1.0
-        return Consensus(source_id, adjudicated, len(ballots), agreement, True, votes), ""
+        labels = merge_regions(votes, adjudicated)
+        return Consensus(source_id, labels, len(ballots), agreement, True, votes), ""
     if not ballots and unreviewed:
         return None, f"no accepted answer ({unreviewed} not accepted by a review yet)"
     if not ballots:
@@ -184,7 +189,8 @@ def consensus_of(
     labels_or_none, agreement, reason = majority_vote(ballots, min_agreement)
     if labels_or_none is None:
         return None, reason
-    return Consensus(source_id, labels_or_none, len(ballots), agreement, False, votes), ""
+    labels = merge_regions(votes, labels_or_none)
+    return Consensus(source_id, labels, len(ballots), agreement, False, votes), ""
 
 
 def iter_consensus(
