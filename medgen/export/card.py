@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Any
 from medgen.export.config import ExportConfig
 from medgen.export.layout import SPLITS
 from schemas import BenchmarkSample
-from schemas.taxonomy import LETTERS, QUESTION_DIMENSIONS, TAXONOMY
+from schemas.regions import Region
+from schemas.taxonomy import LETTERS, OVERALL, QUESTION_DIMENSIONS, TAXONOMY
 
 if TYPE_CHECKING:
     import datasets
 
 FIGURE = "samples.png"
 FIGURE_SAMPLES = 3
+FigureSample = tuple[str, str, list[bytes], list[list[Region]]]  # dimension, answer, images, regions
 
 
 @dataclass
@@ -40,7 +42,10 @@ class CardStats:
     skipped: Counter[str] = field(default_factory=Counter)
     rationales: Counter[str] = field(default_factory=Counter)  # samples per rationale origin
     teachers: Counter[str] = field(default_factory=Counter)  # samples per teacher model
-    figure: list[tuple[str, str, list[bytes]]] = field(default_factory=list)
+    figure: list[FigureSample] = field(default_factory=list)
+    region_figure: list[FigureSample] = field(default_factory=list)  # the first questions that have regions
+    regions: Counter[str] = field(default_factory=Counter)  # consensus regions per tag (overall questions)
+    region_agreement: list[float] = field(default_factory=list)  # agreed / of per region of several people
     _last_source: str = ""
 
     def add(self, split: str, sample: BenchmarkSample, images: list[bytes]) -> None:
@@ -59,7 +64,16 @@ class CardStats:
                 self.models[f"{provenance.backend}: {provenance.model_id}{revision}"] += 1
                 self.recipes[provenance.recipe] += 1
             if len(self.figure) < FIGURE_SAMPLES:  # the first question of the first few sources
-                self.figure.append((sample.dimension, sample.answer, list(images)))
+                self.figure.append((sample.dimension, sample.answer, list(images), sample.regions))
+        if any(sample.regions):
+            if len(self.region_figure) < FIGURE_SAMPLES and (
+                not self.region_figure or self.region_figure[-1][2] != images
+            ):
+                self.region_figure.append((sample.dimension, sample.answer, list(images), sample.regions))
+            if sample.dimension == OVERALL or not sample.acceptable.count(True):  # each region counted once
+                regions = [region for candidate in sample.regions for region in candidate]
+                self.regions.update(region.tag for region in regions)
+                self.region_agreement += [region.agreed / region.of for region in regions if region.of > 1]
 
     def rationale(self, origin: str, teacher: str | None = None) -> None:
         self.rationales[origin] += 1
@@ -73,19 +87,31 @@ class CardStats:
         return {split: dict(sorted(self.counts[split].items())) for split in SPLITS if split in self.counts}
 
 
-def _figure_png(samples: list[tuple[str, str, list[bytes]]]) -> bytes:
+def _figure_png(samples: list[FigureSample]) -> bytes:
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+    from matplotlib.patches import Circle, Rectangle
     from PIL import Image
 
     rows = max(1, len(samples))
     fig = Figure(figsize=(2.2 * (1 + len(LETTERS)), 2.5 * rows))
     axes = fig.subplots(rows, 1 + len(LETTERS), squeeze=False)
-    for row, (dimension, answer, images) in enumerate(samples):
+    for row, (dimension, answer, images, regions) in enumerate(samples):
         for col, data in enumerate(images):
+            ax = axes[row][col]
             with Image.open(io.BytesIO(data)) as image:
                 image.thumbnail((192, 192))
-                axes[row][col].imshow(image.convert("RGB"))
-            axes[row][col].set_title("source" if col == 0 else LETTERS[col - 1], fontsize=9)
+                ax.imshow(image.convert("RGB"))
+                w, h = image.size
+            ax.set_title("source" if col == 0 else LETTERS[col - 1], fontsize=9)
+            for region in regions[col - 1] if col else []:  # consensus regions, in the image's pixels
+                x0, y0, x1, y1 = region.box[0] * w, region.box[1] * h, region.box[2] * w, region.box[3] * h
+                shape = (
+                    Circle((x0, y0), 4, fill=False, color="red", lw=2)
+                    if region.is_point
+                    else Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="red", lw=2)
+                )
+                ax.add_patch(shape)
+                ax.text(x0, y0, region.tag, color="white", fontsize=6, va="bottom", backgroundcolor="red")
         axes[row][0].set_ylabel(f"{dimension}\nanswer {answer}", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
@@ -272,7 +298,31 @@ def _labels(stats: CardStats) -> list[str]:
         "Each dimension's `*_other` tag is a defect no other tag names; the annotator described it in words, "
         "kept in the `rationale` column.",
         "",
+        *_regions(stats),
     ]
+
+
+def _regions(stats: CardStats) -> list[str]:
+    """Where the defects are: regions per tag and how far annotators agreed on them (none: no lines)."""
+    if not stats.regions:
+        return []
+    agreement = stats.region_agreement
+    lines = [
+        "## Defect regions",
+        "",
+        f"{sum(stats.regions.values())} regions (the red boxes in the figure above). The `regions` column holds, "
+        "per candidate, the regions of the question's dimension (all of them for `overall`): the tag, the box "
+        "`[x0, y0, x1, y1]` in fractions of the image (a point when x0 = x1 and y0 = y1), and `agreed` of `of` "
+        "annotators who marked that tag there (regions merged by IoU >= 0.5, the box the median).",
+        "",
+    ]
+    if agreement:
+        lines += [
+            f"Regions marked by several annotators: {len(agreement)}; mean share agreeing "
+            f"{sum(agreement) / len(agreement):.2f}.",
+            "",
+        ]
+    return lines + _table(["tag", "regions"], [[tag, n] for tag, n in sorted(stats.regions.items())]) + [""]
 
 
 def _provenance(stats: CardStats) -> list[str]:
@@ -330,7 +380,7 @@ def write_card(
     skipped: int,
 ) -> Path:
     """Write ``README.md`` (YAML metadata + body) and the figure into the export folder."""
-    (folder / FIGURE).write_bytes(_figure_png(stats.figure))
+    (folder / FIGURE).write_bytes(_figure_png(stats.region_figure or stats.figure))
     text = f"---\n{_metadata(stats, features, shards)}\n---\n\n{card_markdown(stats, changes, previous, skipped)}"
     path = folder / "README.md"
     path.write_text(text)

@@ -79,6 +79,20 @@ def _generation_features() -> dict[str, Any]:
     }
 
 
+def region_features() -> dict[str, Any]:
+    """One region in the ``regions`` column: its tag, box (x0, y0, x1, y1 in fractions of the image; a point
+    when x0 == x1 and y0 == y1), how many annotators agreed of how many marked the tag, and who."""
+    from datasets import List, Value
+
+    return {
+        "tag": Value("string"),
+        "box": List(Value("float32"), length=4),
+        "agreed": Value("int32"),
+        "of": Value("int32"),
+        "annotators": List(Value("string")),
+    }
+
+
 def dataset_features() -> datasets.Features:
     """The dataset's columns; images decode as PIL images, ``dimension`` is a ClassLabel."""
     from datasets import ClassLabel, Features, List, Value
@@ -103,6 +117,7 @@ def dataset_features() -> datasets.Features:
             "agreement": Value("float64"),
             "votes": List({"annotator": Value("string"), "answer": Value("string")}),
             "generation": List(_generation_features()),
+            "regions": List(List(region_features())),
             "dataset_version": Value("string"),
             "prompt": message,
             "completion": message,
@@ -123,7 +138,9 @@ def content_hash(sample: BenchmarkSample, image_digests: Sequence[str]) -> str:
 
     ``image_digests`` are the sha256 hex digests of the embedded image bytes, in order.
     """
-    content = sample.model_dump(mode="json", exclude={"images", "dataset_version"})
+    # A sample without regions hashes as before regions existed: upgrading changes no unchanged sample.
+    exclude = {"images", "dataset_version"} | (set() if any(sample.regions) else {"regions"})
+    content = sample.model_dump(mode="json", exclude=exclude)
     content["images"] = list(image_digests)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
 

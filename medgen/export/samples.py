@@ -19,7 +19,8 @@ from medgen.export.rationales import RationaleSource, TeacherRationale, origin_o
 from schemas import AnnotatorAnswer, BenchmarkSample, Candidate, CandidateLabel
 from schemas.models import answer_letters, format_answer, sample_id
 from schemas.prompts import completion_messages, prompt_messages, question_text, rationale_text
-from schemas.taxonomy import LETTERS, NUM_CANDIDATES, QUESTION_DIMENSIONS
+from schemas.regions import Region
+from schemas.taxonomy import LETTERS, NUM_CANDIDATES, OVERALL, QUESTION_DIMENSIONS, tag_dimensions
 
 if TYPE_CHECKING:
     from medgen.workspace import Workspace
@@ -82,10 +83,7 @@ def injected_labels(candidates: Sequence[Candidate]) -> SourceLabels:
     unknown = [c.letter for c in candidates if c.injected_defects is None]
     if unknown:
         raise SampleError(f"candidate(s) {','.join(unknown)} have no injected ground truth (not synthetic)")
-    labels = tuple(
-        CandidateLabel(defects=tuple(c.injected_defects or ()), acceptable=not c.injected_defects)
-        for c in sorted(candidates, key=lambda c: c.slot)
-    )
+    labels = tuple(c.injected_label() for c in sorted(candidates, key=lambda c: c.slot))
     return SourceLabels(labels=labels, num_annotators=0, agreement=1.0)
 
 
@@ -230,6 +228,7 @@ def build_source_samples(
                         for name, vote in sorted(labels.votes.items())
                     ],
                     generation=generation,
+                    regions=question_regions(labels.labels, dimension),
                     dataset_version=dataset_version,
                     prompt=prompt_messages(question),
                     completion=completion_messages(reasoning, answer),
@@ -240,6 +239,13 @@ def build_source_samples(
     if not samples:
         raise SampleError("no question: no candidate is defective or acceptable")
     return samples
+
+
+def question_regions(labels: Sequence[CandidateLabel], dimension: str) -> list[list[Region]]:
+    """Each candidate's regions that the question about ``dimension`` is about (every one for overall)."""
+    if dimension == OVERALL:
+        return [list(label.regions) for label in labels]
+    return [[r for r in label.regions if tag_dimensions()[r.tag] == dimension] for label in labels]
 
 
 def assign_split(source_id: str, ratios: dict[str, float]) -> str:
