@@ -37,10 +37,11 @@ def _sorted_letters() -> str:
 COMPLETION_RE = re.compile(
     r"^\s*<think>(?:(?!</?think>|</?answer>).)+</think>\s*<answer>\s*(?P<answer>"
     + _sorted_letters()
-    + r")\s*</answer>\s*$",
+    + r")\s*</answer>\s*(?:<boxes>[^<]*</boxes>\s*)?$",
     re.DOTALL | re.IGNORECASE,
 )
-"""A well-formed completion: reasoning in one <think>, then sorted, unique letters in one <answer>."""
+"""A well-formed completion: reasoning in one <think>, then sorted, unique letters in one <answer>, and (the
+answer variant with boxes, ``schemas.regions``) where the answered images' defects are in one <boxes>."""
 
 
 def completion_answer(text: str) -> str | None:

@@ -18,6 +18,13 @@ ANSWER_INSTRUCTIONS = (
     "separated by commas (one letter, or several such as B,D), inside <answer></answer>."
 )
 
+BOX_INSTRUCTIONS = (
+    "After </answer>, say where each answered image's defect is inside <boxes></boxes>: the letter, then "
+    "(x0,y0,x1,y1) in thousandths of the image, or (x,y) for a point, separated by semicolons, e.g. "
+    "<boxes>B (120,300,550,800); D (400,900)</boxes>."
+)
+"""The answer variant with boxes (``answer_boxes``): asked on the four dimensions' questions, not on overall."""
+
 _TAG = re.compile(r"<\s*/?\s*(?:think|answer)\s*>", re.IGNORECASE)
 
 
@@ -97,8 +104,36 @@ def rationale_text(
     return "\n".join(lines)
 
 
-def completion_text(rationale: str, answer: str) -> str:
-    return f"<think>{rationale}</think><answer>{answer}</answer>"
+def completion_text(rationale: str, answer: str, boxes: str = "") -> str:
+    return f"<think>{rationale}</think><answer>{answer}</answer>{boxes}"
+
+
+def asks_for_boxes(prompt: list[dict[str, Any]]) -> bool:
+    text = prompt[-1]["content"][-1].get("text") or ""
+    return text.endswith(BOX_INSTRUCTIONS)
+
+
+def with_box_instruction(prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The user turn asking for boxes as well (``BOX_INSTRUCTIONS`` after the answer format)."""
+    if asks_for_boxes(prompt):
+        return prompt
+    *first, last = prompt
+    parts = list(last["content"])
+    parts[-1] = {**parts[-1], "text": f"{parts[-1]['text']}\n{BOX_INSTRUCTIONS}"}
+    return [*first, {**last, "content": parts}]
+
+
+def answer_boxes(answer: str, regions: list[list[Any]]) -> str:
+    """The reference ``<boxes>`` text: the best-agreed region of each answered candidate that has one ("" when
+    none has). ``regions`` is the export's column (dicts) or ``Region`` objects, per candidate."""
+    from schemas.regions import Region, format_boxes
+
+    named = {}
+    for letter, candidate in zip(LETTERS, regions, strict=False):
+        if letter in answer.split(",") and candidate:
+            first = candidate[0]
+            named[letter] = [first if isinstance(first, Region) else Region.model_validate(first)]
+    return format_boxes(named)
 
 
 def completion_messages(rationale: str, answer: str) -> list[dict[str, Any]]:

@@ -75,6 +75,14 @@ class MedgenArguments:
             "(small datasets: saves decoding full-size PNGs at every step)."
         },
     )
+    answer_boxes: bool = field(
+        default=False,
+        metadata={
+            "help": "The answer variant with boxes: each dimension question also asks where the answered images' "
+            "defects are (<boxes>B (120,300,550,800)</boxes> after </answer>); SFT learns the export's regions, "
+            "GRPO adds the localisation reward. Needs an export with regions."
+        },
+    )
     freeze_vision_tower: bool = field(
         default=True,
         metadata={"help": "Keep the vision encoder frozen; train the merger and language model."},

@@ -65,6 +65,41 @@ def preload_images(dataset: Any, image_processor: Any) -> Any:  # -> datasets.Da
     return dataset.map(resize, keep_in_memory=True, desc="preloading images")
 
 
+def with_answer_boxes(dataset: Any) -> Any:  # -> datasets.Dataset
+    """The split in the answer variant with boxes: every dimension question's prompt asks for boxes
+    (``schemas.prompts.BOX_INSTRUCTIONS``) and its reference completion names the answered candidates' regions;
+    publishable questions stay as they are. Refused when the export has no regions."""
+    if "regions" not in dataset.column_names:
+        raise MedgenError(
+            "answer_boxes needs an export with a regions column (push --regions, or --labels injected)"
+        )
+    regions = dataset.select_columns(["regions"])["regions"]
+    if not any(box for row in regions for box in row):
+        raise MedgenError("answer_boxes needs regions, and no row of this split has one")
+    import datasets
+
+    from schemas.prompts import answer_boxes, with_box_instruction
+    from schemas.taxonomy import OVERALL, QUESTION_DIMENSIONS
+
+    feature = dataset.features["dimension"]
+    names = feature.names if isinstance(feature, datasets.ClassLabel) else None
+
+    def ask(row: dict[str, Any]) -> dict[str, Any]:
+        dimension = names[row["dimension"]] if names else row["dimension"]
+        if dimension == OVERALL or dimension not in QUESTION_DIMENSIONS:
+            return {}
+        changed: dict[str, Any] = {"prompt": with_box_instruction(row["prompt"])}
+        if "completion" in row:
+            turn = row["completion"][0]
+            text = turn["content"][0]["text"] + answer_boxes(row["answer"], row["regions"])
+            changed["completion"] = [{**turn, "content": [{**turn["content"][0], "text": text}]}]
+        return changed
+
+    raw = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    asked = raw.map(ask, desc="asking for boxes", keep_in_memory=True)
+    return asked.cast_column("images", dataset.features["images"])
+
+
 AUGMENTED_COLUMNS = ("images", "defects", "acceptable", "dimension")
 """What a row needs for ``with_candidate_orders`` to show its candidates in another order."""
 
@@ -90,6 +125,8 @@ def reordered(row: dict[str, Any], order: list[int], dimension: str) -> dict[str
     }
     if "rationale" in row:
         changed["rationale"] = reasoning
+    if "regions" in row:
+        changed["regions"] = [row["regions"][i] for i in order]
     return changed
 
 

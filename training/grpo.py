@@ -13,8 +13,10 @@ from training.run import prepare_run, train_and_finish
 
 
 def reward_functions(config: GRPOConfig) -> list[Any]:
-    """The rewards, in the order of ``config.reward_weights``: DPA accuracy, then format."""
-    return [rewards.make_dpa_accuracy(config.dpa_lambda0, config.dpa_schedule), rewards.format_reward]
+    """The rewards, in the order of ``config.reward_weights``: DPA accuracy, format, and with ``answer_boxes``
+    localisation (off otherwise: an export without regions has nothing to reward)."""
+    functions = [rewards.make_dpa_accuracy(config.dpa_lambda0, config.dpa_schedule), rewards.format_reward]
+    return [*functions, rewards.localisation_reward] if config.answer_boxes else functions
 
 
 def vllm_start_folder(model: Any, processor: Any, config: Any) -> Path | None:

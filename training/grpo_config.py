@@ -36,6 +36,13 @@ class GRPOConfig(MedgenArguments, trl.GRPOConfig):
     format_reward_weight: float = field(
         default=0.5, metadata={"help": "Weight of the <think>...</think><answer>...</answer> format reward."}
     )
+    localisation_reward_weight: float = field(
+        default=0.5,
+        metadata={
+            "help": "Weight of the localisation reward (IoU of the named boxes with the export's regions); used "
+            "only with answer_boxes."
+        },
+    )
 
     hard_cases: bool = field(
         default=False,
@@ -66,9 +73,13 @@ class GRPOConfig(MedgenArguments, trl.GRPOConfig):
         except ValueError as error:
             raise MedgenError(f"DPA reward: {error}") from None
         weights = [self.dpa_reward_weight, self.format_reward_weight]
+        if self.answer_boxes:
+            weights.append(self.localisation_reward_weight)
         # A run's saved train_config.yaml holds the derived reward_weights: accept them when they agree.
         if self.reward_weights is not None and [float(w) for w in self.reward_weights] != weights:
-            raise MedgenError("set dpa_reward_weight and format_reward_weight instead of reward_weights")
+            raise MedgenError(
+                "set dpa_reward_weight, format_reward_weight and localisation_reward_weight instead of reward_weights"
+            )
         self.reward_weights = weights
         if not self.model_name_or_path:
             self.model_name_or_path = str(Path(self.output_dir or ".").parent / "sft")

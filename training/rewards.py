@@ -18,6 +18,7 @@ from typing import Any
 
 from schemas import LETTERS
 from schemas.models import COMPLETION_RE
+from schemas.regions import Region, iou, parse_boxes, points_to
 
 ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 FORMAT_RE = COMPLETION_RE  # one definition of a well-formed completion: schemas.models
@@ -121,3 +122,37 @@ def make_dpa_accuracy(lambda0: float = DEFAULT_LAMBDA0, schedule: str = "cosine"
 
     dpa_accuracy_configured.__name__ = "dpa_accuracy"
     return dpa_accuracy_configured
+
+
+def localisation_score(text: str, answer: str, regions: list[list[Any]]) -> float | None:
+    """How well a completion's ``<boxes>`` place the answer's defects: per answered candidate with a true region,
+    the best IoU of a box it names for that letter with a true box (1 for a named point or box centre on a true
+    point, within ``POINT_RADIUS``), averaged; None when no answered candidate has a true region."""
+    named = parse_boxes(text)
+    scores = []
+    for letter, candidate in zip(LETTERS, regions, strict=False):
+        if letter not in answer.split(",") or not candidate:
+            continue
+        truths = [r if isinstance(r, Region) else Region.model_validate(r) for r in candidate]
+        best = 0.0
+        for guess in named.get(letter, []):
+            for truth in truths:
+                if truth.is_point or guess.is_point:
+                    best = max(best, float(points_to(guess, truth)))
+                else:
+                    best = max(best, iou(guess.box, truth.box))
+        scores.append(best)
+    return sum(scores) / len(scores) if scores else None
+
+
+def localisation_reward(
+    completions: list[Any], answer: list[str], regions: list[list[Any]] | None = None, **kwargs: Any
+) -> list[float]:
+    """GRPO's localisation term (``answer_boxes``): ``localisation_score`` against the export's ``regions``
+    column; 0 where the question has no true region (the same for every completion of it: no signal)."""
+    if regions is None:
+        return [0.0] * len(completions)
+    return [
+        localisation_score(completion_text(c), a, r) or 0.0
+        for c, a, r in zip(completions, answer, regions, strict=True)
+    ]

@@ -57,13 +57,21 @@ def prepare_run(
 
     Checks that cost no weights come first: a bad dataset or model path fails before anything loads.
     """
-    from training.data import check_columns, load_split, preload_images, with_candidate_orders
+    from training.data import (
+        check_columns,
+        load_split,
+        preload_images,
+        with_answer_boxes,
+        with_candidate_orders,
+    )
     from training.model import check_vlm, load_model, load_processor
 
     if dataset is None:
         dataset = load_split(config.dataset, config.dataset_split, config.dataset_revision)
     check_columns(dataset, columns, config.dataset or "given")
     dataset = with_candidate_orders(dataset, getattr(config, "candidate_orders", 1), config.seed)
+    if config.answer_boxes:
+        dataset = with_answer_boxes(dataset)
     if model is None:
         check_vlm(config.model_name_or_path, config.model_revision)
     checkpoint = start_run(config, resume)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from schemas.prompts import ANSWER_INSTRUCTIONS, question_text, rationale_text
+from schemas.prompts import ANSWER_INSTRUCTIONS, BOX_INSTRUCTIONS, question_text, rationale_text
 from schemas.taxonomy import QUESTION_DIMENSIONS, TAXONOMY
 
 # Qwen2.5-VL's special tokens, in its order, so the model config keeps the real token roles.
@@ -23,7 +23,7 @@ SPECIAL_TOKENS = (
     "<|image_pad|>",
     "<|video_pad|>",
 )
-FORMAT_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+FORMAT_TAGS = ("<think>", "</think>", "<answer>", "</answer>", "<boxes>", "</boxes>")
 VOCAB_SIZE = 1024  # an upper bound: medgen's prompt text yields about 900 tokens
 # 56x56 pixels max: 4x4 patches of 14 px, merged 2x2 -> 4 tokens per image, 20 for the five images.
 MAX_PIXELS = 56 * 56
@@ -50,6 +50,11 @@ def _corpus() -> list[str]:
             labels += [ok] * (4 - len(labels))
             texts.append(f"<think>{rationale_text(labels, dimension)}</think><answer>A,B,C</answer>")
     texts += [f"<answer>{a}</answer>" for a in ("A", "B", "C", "D", "A,C", "B,D", "A,B,C,D")]
+    # The answer variant with boxes: its instruction, and coordinates in thousandths as it writes them.
+    texts += [
+        BOX_INSTRUCTIONS,
+        *(f"<boxes>A ({n},{n + 5},{n + 50},{n + 95}); B ({n},{n})</boxes>" for n in range(0, 1000, 7)),
+    ]
     return texts
 
 
@@ -98,7 +103,9 @@ def build_processor():  # -> transformers.Qwen2_5_VLProcessor
     )
 
 
-def build_tiny_vlm(output_dir: Path, seed: int = 0, hidden: int = 64, layers: int = 2) -> Path:
+def build_tiny_vlm(
+    output_dir: Path, seed: int = 0, hidden: int = 64, layers: int = 2, vision_depth: int = 2
+) -> Path:
     """Save a tiny random-weight ``Qwen2_5_VLForConditionalGeneration`` and its processor in ``output_dir``.
 
     Loadable with ``Qwen2_5_VLForConditionalGeneration.from_pretrained(output_dir)`` and
@@ -111,9 +118,10 @@ def build_tiny_vlm(output_dir: Path, seed: int = 0, hidden: int = 64, layers: in
     processor = build_processor()
     tokenizer = processor.tokenizer
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-    if hidden % 16 or hidden < 32 or layers < 1:
+    if hidden % 16 or hidden < 32 or layers < 1 or vision_depth < 2:
         raise ValueError(
-            f"hidden must be a multiple of 16 (at least 32) and layers positive; got {hidden}, {layers}"
+            "hidden must be a multiple of 16 (at least 32), layers positive and vision_depth at least 2;"
+            f" got {hidden}, {layers}, {vision_depth}"
         )
     heads = hidden // 16  # head_dim 16, so the mrope sections below stay (2, 3, 3)
     config = Qwen2_5_VLConfig(
@@ -137,12 +145,12 @@ def build_tiny_vlm(output_dir: Path, seed: int = 0, hidden: int = 64, layers: in
             "pad_token_id": ids["<|endoftext|>"],
         },
         vision_config={
-            "depth": 2,
+            "depth": vision_depth,
             "hidden_size": hidden,
             "intermediate_size": 2 * hidden,
             "num_heads": heads,
             "out_hidden_size": hidden,
-            "fullatt_block_indexes": [1],
+            "fullatt_block_indexes": list(range(1, vision_depth, 2)),
             "window_size": 112,
         },
         image_token_id=ids["<|image_pad|>"],

@@ -94,15 +94,27 @@ def load_model(
     return loaded
 
 
-def training_image_bound(checkpoint: str) -> int | None:
-    """``image_max_pixels`` a medgen run trained ``checkpoint`` with (its saved config), if it says."""
+def trained_setting(checkpoint: str, key: str) -> Any:
+    """A setting a medgen run trained ``checkpoint`` with (its saved config), None when it does not say."""
     import yaml
 
     saved = Path(checkpoint) / TRAINED_CONFIG
     if not saved.is_file():
         return None
-    value = (yaml.safe_load(saved.read_text()) or {}).get("image_max_pixels")
+    return (yaml.safe_load(saved.read_text()) or {}).get(key)
+
+
+def training_image_bound(checkpoint: str) -> int | None:
+    """``image_max_pixels`` a medgen run trained ``checkpoint`` with (its saved config), if it says."""
+    value = trained_setting(checkpoint, "image_max_pixels")
     return int(value) if value else None
+
+
+def wants_boxes(config: InferenceConfig) -> bool:
+    """Whether to ask for boxes: as configured, else as the checkpoint was trained (endpoints: no)."""
+    if config.answer_boxes is not None:
+        return config.answer_boxes
+    return bool(config.model and not config.endpoint and trained_setting(config.model, "answer_boxes"))
 
 
 class CheckpointModel:

@@ -52,6 +52,11 @@ class InferenceConfig(BaseModel):
     device: str | None = Field(
         default=None, description="torch device for checkpoints (default: cuda when available)."
     )
+    answer_boxes: bool | None = Field(
+        default=None,
+        description="Ask for boxes too (the answer variant with boxes: where each answered image's defect is); "
+        "unset: as the checkpoint was trained (`answer_boxes` in its train_config.yaml), else no.",
+    )
     batch_size: int = Field(default=4, gt=0, description="Questions per generate() call (checkpoint).")
     concurrency: int = Field(default=4, gt=0, description="Requests in flight at once (endpoint).")
     max_retries: int = Field(

@@ -17,6 +17,7 @@ from medgen.errors import MedgenError, one_line
 from medgen.files import atomic_write_text
 from medgen.inference.answering import answering_model
 from medgen.inference.cache import cache_path, generate_cached
+from medgen.inference.checkpoint import wants_boxes
 from schemas.taxonomy import QUESTION_DIMENSIONS
 from training.evaluation import baselines
 from training.evaluation.config import DEFAULT_BASELINES, EvalConfig
@@ -25,6 +26,7 @@ from training.evaluation.metrics import (
     ModelResult,
     Prediction,
     Question,
+    asking_for_boxes,
     questions_from_dataset,
     score_predictions,
     score_text,
@@ -108,6 +110,9 @@ def _model_rows(
     model = answering_model(config)
     kind: Literal["checkpoint", "endpoint"] = "endpoint" if config.endpoint else "checkpoint"
     details = model.details()
+    if wants_boxes(config):  # the answer variant with boxes: the dimension questions ask for them
+        questions = [asking_for_boxes(q) for q in questions]
+        details["answer_boxes"] = True
     cache = cache_path(config.output_dir, name, {**details, "max_new_tokens": config.max_new_tokens})
     if on_progress:
         on_progress(f"scoring {name}", len(questions), 0)

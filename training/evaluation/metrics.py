@@ -6,6 +6,10 @@ Metrics, per question dimension and over all questions (the paper's "overall"):
 - mean DPA score with lambda = 1 (``training.rewards.dpa_score``): partial credit at full weight;
 - format-compliance rate (``training.rewards.format_reward``), for models that write text;
 - answer-parse failures: outputs with no readable ``<answer>letters</answer>``;
+- localisation, where the split has regions (``schemas.regions``): over the answer's candidates that have a true
+  region, the share a named box finds (hit rate at IoU 0.5; a point within ``POINT_RADIUS``) and the share whose
+  named box centre or point lies on a true region (pointing accuracy). A candidate the model names no box for
+  counts as missed, so a model that gives no boxes scores 0 where the split has regions;
 - the number of questions per cell and a seeded bootstrap 95% confidence interval.
 """
 
@@ -21,7 +25,8 @@ from pydantic import BaseModel, Field
 
 from medgen.errors import MedgenError
 from schemas.models import format_answer
-from schemas.taxonomy import OVERALL, QUESTION_DIMENSIONS
+from schemas.regions import Region, hits, parse_boxes, points_to
+from schemas.taxonomy import LETTERS, OVERALL, QUESTION_DIMENSIONS
 from training.rewards import dpa_score, format_reward, parse_answer, parse_gold
 
 ALL = "all"
@@ -47,6 +52,9 @@ class Question:
     prompt: list[dict[str, Any]]
     images: list[Any]
     votes: list[dict[str, str]] = field(default_factory=list)  # exported annotators' own answers
+    regions: list[list[Any]] = field(
+        default_factory=list
+    )  # the export's regions column (none before regions)
 
 
 @dataclass
@@ -63,6 +71,9 @@ class Prediction:
     dpa: float
     format_ok: bool | None
     source_id: str = ""  # questions of one source are resampled together in the bootstrap
+    located: list[tuple[bool, bool]] = field(
+        default_factory=list
+    )  # (hit, pointing) per candidate with a region
 
 
 def score_text(model: str, question: Question, raw: str) -> Prediction:
@@ -73,7 +84,41 @@ def score_text(model: str, question: Question, raw: str) -> Prediction:
     )
     prediction.raw = raw
     prediction.format_ok = format_reward([raw])[0] == 1.0
+    prediction.located = locate(raw, question)
     return prediction
+
+
+def asking_for_boxes(question: Question) -> Question:
+    """The question in the answer variant with boxes (the publishable question stays as it is)."""
+    from dataclasses import replace
+
+    from schemas.prompts import with_box_instruction
+
+    return (
+        question
+        if question.dimension == OVERALL
+        else replace(question, prompt=with_box_instruction(question.prompt))
+    )
+
+
+def locate(raw: str, question: Question) -> list[tuple[bool, bool]]:
+    """(hit at IoU 0.5, pointing) for each answered candidate with a true region (publishable questions: none)."""
+    if question.dimension == OVERALL or not question.regions:
+        return []
+    named = parse_boxes(raw)
+    found = []
+    for letter, candidate in zip(LETTERS, question.regions, strict=False):
+        if letter not in question.answer.split(",") or not candidate:
+            continue
+        truths = [Region.model_validate(region) for region in candidate]
+        guesses = named.get(letter, [])
+        found.append(
+            (
+                any(hits(g, t) for g in guesses for t in truths),
+                any(points_to(g, t) for g in guesses for t in truths),
+            )
+        )
+    return found
 
 
 def score_letters(
@@ -111,6 +156,13 @@ class CellScore(BaseModel):
         default=None, description="Analytic expectation (random baseline)."
     )
     expected_dpa: float | None = Field(default=None, description="Analytic expectation (random baseline).")
+    located_n: int = Field(
+        default=0, description="Answered candidates with a true region (localisation's n)."
+    )
+    box_hit_rate: float | None = Field(default=None, description="Share found by a named box at IoU 0.5.")
+    pointing: float | None = Field(
+        default=None, description="Share whose named box centre lies on a true region."
+    )
 
 
 class ModelResult(BaseModel):
@@ -168,6 +220,7 @@ def score_cell(predictions: Sequence[Prediction], resamples: int = 1000, seed: i
     correct = np.array([p.correct for p in predictions], dtype=float)
     dpa = np.array([p.dpa for p in predictions], dtype=float)
     formatted = [p.format_ok for p in predictions if p.format_ok is not None]
+    located = [pair for p in predictions for pair in p.located]
     rng = np.random.default_rng(seed)
     # Questions without a known source (hand-made ones) each stand alone.
     groups = [p.source_id or f"question:{p.id}:{i}" for i, p in enumerate(predictions)]
@@ -179,6 +232,9 @@ def score_cell(predictions: Sequence[Prediction], resamples: int = 1000, seed: i
         dpa_ci95=bootstrap_ci(dpa, resamples, rng, groups),
         format_rate=float(np.mean(formatted)) if formatted else None,
         parse_failures=sum(p.parsed is None for p in predictions),
+        located_n=len(located),
+        box_hit_rate=float(np.mean([hit for hit, _ in located])) if located else None,
+        pointing=float(np.mean([point for _, point in located])) if located else None,
     )
 
 
@@ -224,6 +280,7 @@ def questions_from_dataset(dataset: Any, limit: int | None = None) -> list[Quest
                 prompt=row["prompt"],
                 images=row["images"],
                 votes=list(row.get("votes") or []),  # exports before 0.2 have no votes column
+                regions=list(row.get("regions") or []),  # nor before regions
             )
         )
     return questions

@@ -99,10 +99,35 @@ def markdown(title: str, models: Sequence[ModelResult], notes: Sequence[str] = (
         lines.append(
             f"| {model.name} | {model.kind} | {s.n} | {percent(s.accuracy)} | {dpa} | {percent(s.format_rate)} | {s.parse_failures} |"
         )
+    lines += localisation_lines(models)
     notes = [*notes, *model_notes(models)]
     if notes:
         lines += ["", *(f"- {note}" for note in notes)]
     return "\n".join(lines) + "\n"
+
+
+def localisation_lines(models: Sequence[ModelResult]) -> list[str]:
+    """Where the split has regions: per dimension, the share of answered candidates with a true region that the
+    model's named box finds at IoU 0.5, and that its box centre points at (none: no lines)."""
+    located = [m for m in models if (m.scores.get(DIMENSIONS) or m.scores[ALL]).located_n]
+    if not located:
+        return []
+    dims = (*(d.id for d in TAXONOMY.dimensions), DIMENSIONS)
+    shown = [d for d in dims if any(d in m.scores and m.scores[d].located_n for m in located)]
+
+    def cell(model: ModelResult, column: str) -> str:
+        s = model.scores.get(column)
+        if s is None or not s.located_n:
+            return "–"
+        return f"{percent(s.box_hit_rate)} / {percent(s.pointing)} (n={s.located_n})"
+
+    return [
+        "",
+        "Localisation: of the answered candidates with a true region, the share a named box finds (hit at IoU "
+        "0.5) / the share its centre points at (%); a candidate without a named box counts as missed:",
+        "",
+        *_cell_table(located, shown, cell),
+    ]
 
 
 def model_notes(models: Sequence[ModelResult]) -> list[str]:
