@@ -37,6 +37,7 @@ from annotation.tables import prefill_rows, save_prefills
 from medgen.errors import MedgenError
 from medgen.workspace import Workspace
 from schemas import LETTERS, NUM_CANDIDATES, TAXONOMY, Candidate, CandidateLabel
+from schemas.regions import Region, region_kinds
 
 SIMULATED = "simulated"
 SIMULATED_MODEL = "medgen-simulated-screener"
@@ -59,6 +60,12 @@ class Prefill:
     labels: tuple[CandidateLabel, ...]
     score: float | None  # the screener's confidence in the task (lowest over its candidates)
     model_version: str
+
+    def without_regions(self) -> Prefill:
+        if not any(label.regions for label in self.labels):
+            return self
+        labels = tuple(label.model_copy(update={"regions": ()}) for label in self.labels)
+        return Prefill(labels, self.score, self.model_version)
 
 
 def known_labels(candidates: list[Candidate]) -> tuple[CandidateLabel, ...] | None:
@@ -94,17 +101,27 @@ def _label_from_screen(record: dict[str, object]) -> CandidateLabel:
         dimensions = [max(shares, key=lambda d: shares[d])] if shares else [TAXONOMY.dimensions[0].id]
     tags: list[str] = []
     notes: list[str] = []
+    regions: list[Region] = []
+    boxes: dict[str, list[list[float]]] = dict(record.get("boxes") or {})  # type: ignore[arg-type]
     for dimension_id in dimensions:
         dimension = TAXONOMY.dimension(dimension_id)
         reason = reasons.get(dimension_id) or reasons.get("overall") or ""
         named = [t.id for t in dimension.tags if not t.needs_note and t.label.lower() in reason.lower()]
-        if named:
-            tags += named
-        else:
-            tags += [t.id for t in dimension.tags if t.needs_note][:1]
+        if not named:
+            named = [t.id for t in dimension.tags if t.needs_note][:1]
             notes.append(reason)
+        tags += named
+        # The model's boxes for this dimension go with its first tag that is marked with a region of that kind.
+        for box in boxes.get(dimension_id, []):
+            kind = "point" if box[0] == box[2] and box[1] == box[3] else "box"
+            tag = next((t for t in named if region_kinds()[t] == kind), None)
+            if tag is not None:
+                regions.append(Region(tag=tag, box=tuple(box)))  # type: ignore[arg-type]
     return CandidateLabel(
-        defects=tuple(tags), acceptable=False, rationale=" ".join(n for n in notes if n)[:300]
+        defects=tuple(tags),
+        acceptable=False,
+        rationale=" ".join(n for n in notes if n)[:300],
+        regions=tuple(regions),
     )
 
 

@@ -322,6 +322,8 @@ def plan(
     scores: dict[str, float] = {}
     if prefill_of is not None:
         prefills = {s: p for s in new if (p := prefill_of(s, catalog.candidates(s))) is not None}
+        if not config.regions:  # a queue without the region controls shows no pre-filled region
+            prefills = {s: p.without_regions() for s, p in prefills.items()}
         missing = [s for s in new if s not in prefills]
         if config.order == "uncertainty":
             unscored = [s for s, p in prefills.items() if p.score is None]

@@ -37,6 +37,7 @@ from medgen.errors import MedgenError
 from medgen.files import atomic_write_text
 from medgen.inference.answering import answering_model
 from medgen.inference.cache import cache_path, generate_cached
+from medgen.inference.checkpoint import wants_boxes
 from medgen.screen.config import ScreenConfig
 from schemas.taxonomy import LETTERS, NUM_CANDIDATES, OVERALL, QUESTION_DIMENSIONS, TAXONOMY
 
@@ -77,6 +78,11 @@ class CandidateVerdict(BaseModel):
     unparsed: int = Field(description="Samples whose answer could not be read, over the five questions.")
     checks: list[dict[str, Any]] | None = Field(
         default=None, description="The automatic checks' findings (`medgen check`); None when not run."
+    )
+    boxes: dict[str, list[list[float]]] = Field(
+        default_factory=dict,
+        description="Per flagged dimension, where the model says the defect is (x0, y0, x1, y1 in fractions of "
+        "the image; a point when x0 == x1 and y0 == y1): only from a model asked for boxes (answer_boxes).",
     )
     conflicts: list[str] = Field(
         default_factory=list,
@@ -147,9 +153,10 @@ def groups_from_workspace(workspace: Any, limit: int | None = None) -> list[Grou
 # ---- asking the model -----------------------------------------------------------------------------
 
 
-def questions_for(groups: Sequence[Group], samples: int) -> list[Any]:
-    """Each group's five questions, ``samples`` times each; images padded to four candidates."""
-    from schemas.prompts import prompt_messages, question_text
+def questions_for(groups: Sequence[Group], samples: int, boxes: bool = False) -> list[Any]:
+    """Each group's five questions, ``samples`` times each; images padded to four candidates. ``boxes``: the
+    dimension questions ask where the defects are too (the answer variant with boxes)."""
+    from schemas.prompts import prompt_messages, question_text, with_box_instruction
     from training.evaluation.metrics import Question
 
     questions = []
@@ -159,6 +166,8 @@ def questions_for(groups: Sequence[Group], samples: int) -> list[Any]:
         images += [images[-1]] * (NUM_CANDIDATES + 1 - len(images))
         for dimension in QUESTION_DIMENSIONS:
             prompt = prompt_messages(question_text(dimension))
+            if boxes and dimension != OVERALL:
+                prompt = with_box_instruction(prompt)
             for k in range(samples):
                 questions.append(
                     Question(
@@ -190,6 +199,7 @@ def verdicts(
 ) -> list[CandidateVerdict]:
     """Aggregate each candidate's samples into its verdict, confidence, flagged dimensions and reasons;
     ``checks`` (candidate id -> findings) go beside it, and every disagreement is listed in ``conflicts``."""
+    from schemas.regions import parse_boxes
     from training.rewards import parse_answer
 
     results = []
@@ -201,12 +211,16 @@ def verdicts(
         for (candidate_id, path), letter in zip(group.candidates, LETTERS, strict=False):
             shares: dict[str, float | None] = {}
             reasons: dict[str, str] = {}
+            boxes: dict[str, list[list[float]]] = {}
             for dimension, parsed in answers.items():
                 readable = [(letters, text) for letters, text in parsed if letters is not None]
                 naming = [text for letters, text in readable if letter in letters]
                 shares[dimension] = len(naming) / len(readable) if readable else None
                 if dimension != OVERALL and naming and len(naming) / len(readable) >= config.threshold:
                     reasons[dimension] = reason_for(naming[0], letter)  # why it is unreasonable
+                    named = next((found for t in naming if (found := parse_boxes(t).get(letter))), [])
+                    if named:  # the first sample naming it that also says where
+                        boxes[dimension] = [list(region.box) for region in named]
             p_publishable = shares.pop(OVERALL)
             if p_publishable is None:
                 verdict, publishable, confidence = "unknown", None, None
@@ -240,6 +254,7 @@ def verdicts(
                     samples=config.samples,
                     unparsed=unparsed,
                     checks=found,
+                    boxes={d: b for d, b in boxes.items() if d in flagged},
                     conflicts=conflicts(publishable, flagged, found or []),
                 )
             )
@@ -295,6 +310,20 @@ def write_outputs(
     return {"jsonl": jsonl, "csv": csv_path, "contact sheet": sheet}
 
 
+def _box_marks(boxes: dict[str, list[list[float]]], names: dict[str, str]) -> str:
+    """The model's boxes over a thumbnail: positioned in percent of the image, named by dimension."""
+    marks = []
+    for dimension, found in boxes.items():
+        for x0, y0, x1, y1 in found:
+            point = x0 == x1 and y0 == y1
+            size = "" if point else f"width:{100 * (x1 - x0):.2f}%;height:{100 * (y1 - y0):.2f}%;"
+            marks.append(
+                f'<div class="box{" point" if point else ""}" style="left:{100 * x0:.2f}%;top:{100 * y0:.2f}%;'
+                f'{size}"><span>{html.escape(names.get(dimension, dimension))}</span></div>'
+            )
+    return "".join(marks)
+
+
 def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
@@ -334,7 +363,8 @@ def contact_sheet(results: list[CandidateVerdict], groups: Sequence[Group], conf
             )
             reasons += "".join(f'<li class="conflict">{html.escape(text)}</li>' for text in r.conflicts)
             cells.append(
-                f'<figure class="candidate"><img src="{_thumb(path, config.output_dir)}" alt="{r.letter}">'
+                f'<figure class="candidate"><div class="frame"><img src="{_thumb(path, config.output_dir)}" '
+                f'alt="{r.letter}">{_box_marks(r.boxes, names)}</div>'
                 f'<figcaption><span class="badge {badge}">{r.letter}: {r.verdict}{confidence}</span>'
                 f"<ul>{reasons}</ul></figcaption></figure>"
             )
@@ -351,6 +381,10 @@ figure{{margin:0;width:{THUMB_SIZE}px}} img{{max-width:100%;border-radius:4px}}
 .badge{{display:inline-block;padding:.1rem .5rem;border-radius:1rem;font-weight:600;color:#fff}}
 .ok{{background:#1a7f37}} .bad{{background:#c62828}} .unknown{{background:#777}} .warn{{background:#b26a00}}
 .conflict{{color:#b26a00;font-weight:600}} .check{{color:#444}}
+.frame{{position:relative;display:inline-block;line-height:0}} .box{{position:absolute;border:2px solid #e53935;box-sizing:border-box}}
+.box.point{{width:12px;height:12px;margin:-6px 0 0 -6px;border-radius:50%}}
+.box span{{position:absolute;top:-1.1rem;left:-2px;background:#e53935;color:#fff;font-size:.7rem;line-height:1rem;
+padding:0 .25rem;white-space:nowrap}}
 </style></head><body>
 <h1>Screening: {html.escape(config.model)}</h1>
 <p>{html.escape(where)}; {config.samples} sample(s) per question at temperature {config.temperature:g}; threshold
@@ -388,9 +422,12 @@ def screen(
     """Screen ``groups``; answers already in the output folder's cache are not asked again."""
     if not groups:
         raise MedgenError("nothing to screen: no candidates given, or every workspace source is annotated")
-    questions = questions_for(groups, config.samples)
+    boxes = wants_boxes(config)
+    questions = questions_for(groups, config.samples, boxes)
     model = answering_model(config)
     details = {**model.details(), "max_new_tokens": config.max_new_tokens, "samples": config.samples}
+    if boxes:
+        details["answer_boxes"] = True
     cache = cache_path(config.output_dir, "screen", details)
     done = 0
 

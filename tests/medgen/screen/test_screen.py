@@ -188,3 +188,109 @@ def test_sampling_settings_are_checked(photos, tmp_path):
     assert result.exit_code == 1 and "needs --temperature above 0" in result.output
     result = CliRunner().invoke(app, ["screen", *map(str, photos[:2])])
     assert result.exit_code == 1 and "--model" in result.output
+
+
+def test_boxes_of_a_model_asked_for_them_are_drawn_and_carried_into_pre_fills(
+    chat_server: ChatServer, photos, tmp_path, monkeypatch
+):
+    """A screener trained with answer_boxes: the dimension questions ask for boxes, the verdict keeps them, the
+    contact sheet draws them over the candidate, and a pre-fill from the screen carries them as regions."""
+    from annotation.config import label_result
+    from annotation.prefill import screen_prefills
+    from schemas.prompts import BOX_INSTRUCTIONS
+
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    asked: list[str] = []
+
+    def reply(body: dict) -> tuple[int, str]:
+        question = _question(body)
+        asked.append(question)
+        if "acceptable to publish" in question:
+            return 200, "<think>Image B: it floats.</think><answer>A,C,D</answer>"
+        if TAXONOMY.dimension("placement_layout").description in question:
+            return (
+                200,
+                "<think>Image B: floating above the table.</think><answer>B</answer><boxes>B (200,250,600,750)</boxes>",
+            )
+        if TAXONOMY.dimension("lighting_shadow").description in question:
+            return (
+                200,
+                "<think>Image B: shadow missing under it.</think><answer>B</answer><boxes>B (400,900)</boxes>",
+            )
+        return 200, "<think>Image A: fine.</think><answer>A</answer>"
+
+    chat_server.reply = reply
+    source, *candidates = photos[:5]
+    config = ScreenConfig(
+        model="judge", endpoint=chat_server.url, output_dir=tmp_path / "out", answer_boxes=True
+    )
+    results, paths = screen(groups_from_files(source, candidates), config)
+    assert sum(q.endswith(BOX_INSTRUCTIONS) for q in asked) == 4  # the four dimensions, not publishable
+    b = next(r for r in results if r.letter == "B")
+    assert b.boxes == {
+        "placement_layout": [[0.2, 0.25, 0.6, 0.75]],
+        "lighting_shadow": [[0.4, 0.9, 0.4, 0.9]],
+    }
+    assert next(r for r in results if r.letter == "A").boxes == {}  # flagged without a box: none
+    sheet = paths["contact sheet"].read_text()
+    assert 'class="box" style="left:20.00%;top:25.00%;width:40.00%;height:50.00%;"' in sheet
+    assert 'class="box point" style="left:40.00%;top:90.00%;"' in sheet
+
+    # Pre-fills from this screen: B's tags with the model's boxes as regions (the four candidates as one task).
+    records = [json.loads(line) for line in paths["jsonl"].read_text().splitlines()]
+    source_id = records[0]["source"]
+    prefill = screen_prefills(paths["jsonl"])[source_id]
+    regions = {r.tag: r.box for r in prefill.labels[1].regions}
+    assert regions == {"floating": (0.2, 0.25, 0.6, 0.75), "shadow_missing": (0.4, 0.9, 0.4, 0.9)}
+    assert {item["type"] for item in label_result(prefill.labels)} >= {"rectanglelabels", "keypointlabels"}
+    assert prefill.without_regions().labels[1].regions == ()
+
+
+def test_the_contact_sheet_draws_the_boxes_in_chromium(tmp_path, photos) -> None:
+    """The boxes sit over the candidate's thumbnail where the model put them (looked at in a real browser)."""
+    import shutil
+
+    from medgen.screen.screen import CandidateVerdict, contact_sheet
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    groups = groups_from_files(photos[0], photos[1:3])
+    verdicts = [
+        CandidateVerdict(
+            candidate=cid,
+            source=groups[0].source_id,
+            letter=letter,
+            path=str(path),
+            verdict="reject",
+            publishable=False,
+            confidence=None,
+            p_publishable=0.0,
+            defects={},
+            defective_dimensions=["placement_layout"],
+            reasons={"placement_layout": "floats"},
+            samples=1,
+            unparsed=0,
+            boxes={"placement_layout": [[0.25, 0.5, 0.75, 1.0]]} if letter == "A" else {},
+        )
+        for (cid, path), letter in zip(groups[0].candidates, "AB", strict=False)
+    ]
+    config = ScreenConfig(model="judge", endpoint="http://unused", output_dir=tmp_path)
+    page_path = tmp_path / "contact_sheet.html"
+    page_path.write_text(contact_sheet(verdicts, groups, config))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1200, "height": 700})
+        page.goto(page_path.as_uri())
+        image = page.eval_on_selector(
+            'figure.candidate img[alt="A"]', "e => e.getBoundingClientRect().toJSON()"
+        )
+        box = page.eval_on_selector(".box", "e => e.getBoundingClientRect().toJSON()")
+        page.screenshot(path=str(tmp_path / "contact-sheet-boxes.png"))
+        browser.close()
+    assert box["x"] == pytest.approx(image["x"] + 0.25 * image["width"], abs=1.5)
+    assert box["y"] == pytest.approx(image["y"] + 0.5 * image["height"], abs=1.5)
+    assert box["width"] == pytest.approx(0.5 * image["width"], abs=1.5)
+    assert box["height"] == pytest.approx(0.5 * image["height"], abs=1.5)
