@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -256,3 +257,141 @@ def test_a_rejected_answer_comes_back_to_its_author_on_the_labeling_page(team, b
         "SELECT labels FROM annotations WHERE ls_task_id = ? AND status = 'valid'", (back,)
     )
     assert [label.defects for label in labels_from_json(new[0][0])][1] == ("product_warped",)
+
+
+def _big_image(page, index: int) -> dict:
+    """The ``index``-th large image of the task (original A, A, original B, B, ...), scrolled into view."""
+    box = page.evaluate(
+        """(index) => {
+            const big = [...document.querySelectorAll('img')].filter(i => i.getBoundingClientRect().width > 200);
+            big[index].scrollIntoView({block: 'center'});
+            return big[index].getBoundingClientRect().toJSON();
+        }""",
+        index,
+    )
+    page.wait_for_timeout(300)
+    return (
+        page.evaluate(
+            """(index) => [...document.querySelectorAll('img')]
+            .filter(i => i.getBoundingClientRect().width > 200)[index].getBoundingClientRect().toJSON()""",
+            index,
+        )
+        or box
+    )
+
+
+def test_regions_from_the_labeling_page_to_the_export_and_the_evaluation(ls_root, browser, tmp_path) -> None:
+    """ann1 answers a task without regions; the queues are pushed again with --regions; ann2 answers the same task
+    and drags a box for B's defect: keys and pointer actions counted; pull validates the region, consensus keeps it, the export's
+    regions column holds it, and `medgen eval` reports localisation on that export."""
+    from annotation.consensus import labels_from_json
+    from medgen.export.config import ExportConfig
+    from medgen.export.dataset import export_dataset
+    from medgen.export.load import load_export
+    from training.evaluation.config import EvalConfig
+    from training.evaluation.evaluate import run_eval
+    from training.tiny import build_tiny_vlm
+
+    ws = init_workspace(ls_root / f"regions-{os.urandom(3).hex()}")
+    write_samples(ws.root / "photos", 3, seed=0)
+    add_sources(ws, [ws.root / "photos"])
+    generate(ws, GenerationConfig(backend="synthetic"))
+    seed_labelstudio(ws)
+    info = serve(ws)
+    try:
+        url = info.url
+        push(ws, connect(ws), PushConfig(annotators=["ann1", "ann2"], overlap=2))
+        creds = load_credentials(ws)
+        rows = ws.catalog.query("SELECT annotator, ls_project_id FROM ls_projects")
+        projects = {r["annotator"]: r["ls_project_id"] for r in rows}
+        task_of = {
+            r["annotator"]: r["ls_task_id"]
+            for r in ws.catalog.query(
+                "SELECT annotator, ls_task_id, source_id FROM tasks ORDER BY source_id, annotator"
+            )
+        }
+        source = ws.catalog.query("SELECT source_id FROM tasks WHERE ls_task_id = ?", (task_of["ann1"],))[0][
+            0
+        ]
+        assert (
+            ws.catalog.query("SELECT source_id FROM tasks WHERE ls_task_id = ?", (task_of["ann2"],))[0][0]
+            == source
+        )
+
+        effort: dict[str, Counter[str]] = {"without regions": Counter(), "with regions": Counter()}
+        answer = ("1", "Shift+KeyN", "3", "4", "Control+Enter")  # B floats; submitted
+
+        def press(page, keys: tuple[str, ...], count: Counter[str]) -> None:
+            for key in keys:
+                page.keyboard.press(key)
+                count["keys"] += 1
+
+        page = login(browser, url, creds.accounts["ann1"].email, creds.accounts["ann1"].password)
+        open_task(page, url, projects["ann1"], task_of["ann1"])
+        assert page.locator(".lsf-label", has_text="Floating").count() == 0  # no region controls here
+        press(page, answer, effort["without regions"])
+        page.wait_for_selector("text=Annotation saved successfully", timeout=30_000)
+        # Then the team's queues get the region controls (queues pushed before): their configs are updated.
+        push(ws, connect(ws), PushConfig(annotators=["ann1", "ann2"], overlap=2, regions=True))
+
+        count = effort["with regions"]
+        page = login(browser, url, creds.accounts["ann2"].email, creds.accounts["ann2"].password)
+        open_task(page, url, projects["ann2"], task_of["ann2"])
+        press(page, answer[:-1], count)
+        page.locator(".lsf-label", has_text="Floating").nth(1).click()  # B's "Floating" region label
+        count["pointer"] += 1
+        image = _big_image(page, 3)  # candidate B
+        start = (image["x"] + 0.2 * image["width"], image["y"] + 0.25 * image["height"])
+        end = (image["x"] + 0.6 * image["width"], image["y"] + 0.75 * image["height"])
+        page.mouse.move(*start)
+        page.mouse.down()
+        page.mouse.move(*end, steps=8)
+        page.mouse.up()
+        count["pointer"] += 1  # one drag
+        page.wait_for_timeout(500)
+        screenshot = tmp_path / "labeling-regions.png"
+        page.screenshot(path=str(screenshot))
+        if os.environ.get("MEDGEN_SCREENSHOTS"):
+            shutil.copy(screenshot, Path(os.environ["MEDGEN_SCREENSHOTS"]) / screenshot.name)
+        press(page, answer[-1:], count)
+        page.wait_for_selector("text=Annotation saved successfully", timeout=30_000)
+        print("annotator effort per task:", {k: dict(v) for k, v in effort.items()})
+        assert effort["without regions"] == Counter(keys=5) and effort["with regions"] == Counter(
+            keys=5, pointer=2
+        )
+
+        report = pull(ws, connect(ws))
+        assert report.statuses == {"valid": 2}, report.statuses
+        stored = {
+            r["annotator"]: labels_from_json(r["labels"])
+            for r in ws.catalog.query("SELECT annotator, labels FROM annotations")
+        }
+        assert stored["ann1"][1].regions == ()
+        (region,) = stored["ann2"][1].regions
+        assert region.tag == "floating"
+        assert region.box == pytest.approx((0.2, 0.25, 0.6, 0.75), abs=0.02)
+
+        export = export_dataset(ws, ExportConfig(version="v1", train=0.0, validation=0.0, test=1.0))
+        rows = list(load_export(export.path, "test"))
+        placement = next(r for r in rows if r["source_id"] == source and r["answer"] == "B")
+        (merged,) = placement["regions"][1]
+        assert merged["tag"] == "floating" and (merged["agreed"], merged["of"]) == (1, 1)
+        assert merged["annotators"] == ["ann2"]
+        assert merged["box"] == pytest.approx(list(region.box), abs=1e-3)
+
+        model = build_tiny_vlm(tmp_path / "model")
+        results = run_eval(
+            EvalConfig(
+                dataset=str(export.path),
+                model=str(model),
+                output_dir=tmp_path / "eval",
+                max_new_tokens=8,
+                bootstrap=0,
+                answer_boxes=True,
+            )
+        )
+        assert results.models[0].scores["placement_layout"].located_n == 1
+        assert "Localisation" in (tmp_path / "eval" / "results.md").read_text()
+    finally:
+        stop(ws)
+        ws.close()
