@@ -32,6 +32,7 @@ from annotation.tables import report_rows, review_rows
 from medgen.workspace import Workspace
 from medgen.workspace.catalog import now
 from schemas import LETTERS, TAXONOMY, CandidateLabel
+from schemas.regions import hits
 
 PARTS = (*TAXONOMY.dimension_ids(), "acceptable")
 NO_DEFECT = "no defect"
@@ -92,6 +93,9 @@ class _Person:
     gold_hits: int = 0
     gold_candidates: int = 0
     gold_tasks: int = 0
+    region_hits: int = 0  # true regions of tags they gave that a region of theirs found (IoU 0.5, pointing)
+    region_marked: int = 0  # of those true regions, how many they marked at all
+    region_truths: int = 0  # true regions of the tags they gave on gold tasks
     consensus_hits: Counter[str] = field(default_factory=Counter)
     consensus_n: int = 0
     prefill: Counter[str] = field(default_factory=Counter)
@@ -285,6 +289,12 @@ def _gold(workspace: Workspace, collector: Collector) -> None:
         for given, known in zip(labels, truth, strict=True):
             person.gold_candidates += 1
             person.gold_hits += given.acceptable == known.acceptable and given.defects == known.defects
+            for true in known.regions:  # where: scored on the tags they got right
+                if true.tag in given.defects:
+                    theirs = [region for region in given.regions if region.tag == true.tag]
+                    person.region_truths += 1
+                    person.region_marked += bool(theirs)
+                    person.region_hits += any(hits(region, true) for region in theirs)
 
 
 def _reviews(workspace: Workspace) -> dict[str, Counter[str]]:
@@ -314,6 +324,12 @@ def person_numbers(name: str, person: _Person, reviews: Counter[str]) -> dict[st
             "ci_high": high,
             "candidates": person.gold_candidates,
             "tasks": person.gold_tasks,
+        },
+        "gold_regions": {
+            "hit_rate": person.region_hits / person.region_marked if person.region_marked else None,
+            "ci": wilson(person.region_hits, person.region_marked),
+            "marked": person.region_marked,
+            "n": person.region_truths,
         },
         "agreement_with_consensus": {
             part: {

@@ -128,7 +128,8 @@ def _people_table(numbers: dict[str, Any]) -> str:
     head = (
         "<tr><th>annotator</th><th>answers</th><th>valid</th><th>skipped</th><th>unusable</th><th>rejected</th>"
         "<th>seconds / task: median (IQR)</th><th>gold accuracy (95 % CI, n candidates)</th>"
-        "<th>review acceptance (n)</th><th>pre-fill kept (n)</th></tr>"
+        "<th>review acceptance (n)</th><th>pre-fill kept (n)</th>"
+        "<th>gold regions found, IoU 0.5 (marked of n)</th></tr>"
     )
     rows = []
     for name, p in numbers["annotators"].items():
@@ -142,9 +143,18 @@ def _people_table(numbers: dict[str, Any]) -> str:
             + f'<td class="n">{_num(t["median"], 1)} ({_num(t["q1"], 1)}–{_num(t["q3"], 1)}), n {t["n"]}</td>'
             + f'<td class="n">{_pct(g["accuracy"], 1)} ({_pct(g["ci_low"])}–{_pct(g["ci_high"])}), n {g["candidates"]}</td>'
             + f'<td class="n">{_pct(r["acceptance"])} (n {decided}; {r["waiting"]} waiting)</td>'
-            + f'<td class="n">{_pct(p["prefill"]["kept"])} (n {p["prefill"]["n"]})</td></tr>'
+            + f'<td class="n">{_pct(p["prefill"]["kept"])} (n {p["prefill"]["n"]})</td>'
+            + f'<td class="n">{_regions_cell(p.get("gold_regions") or {})}</td></tr>'
         )
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _regions_cell(regions: dict[str, Any]) -> str:
+    """Where they put the defects on gold tasks (their regions of tags they got right): found share, marked of n."""
+    if not regions.get("n"):
+        return "–"
+    low, high = regions["ci"]
+    return f"{_pct(regions['hit_rate'])} ({_pct(low)}–{_pct(high)}; {regions['marked']} of {regions['n']})"
 
 
 def _consensus_table(numbers: dict[str, Any]) -> str:

@@ -7,6 +7,11 @@ that reads the same five files per row and writes them into Parquet (no validati
 
     .venv/bin/python benchmarks/export_throughput.py                 # 1.5k timing + baseline
     .venv/bin/python benchmarks/export_throughput.py --rss 15000     # + peak RSS at 15k vs 1.5k
+    .venv/bin/python benchmarks/export_throughput.py --regions       # with regions vs without (bar <= 1.10)
+
+``--regions``: the same workspace twice, once with every injected defect's region recorded (a box, a point for
+``shadow_missing``) and once without; each exported twice, alternating, in its own process; the ratio of the best
+times is the cost of the ``regions`` column (merge, validation, the column itself).
 """
 
 from __future__ import annotations
@@ -37,8 +42,21 @@ SAMPLES_PER_SOURCE = 3
 POOL = 48
 
 
-def setup(root: Path, num_samples: int) -> None:
-    """A workspace with num_samples / 3 sources, each with four candidates drawn from a pool of images."""
+def regions_of(tags: list[str], i: int) -> list:
+    """A region per injected tag (deterministic, inside the image): a point for a missing shadow."""
+    from schemas.regions import Region, region_kinds
+
+    found = []
+    for k, tag in enumerate(tags):
+        x, y = 0.1 + 0.05 * ((i + k) % 8), 0.1 + 0.04 * ((i * 3 + k) % 10)
+        box = (x, y, x, y) if region_kinds()[tag] == "point" else (x, y, x + 0.4, y + 0.45)
+        found.append(Region(tag=tag, box=box))
+    return found
+
+
+def setup(root: Path, num_samples: int, regions: bool = False) -> None:
+    """A workspace with num_samples / 3 sources, each with four candidates drawn from a pool of images
+    (``regions``: each injected defect with its region)."""
     from medgen.sources.samples import draw_sample
     from medgen.workspace import init_workspace
     from schemas import Candidate, GenerationProvenance
@@ -76,6 +94,7 @@ def setup(root: Path, num_samples: int) -> None:
             image_key=keys[(i * 7 + slot + 1) % POOL],
             provenance=provenance.model_copy(update={"seed": slot}),
             injected_defects=PATTERNS[i % len(PATTERNS)][slot],
+            injected_regions=regions_of(PATTERNS[i % len(PATTERNS)][slot], i) if regions else None,
         )
         for i in range(num_sources)
         for slot in range(4)
@@ -84,16 +103,24 @@ def setup(root: Path, num_samples: int) -> None:
     workspace.close()
 
 
-def run_export(root: Path) -> dict[str, float]:
+def run_export(root: Path, version: str = "bench") -> dict[str, float]:
     from medgen.export.config import ExportConfig
     from medgen.export.dataset import export_dataset
     from medgen.workspace import open_workspace
 
     with open_workspace(root) as workspace:
         start = time.perf_counter()
-        report = export_dataset(workspace, ExportConfig(version="bench", labels="injected"))
+        report = export_dataset(workspace, ExportConfig(version=version, labels="injected"))
         seconds = time.perf_counter() - start
-    return {"seconds": seconds, "samples": report.num_samples}
+    import pyarrow.parquet as pq
+
+    written = sum(
+        len(region)
+        for path in (report.path / "data").glob("*.parquet")
+        for row in pq.read_table(path, columns=["regions"]).column("regions").to_pylist()
+        for region in row
+    )
+    return {"seconds": seconds, "samples": report.num_samples, "regions": written}
 
 
 def run_baseline(root: Path) -> dict[str, float]:
@@ -128,15 +155,18 @@ def run_baseline(root: Path) -> dict[str, float]:
     return {"seconds": seconds, "samples": samples}
 
 
-def child(mode: str, root: Path) -> None:
-    result = run_export(root) if mode == "export" else run_baseline(root)
+def child(mode: str, root: Path, version: str = "bench") -> None:
+    result = run_export(root, version) if mode == "export" else run_baseline(root)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
 
-def measure(mode: str, root: Path) -> dict[str, float]:
+def measure(mode: str, root: Path, version: str = "bench") -> dict[str, float]:
     output = subprocess.run(
-        [sys.executable, __file__, "--child", mode, str(root)], check=True, capture_output=True, text=True
+        [sys.executable, __file__, "--child", mode, str(root), version],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -149,10 +179,16 @@ def main() -> None:
     parser.add_argument(
         "--rss", type=int, default=0, help="Also export this many samples and compare peak RSS."
     )
-    parser.add_argument("--child", nargs=2, metavar=("MODE", "WORKSPACE"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--regions", action="store_true", help="Export with regions vs without, same workspace (ratio)."
+    )
+    parser.add_argument("--child", nargs=3, metavar=("MODE", "WORKSPACE", "VERSION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], Path(args.child[1]))
+        child(args.child[0], Path(args.child[1]), args.child[2])
+        return
+    if args.regions:
+        compare_regions(args.samples)
         return
     with tempfile.TemporaryDirectory(prefix="medgen-export-bench-") as tmp:
         small = Path(tmp) / "small"
@@ -177,6 +213,28 @@ def main() -> None:
                 f"samples {big['peak_rss_mb']:.0f} MB ({big['seconds']:.0f} s), ratio {ratio:.2f} "
                 f"(bar <= 1.3: {'ok' if ratio <= 1.3 else 'FAIL'})"
             )
+
+
+def compare_regions(samples: int) -> None:
+    """Export the same workspace with and without regions, alternating, twice each; print the ratio."""
+    with tempfile.TemporaryDirectory(prefix="medgen-export-regions-") as tmp:
+        roots = {"plain": Path(tmp) / "plain", "regions": Path(tmp) / "regions"}
+        for name, root in roots.items():
+            setup(root, samples, regions=name == "regions")
+        best: dict[str, float] = {}
+        regions: dict[str, int] = {}
+        for attempt in range(2):
+            for name, root in roots.items():
+                result = measure("export", root, f"bench{attempt}")
+                shutil.rmtree(root / "exports" / f"bench{attempt}")
+                best[name] = min(best.get(name, float("inf")), result["seconds"])
+                regions[name] = int(result["regions"])
+        ratio = best["regions"] / best["plain"]
+        print(
+            f"export with regions: {samples} samples in {best['regions']:.1f} s, without {best['plain']:.1f} s "
+            f"(best of 2 each), ratio {ratio:.3f} (bar <= 1.10: {'ok' if ratio <= 1.10 else 'FAIL'}); regions "
+            f"written {regions['regions']} (without: {regions['plain']})"
+        )
 
 
 if __name__ == "__main__":

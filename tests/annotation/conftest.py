@@ -23,6 +23,7 @@ from annotation.client import TOKEN_ENV, Connection, connect
 from annotation.server import load_credentials, serve, stop
 from medgen.workspace import Workspace, init_workspace
 from schemas import Candidate, GenerationProvenance, SourceImage
+from schemas.regions import Region, region_kinds
 
 # Known labels per slot, cycled over sources: A acceptable, B/C/D with defects in several dimensions.
 DEFECTS = [
@@ -119,8 +120,16 @@ def team_workspace(ls_root) -> Iterator[Workspace]:
     ws.close()
 
 
-def add_sources(ws: Workspace, count: int, known: bool = True, start: int = 0) -> list[str]:
-    """``count`` sources with four candidates each; ``known`` gives them injected (ground-truth) defects."""
+def _region(tag: str) -> Region:
+    point = region_kinds()[tag] == "point"
+    return Region(tag=tag, box=(0.5, 0.9, 0.5, 0.9) if point else (0.2, 0.2, 0.6, 0.6))
+
+
+def add_sources(
+    ws: Workspace, count: int, known: bool = True, start: int = 0, regions: bool = False
+) -> list[str]:
+    """``count`` sources with four candidates each; ``known`` gives them injected (ground-truth) defects,
+    ``regions`` each defect's region too (a box at (0.2, 0.2, 0.6, 0.6), a point at (0.5, 0.9) for a shadow)."""
     ids = []
     for i in range(start, start + count):
         rng = np.random.default_rng(i)
@@ -154,6 +163,9 @@ def add_sources(ws: Workspace, count: int, known: bool = True, start: int = 0) -
                         backend="synthetic", model_id="synthetic", recipe="test", seed=slot
                     ),
                     injected_defects=DEFECTS[(i + slot) % len(DEFECTS)] if known else None,
+                    injected_regions=[_region(tag) for tag in DEFECTS[(i + slot) % len(DEFECTS)]]
+                    if regions
+                    else None,
                 )
             )
         ws.catalog.add_candidates(candidates)

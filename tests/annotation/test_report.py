@@ -141,3 +141,80 @@ def test_the_page_renders_every_section_in_chromium(tmp_path, runner) -> None:
         browser.close()
     if os.environ.get("MEDGEN_SCREENSHOTS"):
         shutil.copy(screenshot, Path(os.environ["MEDGEN_SCREENSHOTS"]) / screenshot.name)
+
+
+def test_gold_tasks_score_where_annotators_put_the_defects(tmp_path) -> None:
+    """On gold tasks the synthetic backend's regions are the truth: a region of a tag the person got right counts
+    as found at IoU 0.5 (a point within reach); the share they marked at all is reported beside it."""
+    from annotation.consensus import labels_to_json
+    from annotation.prefill import known_labels
+    from schemas.regions import Region
+    from tests.annotation.conftest import add_sources
+
+    ws = init_workspace(tmp_path / "ws")
+    sources = add_sources(ws, 4, regions=True)
+    for project, name in ((1, "good"), (2, "off"), (3, "none")):
+        add_queue(ws, project, "annotator", name, name)
+    record_tasks(
+        ws,
+        [
+            (10 * p + i, p, s, ["good", "off", "none"][p - 1], 1)
+            for p in (1, 2, 3)
+            for i, s in enumerate(sources)
+        ],
+    )
+    begin_pull(ws)
+    rows = []
+    for p, name in ((1, "good"), (2, "off"), (3, "none")):
+        for i, source in enumerate(sources):
+            truth = known_labels(ws.catalog.candidates(source))
+            if name == "off":  # the right tags, boxes elsewhere (points far away)
+                truth = tuple(
+                    label.model_copy(
+                        update={
+                            "regions": tuple(
+                                Region(
+                                    tag=r.tag,
+                                    box=(0.0, 0.0, 0.05, 0.05) if not r.is_point else (0.0, 0.0, 0.0, 0.0),
+                                )
+                                for r in label.regions
+                            )
+                        }
+                    )
+                    for label in truth
+                )
+            elif name == "none":
+                truth = tuple(label.model_copy(update={"regions": ()}) for label in truth)
+            rows.append(
+                (
+                    100 * p + i,
+                    10 * p + i,
+                    p,
+                    name,
+                    source,
+                    "valid",
+                    "[]",
+                    labels_to_json(truth),
+                    10.0,
+                    "2026-11-01T00:00:00",
+                    None,
+                    "now",
+                    None,
+                )
+            )
+    save_annotations(ws, rows, [], [], [])
+    people = report_numbers(ws)["annotators"]
+    truths = sum(len(label.regions) for s in sources for label in known_labels(ws.catalog.candidates(s)))
+    assert truths > 0
+    assert people["good"]["gold_regions"] | {"ci": None} == {
+        "hit_rate": 1.0,
+        "ci": None,
+        "marked": truths,
+        "n": truths,
+    }
+    assert (
+        people["off"]["gold_regions"]["hit_rate"] == 0.0 and people["off"]["gold_regions"]["marked"] == truths
+    )
+    assert (
+        people["none"]["gold_regions"]["hit_rate"] is None and people["none"]["gold_regions"]["marked"] == 0
+    )
