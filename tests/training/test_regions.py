@@ -177,3 +177,52 @@ def test_eval_reports_localisation_on_an_export_with_regions(
     assert model.scores["dimensions"].located_n == 2 and model.scores["dimensions"].box_hit_rate == 0.0
     assert "Localisation" in (tmp_path / "eval" / "results.md").read_text()
     assert all(m.scores["dimensions"].located_n == 0 for m in results.models[1:])  # baselines name no boxes
+
+
+def test_an_export_from_before_regions_still_loads_and_evaluates(tmp_path: Path) -> None:
+    """Versions written before the regions column: no column at all. Evaluation reads them (no localisation);
+    a sample without regions hashes as it did before regions existed, so upgrading changes no sample."""
+    import hashlib
+    import json
+
+    from medgen.export.parquet import content_hash
+    from training.data import load_split
+    from training.evaluation.config import EvalConfig
+    from training.evaluation.evaluate import run_eval
+    from training.evaluation.metrics import questions_from_dataset
+
+    old = write_eval_export(tmp_path / "old", {"train": {"s2": SOURCES["s2"]}, "test": {"s2": SOURCES["s2"]}})
+    import pyarrow.parquet as pq
+
+    for path in (old / "data").glob("*.parquet"):
+        pq.write_table(pq.read_table(path).drop_columns(["regions"]), path)
+    data = load_split(str(old), "test")
+    assert "regions" not in data.column_names
+    assert all(q.regions == [] for q in questions_from_dataset(data))
+    results = run_eval(EvalConfig(dataset=str(old), output_dir=tmp_path / "eval", bootstrap=0))
+    assert all(m.scores["dimensions"].located_n == 0 for m in results.models)
+    assert "Localisation" not in (tmp_path / "eval" / "results.md").read_text()
+
+    from tests.training.eval_data import source_samples
+
+    sample = source_samples("s2", SOURCES["s2"])[0]
+    before = sample.model_dump(mode="json", exclude={"images", "dataset_version", "regions"})
+    before["images"] = ["d"] * 5
+    expected = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:32]
+    assert content_hash(sample, ["d"] * 5) == expected
+
+
+def test_the_tiny_model_takes_a_deeper_vision_tower(tmp_path: Path) -> None:
+    import json
+
+    from training.tiny import build_tiny_vlm
+
+    folder = build_tiny_vlm(tmp_path / "m", layers=3, vision_depth=4)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["vision_config"]["depth"] == 4 and config["vision_config"]["fullatt_block_indexes"] == [
+        1,
+        3,
+    ]
+    assert config["text_config"]["num_hidden_layers"] == 3
+    with pytest.raises(ValueError, match="vision_depth"):
+        build_tiny_vlm(tmp_path / "bad", vision_depth=1)
