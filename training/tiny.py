@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from schemas.prompts import ANSWER_INSTRUCTIONS, BOX_INSTRUCTIONS, question_text, rationale_text
+from schemas.prompts import ANSWER_INSTRUCTIONS, question_text, rationale_text
 from schemas.taxonomy import QUESTION_DIMENSIONS, TAXONOMY
 
 # Qwen2.5-VL's special tokens, in its order, so the model config keeps the real token roles.
@@ -23,7 +23,7 @@ SPECIAL_TOKENS = (
     "<|image_pad|>",
     "<|video_pad|>",
 )
-FORMAT_TAGS = ("<think>", "</think>", "<answer>", "</answer>", "<boxes>", "</boxes>")
+FORMAT_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 VOCAB_SIZE = 1024  # an upper bound: medgen's prompt text yields about 900 tokens
 # 56x56 pixels max: 4x4 patches of 14 px, merged 2x2 -> 4 tokens per image, 20 for the five images.
 MAX_PIXELS = 56 * 56
@@ -50,11 +50,6 @@ def _corpus() -> list[str]:
             labels += [ok] * (4 - len(labels))
             texts.append(f"<think>{rationale_text(labels, dimension)}</think><answer>A,B,C</answer>")
     texts += [f"<answer>{a}</answer>" for a in ("A", "B", "C", "D", "A,C", "B,D", "A,B,C,D")]
-    # The answer variant with boxes: its instruction, and coordinates in thousandths as it writes them.
-    texts += [
-        BOX_INSTRUCTIONS,
-        *(f"<boxes>A ({n},{n + 5},{n + 50},{n + 95}); B ({n},{n})</boxes>" for n in range(0, 1000, 7)),
-    ]
     return texts
 
 
