@@ -98,6 +98,21 @@ class PushConfig(BaseModel):
         description="Annotators also mark where each defect is (a box dragged on the candidate, a point for a "
         "missing shadow), tied to its tag; optional per tag. Queues pushed before get the controls added.",
     )
+    require_regions: bool = Field(
+        default=False,
+        description="With --regions: every tag that can be marked needs its region; an answer without one is "
+        "incomplete (pull says which). Implies --regions.",
+    )
+
+    @model_validator(mode="after")
+    def _required_regions_are_regions(self) -> PushConfig:
+        if self.require_regions:
+            self.regions = True
+        return self
+
+    def regions_level(self) -> int:
+        """``ls_projects.regions`` of the queues this push makes or updates: 0, 1 (optional) or 2 (required)."""
+        return 2 if self.require_regions else int(self.regions)
 
     @field_validator("annotators")
     @classmethod

@@ -33,6 +33,7 @@ from annotation.ls_database import (
     project_exists_db,
 )
 from annotation.tables import (
+    REQUIRED_REGIONS,
     REVIEW,
     Queue,
     account_ids,
@@ -42,6 +43,7 @@ from annotation.tables import (
     lost_ranges,
     mark_unseen,
     queue_tasks,
+    regions_by_project,
     rejected_among,
     review_task_ids,
     save_annotations,
@@ -319,6 +321,7 @@ class _Store:
         accounts = account_ids(workspace)
         self.owners = {name: user_id for name, _, user_id in accounts}
         self.emails = {user_id: email for _, email, user_id in accounts}
+        self.regions = regions_by_project(workspace)
         begin_pull(workspace)
 
     def add(self, raws: list[RawAnnotation]) -> None:
@@ -341,7 +344,7 @@ class _Store:
             if raw.id in rejected:  # a review rejected it: it stays out until its author answers again
                 report.unchanged += 1
                 continue
-            checked = check(raw)
+            checked = check(raw, self.regions.get(int(task["ls_project_id"])) == REQUIRED_REGIONS)
             if checked.status == VALID and raw.id in overruled:
                 status, reason = overruled[raw.id]
                 checked = Checked(status, [reason])

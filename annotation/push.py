@@ -28,9 +28,12 @@ from annotation.options import ANNOTATOR, PushConfig
 from annotation.prefill import Prefill, Screener, known_labels, resolve, stored
 from annotation.prefill import store as store_prefills
 from annotation.tables import (
+    NO_REGIONS,
+    REQUIRED_REGIONS,
     REVIEW,
     add_plan,
     add_queue,
+    answers_in,
     count_prefills,
     gold_sources,
     latest_answers,
@@ -40,8 +43,11 @@ from annotation.tables import (
     planned_sources,
     queue_names,
     queue_of,
+    queue_regions,
     queue_tasks,
     record_tasks,
+    set_queue_regions,
+    team_regions,
 )
 from medgen.errors import MedgenError
 from medgen.workspace import Workspace
@@ -72,13 +78,14 @@ def _workspace_tag(workspace: Workspace) -> str:
 
 
 def ensure_project(
-    connection: Connection, workspace: Workspace, kind: str, annotator: str, regions: bool = False
+    connection: Connection, workspace: Workspace, kind: str, annotator: str, regions: int | None = None
 ) -> tuple[int, bool]:
     """The catalog's project for (kind, annotator), created on the server when the catalog has none.
 
     ``connection`` is the workspace's connection; the project lives in ``annotator``'s organization
-    when they have an account. ``regions``: its config marks where defects are (an existing project without
-    the region controls gets them added).
+    when they have an account. ``regions`` (``ls_projects.regions``: 0, 1 optional, 2 required): its config
+    marks where defects are; an existing project without the region controls gets them added. None: as the
+    queue had it (a repaired queue as the lost one), the adjudicator's as the team's.
 
     Raises:
         QueueMissing: the catalog's project is gone from the server (`annotate repair` makes it again).
@@ -86,11 +93,11 @@ def ensure_project(
     connection = connection.queue(annotator)
     client = connection.client
     project_id = queue_of(workspace, kind, annotator)
+    regions = _regions_wanted(workspace, kind, annotator, regions)
     if project_id is not None:
         if not project_exists(connection, project_id):
             raise QueueMissing(annotator, project_id, connection.url)
-        if regions:
-            add_regions(connection, project_id, votes=kind == ADJUDICATION)
+        _raise_regions(connection, workspace, kind, annotator, project_id, regions)
         return project_id, False
     tag = _workspace_tag(workspace)
     title = f"medgen {tag} {annotator}"[:50]
@@ -98,7 +105,7 @@ def ensure_project(
     config = (
         review_labeling_config()
         if kind == REVIEW
-        else labeling_config(votes=kind == ADJUDICATION, regions=regions)
+        else labeling_config(votes=kind == ADJUDICATION, regions=bool(regions))
     )
     connection.post_json("/api/projects/validate/", {"label_config": config})  # HTTP 400 on a bad config
     try:
@@ -133,8 +140,32 @@ def ensure_project(
         raise
     except Exception as error:
         raise api_error(f"creating the {annotator} project", error) from None
-    add_queue(workspace, int(project.id), kind, annotator, title)
+    add_queue(workspace, int(project.id), kind, annotator, title, regions)
     return int(project.id), True
+
+
+def _raise_regions(
+    connection: Connection, workspace: Workspace, kind: str, annotator: str, project_id: int, regions: int
+) -> None:
+    """An existing queue asked for more of regions than it has: its config gets the controls (never taken away:
+    answers may use them); required only where nobody has answered yet (earlier answers had no such rule)."""
+    if regions <= queue_regions(workspace, kind, annotator):
+        return
+    if regions == REQUIRED_REGIONS and answers_in(workspace, project_id):
+        raise MedgenError(
+            f"{annotator}'s queue has answers made without required regions: --require-regions applies to "
+            "queues nobody has answered yet (push --regions makes them optional here)"
+        )
+    add_regions(connection, project_id, votes=kind == ADJUDICATION)
+    set_queue_regions(workspace, project_id, regions)
+
+
+def _regions_wanted(workspace: Workspace, kind: str, annotator: str, regions: int | None) -> int:
+    if kind == REVIEW:
+        return NO_REGIONS
+    if regions is not None:
+        return regions
+    return team_regions(workspace) if kind == ADJUDICATION else queue_regions(workspace, kind, annotator)
 
 
 def add_regions(connection: Connection, project_id: int, votes: bool = False) -> bool:
@@ -374,6 +405,10 @@ def push(
     ``screener`` runs a model for ``--predictions model:/endpoint:`` (``annotation.prefill.Screener``).
     """
     report = PushReport()
+    if (
+        not config.regions and team_regions(workspace) != NO_REGIONS
+    ):  # once the team marks regions, it goes on
+        config = config.model_copy(update={"regions": True})
     prefill_of = (
         resolve(config.predictions, workspace, screener) if config.predictions else None
     )  # bad spec: fail first
@@ -381,7 +416,9 @@ def push(
     projects: dict[str, int] = {}
     for name in config.annotators:
         try:
-            project_id, created = ensure_project(connection, workspace, ANNOTATOR, name, config.regions)
+            project_id, created = ensure_project(
+                connection, workspace, ANNOTATOR, name, config.regions_level()
+            )
         except QueueMissing as missing:  # the others go on; its sources are planned, and repair imports them
             report.missing.append(missing)
             continue

@@ -76,12 +76,56 @@ def queue_of(workspace: Workspace, kind: str, annotator: str) -> int | None:
     return int(rows[0]["ls_project_id"]) if rows else None
 
 
-def add_queue(workspace: Workspace, project_id: int, kind: str, annotator: str, title: str) -> None:
+def add_queue(
+    workspace: Workspace, project_id: int, kind: str, annotator: str, title: str, regions: int = 0
+) -> None:
     with workspace.catalog.transaction() as conn:
         conn.execute(
-            "INSERT INTO ls_projects (ls_project_id, kind, annotator, title, created_at) VALUES (?, ?, ?, ?, ?)",
-            (project_id, kind, annotator, title, now()),
+            "INSERT INTO ls_projects (ls_project_id, kind, annotator, title, created_at, regions) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (project_id, kind, annotator, title, now(), regions),
         )
+
+
+NO_REGIONS, OPTIONAL_REGIONS, REQUIRED_REGIONS = 0, 1, 2
+"""``ls_projects.regions``: whether a queue's page marks where defects are (`push --regions`), and whether each
+tag that can be marked needs its region (`--require-regions`)."""
+
+
+def queue_regions(workspace: Workspace, kind: str, annotator: str) -> int:
+    """How ``annotator``'s queue of ``kind`` marks regions: the latest one's setting, retired or not (a repaired
+    queue keeps what the lost one had)."""
+    rows = workspace.catalog.query(
+        "SELECT regions FROM ls_projects WHERE kind = ? AND annotator = ? ORDER BY ls_project_id DESC LIMIT 1",
+        (kind, annotator),
+    )
+    return int(rows[0]["regions"]) if rows else NO_REGIONS
+
+
+def team_regions(workspace: Workspace) -> int:
+    """The most any active annotator queue asks of regions (the adjudicator's page follows the team's)."""
+    # REVIEW is defined below ADJUDICATION; both are module constants by the time this runs.
+    rows = workspace.catalog.query(
+        "SELECT MAX(regions) FROM ls_projects WHERE kind NOT IN (?, ?) AND retired_at IS NULL",
+        (ADJUDICATION, REVIEW),
+    )
+    return int(rows[0][0] or NO_REGIONS)
+
+
+def set_queue_regions(workspace: Workspace, project_id: int, regions: int) -> None:
+    with workspace.catalog.transaction() as conn:
+        conn.execute("UPDATE ls_projects SET regions = ? WHERE ls_project_id = ?", (regions, project_id))
+
+
+def answers_in(workspace: Workspace, project_id: int) -> int:
+    """Answers pulled from a queue's project, whatever their status."""
+    return workspace.catalog.count("annotations", "ls_project_id = ?", (project_id,))
+
+
+def regions_by_project(workspace: Workspace) -> dict[int, int]:
+    """Every queue's region setting, by project id (pull validates each answer against its queue's)."""
+    rows = workspace.catalog.query("SELECT ls_project_id, regions FROM ls_projects")
+    return {int(r["ls_project_id"]): int(r["regions"]) for r in rows}
 
 
 def retire_queue(workspace: Workspace, project_id: int) -> None:

@@ -23,7 +23,7 @@ from annotation.config import (
     region_label,
 )
 from schemas import LETTERS, TAXONOMY, CandidateLabel
-from schemas.regions import Region
+from schemas.regions import Region, region_kinds
 
 EDGE_SLACK = 0.5
 """Percent a region may pass its image's edge by (the page's rounding) before it counts as outside."""
@@ -179,8 +179,11 @@ def _from_min(row: dict[str, Any]) -> RawAnnotation:
     )
 
 
-def check(annotation: RawAnnotation) -> Checked:
-    """Status, reasons and (when valid) the four candidate labels of one annotation."""
+def check(annotation: RawAnnotation, require_regions: bool = False) -> Checked:
+    """Status, reasons and (when valid) the four candidate labels of one annotation.
+
+    ``require_regions``: its queue asks for a region for every tag that can be marked (`push --require-regions`).
+    """
     if annotation.cancelled:
         return Checked(CANCELLED, ["the annotator skipped (cancelled) the task"])
     if not annotation.result:
@@ -188,7 +191,7 @@ def check(annotation: RawAnnotation) -> Checked:
     answers = _read(annotation.result)
     if answers.invalid:
         return Checked(INVALID, answers.invalid)
-    return _judge(answers)
+    return _judge(answers, require_regions)
 
 
 @dataclass
@@ -272,7 +275,7 @@ def _read_region(name: str, control: Control, value: dict[str, Any], answers: _A
     answers.regions[control.letter].append(Region(tag=names[labels[0]], box=box))  # type: ignore[arg-type]
 
 
-def _judge(answers: _Answers) -> Checked:
+def _judge(answers: _Answers, require_regions: bool = False) -> Checked:
     """The labels of answers every control could hold: complete, notes where needed, not contradictory."""
     acceptable, tags, texts = answers.acceptable, answers.tags, answers.texts
     # "No defects" ticked: acceptable; tags without it: not acceptable (the form derives it).
@@ -308,6 +311,15 @@ def _judge(answers: _Answers) -> Checked:
             contradictions.append(f"{letter} has a region for {', '.join(stray)} but is not tagged with it")
     if contradictions:
         return Checked(CONTRADICTORY, contradictions)
+    if require_regions:
+        unplaced = [
+            f"{letter}: {tag} has no region (this queue asks for one per tag)"
+            for letter in LETTERS
+            for tag in tags[letter]
+            if region_kinds()[tag] is not None and tag not in {r.tag for r in answers.regions[letter]}
+        ]
+        if unplaced:
+            return Checked(INCOMPLETE, unplaced)
     labels = tuple(
         CandidateLabel(
             defects=tuple(tags[letter]),

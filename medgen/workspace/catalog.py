@@ -325,6 +325,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE candidates ADD COLUMN injected_regions TEXT;
     ALTER TABLE dropped_candidates ADD COLUMN injected_regions TEXT;
     """,
+    # 12: whether a queue's page marks regions (`push --regions`): 0 no, 1 optional, 2 required per tag.
+    """
+    ALTER TABLE ls_projects ADD COLUMN regions INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

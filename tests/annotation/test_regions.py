@@ -195,3 +195,18 @@ def test_a_seams_region_is_the_strip_around_its_column_and_a_missing_shadow_a_po
     placement = rendered.extra["placement"]
     assert point.is_point and point.box[1] == pytest.approx(placement["base_y"] / 256, abs=0.01)
     assert placement["x"] / 256 < point.box[0] < (placement["x"] + placement["width"]) / 256
+
+
+def test_a_queue_that_requires_regions_refuses_a_markable_tag_without_one() -> None:
+    unplaced = CandidateLabel(defects=("floating", "composition_unbalanced"), acceptable=False)
+    result = label_result([OK, unplaced, OK, OK])
+    assert check(RawAnnotation(id=1, task_id=1, result=result)).status == VALID  # optional by default
+    checked = check(RawAnnotation(id=1, task_id=1, result=result), require_regions=True)
+    assert checked.status == "incomplete"
+    assert checked.reasons == [
+        "B: floating has no region (this queue asks for one per tag)"
+    ]  # not the frame tag
+    placed = unplaced.model_copy(update={"regions": (box(0.1, 0.1, 0.4, 0.4, "floating"),)})
+    assert (
+        check(RawAnnotation(id=2, task_id=1, result=label_result([OK, placed, OK, OK])), True).status == VALID
+    )
