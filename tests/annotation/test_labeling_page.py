@@ -19,6 +19,7 @@ from annotation.client import connect
 from annotation.pull import pull
 from annotation.push import PushConfig, push
 from annotation.server import load_credentials, serve, stop
+from medgen.errors import MedgenError
 from medgen.generation.config import GenerationConfig
 from medgen.generation.generate import generate
 from medgen.sources.ingest import add_sources
@@ -392,6 +393,75 @@ def test_regions_from_the_labeling_page_to_the_export_and_the_evaluation(ls_root
         )
         assert results.models[0].scores["placement_layout"].located_n == 1
         assert "Localisation" in (tmp_path / "eval" / "results.md").read_text()
+
+        # The queues' setting is kept (a repaired queue gets it again), the adjudicator's page follows the team,
+        # and a queue people have answered is not made to require regions after the fact.
+        levels = {
+            r["annotator"]: r["regions"]
+            for r in ws.catalog.query("SELECT annotator, regions FROM ls_projects")
+        }
+        assert levels == {"ann1": 1, "ann2": 1}
+        from annotation.push import adjudication_project
+
+        adjudication, project_id = adjudication_project(connect(ws), ws)
+        assert (
+            "<RectangleLabels"
+            in adjudication.queue("adjudicator").get_json(f"/api/projects/{project_id}/")["label_config"]
+        )
+        with pytest.raises(MedgenError, match="answers made without required regions"):
+            push(ws, connect(ws), PushConfig(annotators=["ann1", "ann2"], overlap=2, require_regions=True))
+
+        # A pre-fill from a screener that gave boxes arrives on the page with its region (a new source).
+        write_samples(ws.root / "more", 1, seed=9)
+        add_sources(ws, [ws.root / "more"])
+        generate(ws, GenerationConfig(backend="synthetic"))
+        new_source = next(
+            s
+            for s in ws.catalog.candidate_sources()
+            if s not in {r["source_id"] for r in ws.catalog.query("SELECT source_id FROM tasks")}
+        )
+        screened = tmp_path / "screen.jsonl"
+        screened.write_text(_screen_records(ws, new_source))
+        push(
+            ws,
+            connect(ws),
+            PushConfig(annotators=["ann1", "ann2"], overlap=2, predictions=f"screen:{screened}"),
+        )
+        task = ws.catalog.query(
+            "SELECT ls_task_id FROM tasks WHERE annotator = 'ann2' AND source_id = ?", (new_source,)
+        )[0][0]
+        page = login(browser, url, creds.accounts["ann2"].email, creds.accounts["ann2"].password)
+        open_task(page, url, projects["ann2"], task)
+        page.wait_for_selector(".lsf-outliner-item, [class*=outliner] >> text=Floating", timeout=30_000)
+        checked = page.eval_on_selector_all(
+            "input[type=checkbox]", "els => els.filter(e => e.checked).length"
+        )
+        assert checked == 4, checked  # A, C, D "No defects" and B "Floating", as the screener proposed
     finally:
         stop(ws)
         ws.close()
+
+
+def _screen_records(ws: Workspace, source: str) -> str:
+    """A `medgen screen` output for one source: B floats, with the model's box; the others publishable."""
+    import json
+
+    lines = []
+    for candidate in ws.catalog.candidates(source):
+        bad = candidate.letter == "B"
+        lines.append(
+            json.dumps(
+                {
+                    "candidate": candidate.id,
+                    "source": source,
+                    "letter": candidate.letter,
+                    "verdict": "reject" if bad else "publishable",
+                    "confidence": 0.9,
+                    "defective_dimensions": ["placement_layout"] if bad else [],
+                    "reasons": {"placement_layout": "Floating above the table."} if bad else {},
+                    "defects": {},
+                    "boxes": {"placement_layout": [[0.3, 0.2, 0.7, 0.6]]} if bad else {},
+                }
+            )
+        )
+    return "\n".join(lines) + "\n"

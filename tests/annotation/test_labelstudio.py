@@ -32,15 +32,17 @@ def _project_tasks(connection, project_id: int) -> list:
 
 
 def test_labeling_config_is_validated_by_the_server(connection):
-    connection.post_json(
-        "/api/projects/validate/", {"label_config": labeling_config()}
-    )  # raises on HTTP >= 400
+    for votes in (False, True):
+        for regions in (False, True):  # raises on HTTP >= 400
+            connection.post_json(
+                "/api/projects/validate/", {"label_config": labeling_config(votes=votes, regions=regions)}
+            )
     with pytest.raises(MedgenError, match="HTTP 400"):
         connection.post_json(
             "/api/projects/validate/", {"label_config": "<View><Choices name='x' toName='nope'/></View>"}
         )
-    # 4 candidates x (no defects + 4 dimensions + 4 "other" notes + rationale)
-    assert len(controls()) == 40
+    # 4 candidates x (no defects + 4 dimensions + 4 "other" notes + rationale + box + point)
+    assert len(controls()) == 48
 
 
 def test_round_trip_overlap_blinding_gold_and_idempotence(ls_workspace, connection):

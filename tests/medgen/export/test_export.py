@@ -403,3 +403,44 @@ def test_export_trains_as_is_with_trl_sft(workspace: Workspace, tmp_path: Path) 
         not np.allclose(a.numpy(), b.detach().numpy())
         for a, b in zip(before, model.parameters(), strict=True)
     )
+
+
+def test_synthetic_regions_reach_the_export_and_the_card(workspace: Workspace) -> None:
+    """`generate --backend synthetic` records where each defect is; `export --labels injected` writes them per
+    question (its dimension's; all for overall) and the card draws them and counts them."""
+    from medgen.generation.config import GenerationConfig
+    from medgen.generation.generate import generate
+    from medgen.sources.ingest import add_sources
+    from medgen.sources.samples import write_samples
+    from schemas.regions import region_kinds
+    from schemas.taxonomy import tag_dimensions
+
+    write_samples(workspace.root / "photos", 8, seed=3)
+    add_sources(workspace, [workspace.root / "photos"])
+    generate(workspace, GenerationConfig(backend="synthetic"))
+    report = export_dataset(workspace, ExportConfig(version="v1", labels="injected"))
+    rows = [
+        row
+        for split in ("train", "validation", "test")
+        if split in report.counts
+        for row in load_export(report.path, split)
+    ]
+    dimensions = QUESTION_DIMENSIONS
+    regions = 0
+    for row in rows:
+        dimension = dimensions[row["dimension"]]
+        for tags, found in zip(row["defects"], row["regions"], strict=True):
+            asked = [t for t in tags if dimension == "overall" or tag_dimensions()[t] == dimension]
+            assert sorted(r["tag"] for r in found) == sorted(
+                t for t in asked if region_kinds()[t] is not None
+            )
+            for region in found:
+                x0, y0, x1, y1 = region["box"]
+                assert (
+                    0 <= x0 <= x1 <= 1 and 0 <= y0 <= y1 <= 1 and (region["agreed"], region["of"]) == (1, 1)
+                )
+            regions += len(found)
+    assert regions > 0
+    card = (report.path / "README.md").read_text()
+    assert "## Defect regions" in card and "regions` column" in card
+    assert (report.path / "samples.png").stat().st_size > 10_000
