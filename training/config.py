@@ -75,6 +75,15 @@ class MedgenArguments:
             "(small datasets: saves decoding full-size PNGs at every step)."
         },
     )
+    augment_images: bool = field(
+        default=False,
+        metadata={
+            "help": "Each time a row is read, its five images get one random change together: mirrored or not, one "
+            "brightness, contrast, saturation and hue shift. The labels are relations between the candidates and "
+            "the original, so a change all five share keeps the answer; a source's exact pixels stop being "
+            "something to memorise."
+        },
+    )
     answer_boxes: bool = field(
         default=False,
         metadata={

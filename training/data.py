@@ -100,6 +100,44 @@ def with_answer_boxes(dataset: Any) -> Any:  # -> datasets.Dataset
     return asked.cast_column("images", dataset.features["images"])
 
 
+def shared_change(images: list[Any], rng: Any) -> list[Any]:
+    """The five images with one random change in common: mirrored (half the time), and one brightness,
+    contrast and saturation factor in [0.8, 1.2] and hue turn within 5 % of the circle."""
+    from PIL import Image, ImageEnhance, ImageOps
+
+    mirror = rng.random() < 0.5
+    factors = [rng.uniform(0.8, 1.2) for _ in range(3)]
+    turn = round(rng.uniform(-0.05, 0.05) * 255)
+    changed = []
+    for image in images:
+        image = image.convert("RGB")
+        if mirror:
+            image = ImageOps.mirror(image)
+        for enhancer, factor in zip(
+            (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color), factors, strict=True
+        ):
+            image = enhancer(image).enhance(factor)
+        if turn:
+            h, s, v = image.convert("HSV").split()
+            h = h.point(lambda x: (x + turn) % 256)
+            image = Image.merge("HSV", (h, s, v)).convert("RGB")
+        changed.append(image)
+    return changed
+
+
+def with_shared_changes(dataset: Any, seed: int) -> Any:  # -> datasets.Dataset
+    """The split with ``shared_change`` applied to each row's images every time the row is read (seeded; the
+    trainer reads rows in one process, so a run is repeatable). Nothing is stored."""
+    import random
+
+    rng = random.Random(f"{seed}/augment-images")
+
+    def change(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return {**batch, "images": [shared_change(images, rng) for images in batch["images"]]}
+
+    return dataset.with_transform(change)
+
+
 AUGMENTED_COLUMNS = ("images", "defects", "acceptable", "dimension")
 """What a row needs for ``with_candidate_orders`` to show its candidates in another order."""
 

@@ -63,6 +63,7 @@ def prepare_run(
         preload_images,
         with_answer_boxes,
         with_candidate_orders,
+        with_shared_changes,
     )
     from training.model import check_vlm, load_model, load_processor
 
@@ -78,6 +79,8 @@ def prepare_run(
     processor = processor or load_processor(config)
     if config.preload_images:
         dataset = preload_images(dataset, processor.image_processor)
+    if config.augment_images:
+        dataset = with_shared_changes(dataset, config.seed)
     model = model if model is not None else load_model(config)
     return RunInputs(dataset, model, processor, checkpoint)
 

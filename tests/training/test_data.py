@@ -86,3 +86,31 @@ def test_candidate_orders_move_images_labels_and_answers_together() -> None:
         assert f"<answer>{expected}</answer>" in row["completion"][0]["content"][0]["text"]
         orders.add(reds[0])
     assert orders == {0, 1, 2, 3}
+
+
+def test_shared_changes_move_all_five_images_together_and_keep_the_rows(export_dir) -> None:
+    """``augment_images``: every read gives the row's five images one change in common (the same mirror and
+    colour factors), differing between reads; everything else of the row stays as exported."""
+    import random
+
+    import numpy as np
+    from PIL import Image
+
+    from training.data import load_split, shared_change, with_shared_changes
+
+    source = Image.new("RGB", (16, 8), (200, 40, 40))
+    source.paste((20, 20, 220), (0, 0, 4, 8))  # a blue stripe on the left: shows a mirror
+    changed = shared_change([source] * 5, random.Random(3))
+    assert len({np.asarray(image).tobytes() for image in changed}) == 1  # one change for all five
+    mirrored = [shared_change([source], random.Random(seed))[0] for seed in range(20)]
+    assert any(np.asarray(m)[:, -1, 2].mean() > 150 for m in mirrored)  # the stripe on the right: mirrored
+    assert any(np.asarray(m)[:, 0, 2].mean() > 150 for m in mirrored)  # and left alone
+    data = load_split(str(export_dir), "train")
+    augmented = with_shared_changes(data, seed=0)
+    first, again = augmented[0], augmented[0]
+    assert first["answer"] == data[0]["answer"] and first["completion"] == data[0]["completion"]
+    assert [image.size for image in first["images"]] == [image.size for image in data[0]["images"]]
+    assert any(
+        np.asarray(a).tobytes() != np.asarray(b).tobytes()
+        for a, b in zip(first["images"], again["images"], strict=True)
+    )  # drawn anew at every read
