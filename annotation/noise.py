@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
 
 from annotation.consensus import SIMULATED_MARK
 from schemas import TAXONOMY, CandidateLabel
+from schemas.regions import Region
 
 MARK = SIMULATED_MARK
 
@@ -38,4 +40,25 @@ def noisy_label(truth: CandidateLabel, noise: Noise, rng: random.Random) -> Cand
     else:
         what = "as labelled"
     verdict = "no visible defect" if not tags else "defects: " + ", ".join(sorted(tags))
-    return CandidateLabel(defects=tuple(tags), acceptable=not tags, rationale=f"{MARK} {verdict} ({what})")
+    return CandidateLabel(
+        defects=tuple(tags),
+        acceptable=not tags,
+        rationale=f"{MARK} {verdict} ({what})",
+        regions=placed(truth, tags),
+    )
+
+
+def placed(truth: CandidateLabel, tags: set[str]) -> tuple[Region, ...]:
+    """Where a simulated person marks the true defects they kept: the true region, up to 2 % of the image off.
+    The offset is drawn from the region itself (not from the caller's generator, whose draws stay as they were)."""
+    found = []
+    for region in truth.regions:
+        if region.tag not in tags:
+            continue
+        rng = random.Random(hashlib.sha256(repr((region.tag, region.box)).encode()).hexdigest())
+        dx, dy = rng.uniform(-0.02, 0.02), rng.uniform(-0.02, 0.02)
+        x0, y0, x1, y1 = region.box
+        dx = min(max(dx, -x0), 1 - x1)  # the whole box moves, and stays inside the image
+        dy = min(max(dy, -y0), 1 - y1)
+        found.append(Region(tag=region.tag, box=(x0 + dx, y0 + dy, x1 + dx, y1 + dy)))
+    return tuple(found)

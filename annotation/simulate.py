@@ -21,7 +21,7 @@ from annotation.noise import Noise, noisy_label
 from annotation.options import ANNOTATOR
 from annotation.pull import fetch_project, local_database
 from annotation.push import known_labels
-from annotation.tables import active_queues, queue_task_sources
+from annotation.tables import NO_REGIONS, active_queues, queue_regions, queue_task_sources
 from medgen.workspace import Workspace
 
 MARK = SIMULATED_MARK
@@ -71,7 +71,8 @@ def simulate_annotators(
             send(as_whom, answer[0], answer[1], who)
 
         made[name] = 0
-        answers = _answers(workspace, name, project_id, done, rates, seed)
+        regions = queue_regions(workspace, ANNOTATOR, name) != NO_REGIONS  # drawn where the page has them
+        answers = _answers(workspace, name, project_id, done, rates, seed, regions)
         with ThreadPoolExecutor(WORKERS) as pool:
             while chunk := list(itertools.islice(answers, CHUNK)):
                 list(pool.map(create, chunk))
@@ -96,7 +97,13 @@ def send(client: Connection, task_id: int, answer: dict[str, object], who: str) 
 
 
 def _answers(
-    workspace: Workspace, name: str, project_id: int, done: set[int], rates: Noise, seed: int
+    workspace: Workspace,
+    name: str,
+    project_id: int,
+    done: set[int],
+    rates: Noise,
+    seed: int,
+    regions: bool = False,
 ) -> Iterator[tuple[int, dict[str, object]]]:
     """(task id, annotation) for each task of the project not annotated yet whose labels are known."""
     for task_id, source_id in queue_task_sources(workspace, project_id):
@@ -108,6 +115,8 @@ def _answers(
         rng = random.Random(f"{seed}/{name}/{source_id}")
         skipped = rng.random() < rates.skip
         labels = [noisy_label(label, rates, rng) for label in truth]
+        if not regions:
+            labels = [label.model_copy(update={"regions": ()}) for label in labels]
         answer = {
             "result": [] if skipped else label_result(labels),
             "was_cancelled": skipped,

@@ -155,8 +155,14 @@ def _from_min(row: dict[str, Any]) -> RawAnnotation:
     """JSON_MIN writes each control as a key: a string for one value, a list or {'choices': [...]} for many."""
     known_data = set(LETTERS)
     result = []
+    spec = controls()
     for key, value in row.items():
         if key in _MIN_META or key in known_data:
+            continue
+        region_kind = spec[key].kind if key in spec and spec[key].kind in REGION_TYPES.values() else None
+        if region_kind is not None:  # a list of regions, each its value as the JSON export writes it
+            for region in value if isinstance(value, list) else [value]:
+                result.append({"from_name": key, "type": region_kind, "value": region})
             continue
         if isinstance(value, dict):
             kind = "textarea" if "text" in value else "choices"

@@ -210,3 +210,33 @@ def test_a_queue_that_requires_regions_refuses_a_markable_tag_without_one() -> N
     assert (
         check(RawAnnotation(id=2, task_id=1, result=label_result([OK, placed, OK, OK])), True).status == VALID
     )
+
+
+def test_a_json_min_export_keeps_its_regions() -> None:
+    """JSON_MIN writes a region control as a list of its regions' values."""
+    from annotation.validation import parse_export
+
+    row = {
+        "id": 7,
+        "annotation_id": 70,
+        "annotator": 3,
+        "A_acceptable": "yes",
+        "B_placement_layout": {"choices": ["floating"]},
+        "B_box": [
+            {
+                "x": 10,
+                "y": 20,
+                "width": 30,
+                "height": 40,
+                "rotation": 0,
+                "rectanglelabels": ["Floating"],
+                "original_width": 512,
+                "original_height": 512,
+            }
+        ],
+        "C_acceptable": "yes",
+        "D_acceptable": "yes",
+    }
+    (raw,) = parse_export([row])
+    checked = check(raw)
+    assert checked.status == VALID and checked.labels[1].regions == (box(0.1, 0.2, 0.4, 0.6, "floating"),)
