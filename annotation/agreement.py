@@ -273,6 +273,11 @@ def write_report(workspace: Workspace, report: AgreementReport) -> Path:
             "adjudicated": c.adjudicated,
             "mean_agreement": c.agreement_sum / c.resolved if c.resolved else None,
         },
+        "regions": {  # where the defects are: consensus regions and, where several marked a tag, how many agreed
+            "consensus_regions": c.regions,
+            "marked_by_several": c.shared_regions,
+            "mean_share_agreeing": c.region_agreement_sum / c.shared_regions if c.shared_regions else None,
+        },
         "unresolved": report.consensus.unresolved,
         "adjudication_tasks_pushed": report.adjudication_pushed,
         "adjudications_requeued": report.adjudication_requeued,

@@ -365,6 +365,13 @@ def agreement(
                 _fmt(score["acceptable_accuracy"]),
             )
         console.print(gold)
+    c = report.consensus
+    if c.regions:
+        share = f"{c.region_agreement_sum / c.shared_regions:.0%}" if c.shared_regions else "–"
+        console.print(
+            f"regions: {c.regions} in the consensus; {c.shared_regions} marked by several people, of whom "
+            f"{share} agreed on the place (IoU >= 0.5) on average"
+        )
     if report.prefill_edits:
         edits = Table(title="what annotators did with the screener's pre-fill (share of candidate decisions)")
         for column in ("dimension", "kept", "changed", "added", "removed", "n"):

@@ -53,11 +53,19 @@ class ConsensusResult:
     resolved: int = 0  # sources with a consensus (``len(items)`` when the items are kept)
     adjudicated: int = 0
     agreement_sum: float = 0.0
+    regions: int = 0  # consensus regions
+    shared_regions: int = 0  # of them, marked by two or more people
+    region_agreement_sum: float = 0.0  # over shared regions: agreed / of
 
     def add(self, consensus: Consensus, keep: bool = True) -> None:
         self.resolved += 1
         self.adjudicated += consensus.adjudicated
         self.agreement_sum += consensus.agreement
+        for region in (region for label in consensus.labels for region in label.regions):
+            self.regions += 1
+            if region.of > 1:
+                self.shared_regions += 1
+                self.region_agreement_sum += region.agreed / region.of
         if keep:
             self.items[consensus.source_id] = consensus
 

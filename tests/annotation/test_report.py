@@ -218,3 +218,16 @@ def test_gold_tasks_score_where_annotators_put_the_defects(tmp_path) -> None:
     assert (
         people["none"]["gold_regions"]["hit_rate"] is None and people["none"]["gold_regions"]["marked"] == 0
     )
+    # Consensus: the same tags from all three; two places per region (good's and off's), one person each of two.
+    from annotation.agreement import compute_agreement, write_report
+
+    report = compute_agreement(ws, min_annotators=3)
+    c = report.consensus
+    assert (c.regions, c.shared_regions) == (2 * truths, 2 * truths)
+    assert c.region_agreement_sum / c.shared_regions == pytest.approx(0.5)
+    written = json.loads(write_report(ws, report).read_text())["regions"]
+    assert written == {
+        "consensus_regions": 2 * truths,
+        "marked_by_several": 2 * truths,
+        "mean_share_agreeing": 0.5,
+    }
