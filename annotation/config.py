@@ -107,11 +107,12 @@ def controls() -> dict[str, Control]:
 
 def _region_form(letter: str) -> list[str]:
     """Where the candidate's defects are (``push --regions``): pick a tag's label, then drag a box on the
-    candidate (or click, for a point). Optional per tag; each region must belong to a ticked tag."""
+    candidate (or click, for a point). Optional per tag unless the queue requires them (`--require-regions`); each
+    region must belong to a ticked tag."""
     target = image_name(letter)
     parts = [
         '    <View style="display: flex; flex-wrap: wrap; align-items: center; column-gap: 8px">',
-        f'      <Header value="Where? (optional) pick a defect, then drag a box on candidate {letter} '
+        f'      <Header value="Where? Pick the defect, then drag a box on candidate {letter} '
         '(a point: click)" size="6"/>',
     ]
     for part in REGION_TYPES:
