@@ -20,6 +20,7 @@ results carry ids, not display names.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
@@ -70,6 +71,7 @@ class Control:
     single: bool
 
 
+@functools.cache
 def region_label(tag_id: str) -> str:
     """The name of a tag's region label on the page ("Other" tags say their dimension)."""
     for dimension in TAXONOMY.dimensions:
@@ -84,8 +86,10 @@ def region_tags(kind: str) -> list[str]:
     return [tag for tag, marked in region_kinds().items() if marked == kind]
 
 
+@functools.cache
 def controls() -> dict[str, Control]:
-    """Every control name of the config, with the values it accepts."""
+    """Every control name of the config, with the values it accepts (built once: every answer pulled reads it;
+    not to be changed by callers)."""
     found: dict[str, Control] = {}
     for letter in LETTERS:
         found[control_name(letter, ACCEPTABLE)] = Control(

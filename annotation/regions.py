@@ -14,17 +14,13 @@ import statistics
 from collections.abc import Iterable, Mapping
 
 from schemas import CandidateLabel
-from schemas.regions import HIT_IOU, POINT_RADIUS, Region, iou
+from schemas.regions import Region, hits
 
 
 def same_place(a: Region, b: Region) -> bool:
-    """Two annotators marked the same place: boxes with IoU at least 0.5, or points close together."""
-    if a.is_point != b.is_point:
-        return False
-    if a.is_point:
-        (ax, ay), (bx, by) = a.centre, b.centre
-        return (ax - bx) ** 2 + (ay - by) ** 2 <= POINT_RADIUS**2
-    return iou(a.box, b.box) >= HIT_IOU
+    """Two annotators marked the same place: two boxes one of which finds the other (IoU at least 0.5), or two
+    points close together (``schemas.regions.hits``); a box and a point never are."""
+    return a.is_point == b.is_point and hits(a, b)
 
 
 def merge(tag: str, marks: list[tuple[str, Region]]) -> list[Region]:

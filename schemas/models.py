@@ -267,13 +267,9 @@ class BenchmarkSample(BaseModel):
                 raise ValueError(f"{name} must have one entry per candidate ({n}), got {len(column)}")
         if self.options != list(LETTERS):
             raise ValueError(f"options must be {list(LETTERS)}")
-        for letter, tags, regions in zip(LETTERS, self.defects, self.regions, strict=True):
-            stray = sorted({region.tag for region in regions} - set(tags))
-            if stray:
-                raise ValueError(f"{letter} has a region for {', '.join(stray)} but is not tagged with it")
-        labels = tuple(
-            CandidateLabel(defects=tuple(tags), acceptable=ok)
-            for tags, ok in zip(self.defects, self.acceptable, strict=True)
+        labels = tuple(  # a region of a tag the candidate lacks is refused here, by CandidateLabel
+            CandidateLabel(defects=tuple(tags), acceptable=ok, regions=tuple(regions))
+            for tags, ok, regions in zip(self.defects, self.acceptable, self.regions, strict=True)
         )
         expected = format_answer(answer_letters(labels, self.dimension))
         if not expected:

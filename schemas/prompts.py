@@ -126,14 +126,9 @@ def with_box_instruction(prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def answer_boxes(answer: str, regions: list[list[Any]]) -> str:
     """The reference ``<boxes>`` text: the best-agreed region of each answered candidate that has one ("" when
     none has). ``regions`` is the export's column (dicts) or ``Region`` objects, per candidate."""
-    from schemas.regions import Region, format_boxes
+    from schemas.regions import answered_truths, format_boxes
 
-    named = {}
-    for letter, candidate in zip(LETTERS, regions, strict=False):
-        if letter in answer.split(",") and candidate:
-            first = candidate[0]
-            named[letter] = [first if isinstance(first, Region) else Region.model_validate(first)]
-    return format_boxes(named)
+    return format_boxes({letter: truths[:1] for letter, truths in answered_truths(answer, regions)})
 
 
 def completion_messages(rationale: str, answer: str) -> list[dict[str, Any]]:

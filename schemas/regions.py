@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -72,6 +74,7 @@ class Region(BaseModel):
 
     @property
     def kind(self) -> str:
+        """'point' or 'box', as ``DefectTag.region`` names how a tag is marked."""
         return "point" if self.is_point else "box"
 
     @property
@@ -98,6 +101,23 @@ def points_to(named: Region, truth: Region) -> bool:
         return (x - tx) ** 2 + (y - ty) ** 2 <= POINT_RADIUS**2
     x0, y0, x1, y1 = truth.box
     return x0 <= x <= x1 and y0 <= y <= y1
+
+
+def closeness(named: Region, truth: Region) -> float:
+    """How near a named region comes to a true one: their IoU for two boxes; 1 or 0 by pointing when either is a
+    point (a point has no area to overlap)."""
+    if truth.is_point or named.is_point:
+        return float(points_to(named, truth))
+    return iou(named.box, truth.box)
+
+
+def answered_truths(answer: str, regions: Sequence[Sequence[Any]]) -> Iterator[tuple[str, list[Region]]]:
+    """Each answered letter whose candidate has a true region, with those regions (``regions``: the export's
+    column, dicts or ``Region`` objects per candidate, A-D)."""
+    letters = answer.split(",")
+    for letter, candidate in zip(LETTERS, regions, strict=False):
+        if letter in letters and candidate:
+            yield letter, [r if isinstance(r, Region) else Region.model_validate(r) for r in candidate]
 
 
 def hits(named: Region, truth: Region) -> bool:

@@ -65,6 +65,23 @@ def preload_images(dataset: Any, image_processor: Any) -> Any:  # -> datasets.Da
     return dataset.map(resize, keep_in_memory=True, desc="preloading images")
 
 
+def _dimension_name(dataset: Any) -> Any:  # -> Callable[[dict], str]
+    """A row's dimension as a name, whether the column is the export's ClassLabel or plain strings."""
+    import datasets
+
+    feature = dataset.features["dimension"]
+    names = feature.names if isinstance(feature, datasets.ClassLabel) else None
+    return lambda row: names[row["dimension"]] if names else row["dimension"]
+
+
+def _undecoded(dataset: Any) -> Any:  # -> datasets.Dataset
+    """The split with its images left as stored bytes: rows are rewritten (``map``) without decoding a picture;
+    cast ``images`` back to ``dataset.features["images"]`` afterwards."""
+    import datasets
+
+    return dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
+
+
 def with_answer_boxes(dataset: Any) -> Any:  # -> datasets.Dataset
     """The split in the answer variant with boxes: every dimension question's prompt asks for boxes
     (``schemas.prompts.BOX_INSTRUCTIONS``) and its reference completion names the answered candidates' regions;
@@ -76,16 +93,13 @@ def with_answer_boxes(dataset: Any) -> Any:  # -> datasets.Dataset
     regions = dataset.select_columns(["regions"])["regions"]
     if not any(box for row in regions for box in row):
         raise MedgenError("answer_boxes needs regions, and no row of this split has one")
-    import datasets
-
     from schemas.prompts import answer_boxes, with_box_instruction
     from schemas.taxonomy import OVERALL, QUESTION_DIMENSIONS
 
-    feature = dataset.features["dimension"]
-    names = feature.names if isinstance(feature, datasets.ClassLabel) else None
+    dimension_of = _dimension_name(dataset)
 
     def ask(row: dict[str, Any]) -> dict[str, Any]:
-        dimension = names[row["dimension"]] if names else row["dimension"]
+        dimension = dimension_of(row)
         if dimension == OVERALL or dimension not in QUESTION_DIMENSIONS:
             return {}
         changed: dict[str, Any] = {"prompt": with_box_instruction(row["prompt"])}
@@ -95,8 +109,7 @@ def with_answer_boxes(dataset: Any) -> Any:  # -> datasets.Dataset
             changed["completion"] = [{**turn, "content": [{**turn["content"][0], "text": text}]}]
         return changed
 
-    raw = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
-    asked = raw.map(ask, desc="asking for boxes", keep_in_memory=True)
+    asked = _undecoded(dataset).map(ask, desc="asking for boxes", keep_in_memory=True)
     return asked.cast_column("images", dataset.features["images"])
 
 
@@ -182,10 +195,8 @@ def with_candidate_orders(dataset: Any, orders: int, seed: int) -> Any:  # -> da
 
     import datasets
 
-    feature = dataset.features["dimension"]
-    names = feature.names if isinstance(feature, datasets.ClassLabel) else None
-    image_feature = dataset.features["images"]
-    raw = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    dimension_of = _dimension_name(dataset)
+    raw = _undecoded(dataset)
     copies = [raw]
     for k in range(1, orders):
         rng = random.Random(f"{seed}/candidate-orders/{k}")
@@ -193,9 +204,8 @@ def with_candidate_orders(dataset: Any, orders: int, seed: int) -> Any:  # -> da
         def shuffle(row: dict[str, Any], rng: random.Random = rng) -> dict[str, Any]:
             order = list(range(NUM_CANDIDATES))
             rng.shuffle(order)
-            dimension = names[row["dimension"]] if names else row["dimension"]
-            return reordered(row, order, dimension)
+            return reordered(row, order, dimension_of(row))
 
         copies.append(raw.map(shuffle, desc=f"candidate order {k + 1} of {orders}", keep_in_memory=True))
     joined = datasets.concatenate_datasets(copies).shuffle(seed=seed)
-    return joined.cast_column("images", image_feature).flatten_indices(keep_in_memory=True)
+    return joined.cast_column("images", dataset.features["images"]).flatten_indices(keep_in_memory=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 from schemas import LETTERS
 from schemas.models import COMPLETION_RE
-from schemas.regions import Region, iou, parse_boxes, points_to
+from schemas.regions import answered_truths, closeness, parse_boxes
 
 ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 FORMAT_RE = COMPLETION_RE  # one definition of a well-formed completion: schemas.models
@@ -129,19 +129,10 @@ def localisation_score(text: str, answer: str, regions: list[list[Any]]) -> floa
     the best IoU of a box it names for that letter with a true box (1 for a named point or box centre on a true
     point, within ``POINT_RADIUS``), averaged; None when no answered candidate has a true region."""
     named = parse_boxes(text)
-    scores = []
-    for letter, candidate in zip(LETTERS, regions, strict=False):
-        if letter not in answer.split(",") or not candidate:
-            continue
-        truths = [r if isinstance(r, Region) else Region.model_validate(r) for r in candidate]
-        best = 0.0
-        for guess in named.get(letter, []):
-            for truth in truths:
-                if truth.is_point or guess.is_point:
-                    best = max(best, float(points_to(guess, truth)))
-                else:
-                    best = max(best, iou(guess.box, truth.box))
-        scores.append(best)
+    scores = [
+        max((closeness(guess, truth) for guess in named.get(letter, []) for truth in truths), default=0.0)
+        for letter, truths in answered_truths(answer, regions)
+    ]
     return sum(scores) / len(scores) if scores else None
 
 

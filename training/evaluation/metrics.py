@@ -25,8 +25,8 @@ from pydantic import BaseModel, Field
 
 from medgen.errors import MedgenError
 from schemas.models import format_answer
-from schemas.regions import Region, hits, parse_boxes, points_to
-from schemas.taxonomy import LETTERS, OVERALL, QUESTION_DIMENSIONS
+from schemas.regions import answered_truths, hits, parse_boxes, points_to
+from schemas.taxonomy import OVERALL, QUESTION_DIMENSIONS
 from training.rewards import dpa_score, format_reward, parse_answer, parse_gold
 
 ALL = "all"
@@ -107,17 +107,9 @@ def locate(raw: str, question: Question) -> list[tuple[bool, bool]]:
         return []
     named = parse_boxes(raw)
     found = []
-    for letter, candidate in zip(LETTERS, question.regions, strict=False):
-        if letter not in question.answer.split(",") or not candidate:
-            continue
-        truths = [Region.model_validate(region) for region in candidate]
-        guesses = named.get(letter, [])
-        found.append(
-            (
-                any(hits(g, t) for g in guesses for t in truths),
-                any(points_to(g, t) for g in guesses for t in truths),
-            )
-        )
+    for letter, truths in answered_truths(question.answer, question.regions):
+        pairs = [(guess, truth) for guess in named.get(letter, []) for truth in truths]
+        found.append((any(hits(g, t) for g, t in pairs), any(points_to(g, t) for g, t in pairs)))
     return found
 
 
