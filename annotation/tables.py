@@ -104,7 +104,6 @@ def queue_regions(workspace: Workspace, kind: str, annotator: str) -> int:
 
 def team_regions(workspace: Workspace) -> int:
     """The most any active annotator queue asks of regions (the adjudicator's page follows the team's)."""
-    # REVIEW is defined below ADJUDICATION; both are module constants by the time this runs.
     rows = workspace.catalog.query(
         "SELECT MAX(regions) FROM ls_projects WHERE kind NOT IN (?, ?) AND retired_at IS NULL",
         (ADJUDICATION, REVIEW),

@@ -168,7 +168,6 @@ def render_candidate(product: Product, seed: int, defects: dict[str, float], siz
         "scene": scene.params,
         "placement": {"x": x0, "y": y0, "width": w, "height": h, "base_y": base_y, "scale": round(scale, 5)},
         "defects": {kind: params[kind] for kind in visible},
-        "regions": {region.tag: list(region.box) for region in regions},
     }
     return Rendered(
         image=Image.fromarray(image),
